@@ -1,0 +1,3 @@
+from kerakp.cli import main
+
+main()

@@ -1,0 +1,240 @@
+"""The `kerakp` command line. Heavy imports (Keras, TensorFlow) happen inside commands, so `--help` is quick."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from kerakp import __version__
+from kerakp.errors import KerakpError
+
+DEFAULT_QUICKSTART = Path("runs/quickstart")
+
+
+class KerakpGroup(click.Group):
+    """Turns `KerakpError` (bad input) into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KerakpError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=KerakpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kerakp")
+def main():
+    """kerakp: train, evaluate and run facial-landmark models (Keras 3).
+
+    Start with `kerakp quickstart`, which generates a synthetic face set, trains a small model on it and
+    evaluates it end to end.
+    """
+
+
+@main.command()
+def info():
+    """Print versions, the Keras backend and the devices Keras can use."""
+    import platform
+
+    import cv2
+    import keras
+    import numpy
+
+    click.echo(f"kerakp        {__version__}")
+    click.echo(f"python        {platform.python_version()} ({platform.system()} {platform.machine()})")
+    click.echo(f"keras         {keras.__version__} (backend: {keras.backend.backend()})")
+    click.echo(f"numpy         {numpy.__version__}")
+    click.echo(f"opencv        {cv2.__version__}")
+    from kerakp.devices import list_devices
+
+    for backend, devices in list_devices().items():
+        click.echo(f"{backend:<14}{devices}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--images", "num_images", default=600, show_default=True, help="Number of faces.")
+@click.option("--per-person", default=6, show_default=True, help="Images of each synthetic person.")
+@click.option("--size", default=160, show_default=True, help="Image side in pixels.")
+@click.option("--roll", default=25.0, show_default=True, help="Maximum head roll in degrees.")
+@click.option("--seed", default=0, show_default=True)
+def synth(out_dir, num_images, per_person, size, roll, seed):
+    """Generate a synthetic labelled face set (iBUG 68 + expression) in OUT_DIR."""
+    from kerakp.data.synthetic import write_synthetic_set
+
+    if num_images < 1 or per_person < 1 or size < 32:
+        raise KerakpError("--images and --per-person must be at least 1, --size at least 32")
+    csv = write_synthetic_set(out_dir, num_images, per_person, size, roll, seed)
+    click.echo(f"wrote {num_images} faces: {csv}")
+
+
+def _overrides(options: dict, sets: tuple[str, ...]) -> dict:
+    from kerakp.config import parse_value
+
+    overrides = {k: v for k, v in options.items() if v is not None}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KerakpError(f"--set expects KEY=VALUE, got '{item}'")
+        overrides[key.strip()] = parse_value(value.strip())
+    return overrides
+
+
+def _run_training(data_path, data_format, config_path, out, resume, overrides):
+    from kerakp.config import load_config
+    from kerakp.data.readers import load_dataset
+    from kerakp.train import train
+
+    config = load_config(config_path, overrides)
+    from kerakp.models.backbones import get_backbone_spec
+
+    get_backbone_spec(config.backbone)
+    data = load_dataset(data_path, data_format)
+    click.echo(f"data: {len(data)} images, markup {data.schema.name}, from {data.source}")
+    return train(config, data, out, resume=resume)
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Labelled set (CSV or folder).")
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(["auto", "ytf68", "pts", "csv"]))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML recipe (see configs/).")
+@click.option("--out", default=Path("runs/train"), show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--backbone", help="mobilenetv2, efficientnetv2b0, resnet18, resnet34, resnet50 or simplecnn.")
+@click.option("--weights", help="none, imagenet, or a local weights file for the backbone.")
+@click.option("--input-size", type=int, help="Model input side in pixels.")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--learning-rate", "--lr", "learning_rate", type=float)
+@click.option("--loss", type=click.Choice(["huber", "mse", "wing"]))
+@click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
+@click.option("--seed", type=int)
+@click.option("--workers", type=int, help="Data-loading workers.")
+@click.option("--tensorboard/--no-tensorboard", default=None, help="Also write TensorBoard logs.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. augment.rotation=10.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+def train(data_path, data_format, config_path, out, resume, sets, **options):
+    """Train a landmark model; writes model.keras, history and curves into --out."""
+    model_path = _run_training(data_path, data_format, config_path, out, resume, _overrides(options, sets))
+    click.echo(f"model: {model_path}\ncurves: {out / 'training_curves.png'}")
+
+
+def _subset(data, model, subset: str):
+    from kerakp.data.readers import split_by_person
+
+    if subset == "all":
+        return data
+    if not model.split:
+        raise KerakpError("this model records no validation split; use --subset all")
+    train_idx, val_idx = split_by_person(data, model.split["val_fraction"], model.split["seed"])
+    chosen = val_idx if subset == "val" else train_idx
+    if not chosen:
+        raise KerakpError(f"the '{subset}' subset of this data is empty")
+    return data.subset(chosen)
+
+
+def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
+    from kerakp.data.readers import load_dataset
+    from kerakp.evaluate import evaluate, format_metrics
+    from kerakp.inference import Predictor
+
+    predictor = Predictor(model_path, box=box, passes=passes, fallback="full")
+    data = load_dataset(data_path, data_format)
+    if data.schema.name != predictor.schema.name:
+        raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {predictor.schema.name}")
+    data = _subset(data, predictor.model, subset)
+    metrics = evaluate(predictor, data, out, label=f"{Path(model_path).stem} on {subset}")
+    click.echo(format_metrics(metrics))
+    click.echo(f"report: {out / 'metrics.json'}, {out / 'per_image.csv'}\nplots:  {out / 'ced.png'}, {out / 'grid.png'}")
+    return metrics
+
+
+BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path))
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(["auto", "ytf68", "pts", "csv"]))
+@click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "oracle", "full"]), help=BOX_HELP)
+@click.option("--passes", default=2, show_default=True, help="Crop passes; each re-crops around the last prediction.")
+@click.option("--subset", default="all", show_default=True, type=click.Choice(["all", "val", "train"]),
+              help="Evaluate on the model's own person-wise validation split (val), its training part, or all.")
+@click.option("--out", default=Path("runs/evaluate"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def evaluate(model, data_path, data_format, box, passes, subset, out):
+    """Measure MODEL end to end on labelled data: NME, PCK, AUC, failure rate; CED and grid plots."""
+    _evaluate(model, data_path, data_format, box, passes, out, subset)
+
+
+def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    from kerakp.data.readers import IMAGE_SUFFIXES
+
+    items = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            items += [(str(p.relative_to(path)), p) for p in found]
+        elif path.is_file():
+            items.append((str(path), path))
+        else:
+            raise KerakpError(f"{path}: no such image or folder")
+    if not items:
+        raise KerakpError("no images found in " + ", ".join(map(str, paths)))
+    return items
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", default=Path("predictions.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
+@click.option("--passes", default=2, show_default=True)
+def predict(model, paths, out, box, passes):
+    """Predict landmarks for images or folders; CSV columns image, found, x0, y0, ... in image pixels."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from kerakp.data.readers import read_image
+    from kerakp.inference import Predictor
+
+    predictor = Predictor(model, box=box, passes=passes)
+    items = _image_list(paths)
+    rows = []
+    for name, path in tqdm(items, desc="predicting", unit="img"):
+        result = predictor.predict(read_image(path))
+        coords = result.points.ravel().round(2).tolist() if result.points is not None else [None] * (2 * predictor.schema.num_points)
+        rows.append([name, int(result.points is not None), *coords])
+    columns = ["image", "found"] + [f"{a}{i}" for i in range(predictor.schema.num_points) for a in "xy"]
+    frame = pd.DataFrame(rows, columns=columns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(out)
+    click.echo(f"{int(frame['found'].sum())} of {len(frame)} faces found; wrote {out}")
+
+
+@main.command()
+@click.option("--out", default=DEFAULT_QUICKSTART, show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--images", "num_images", default=600, show_default=True, help="Synthetic faces to generate.")
+@click.option("--epochs", default=None, type=int, help="Override the recipe's epochs.")
+def quickstart(out, num_images, epochs):
+    """Generate synthetic faces, train a small model, evaluate it end to end and print the results."""
+    from kerakp.data.synthetic import write_synthetic_set
+
+    data_csv = out / "data" / "landmarks.csv"
+    if not data_csv.is_file():
+        write_synthetic_set(out / "data", num_images)
+    recipe = Path(__file__).parent / "recipes" / "quickstart.yaml"
+    model_path = _run_training(data_csv, "ytf68", recipe, out / "run", False, {"epochs": epochs})
+    click.echo("\nend-to-end evaluation on the held-out synthetic persons (Haar detector boxes):")
+    _evaluate(model_path, data_csv, "ytf68", "detector", 2, out / "evaluate", "val")
+    click.echo(f"training curves: {out / 'run' / 'training_curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Training recipes: a YAML file of `TrainConfig` keys, overridden by command-line options and `--set KEY=VALUE`."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from kerakp.data.augment import Augment
+from kerakp.errors import KerakpError
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of `kerakp train`; the YAML recipes in `configs/` set a subset of these."""
+
+    backbone: str = "mobilenetv2"
+    weights: str = "none"            # none | imagenet | path of a local weights file
+    input_size: int = 128
+    head_units: int = 256
+    dropout: float = 0.2
+    loss: str = "huber"              # huber | mse | wing
+    huber_delta: float = 0.01        # in crop fractions (0.01 = 1.3 px at 128 px)
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    clipnorm: float = 1.0
+    patience: int = 8                # EarlyStopping on val_loss; restores the best weights
+    val_fraction: float = 0.15       # person-wise validation split
+    seed: int = 0
+    crop_scale: float = 1.25         # crop side / landmark-box side
+    workers: int = 1
+    use_multiprocessing: bool = False
+    calibration_images: int = 300    # training images used to fit the detector-box calibration
+    tensorboard: bool = False
+    augment: dict = field(default_factory=lambda: Augment().to_dict())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_value(text: str):
+    """A `--set` value: YAML scalars (numbers, true/false, null, lists) or a plain string."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(values: dict, overrides: dict) -> dict:
+    """Set dotted keys (`augment.rotation`) into a nested dict, refusing unknown ones."""
+    values = {**values, "augment": dict(values.get("augment", {}))}
+    known_augment = set(Augment().to_dict())
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        head, _, sub = key.partition(".")
+        if head == "augment" and sub:
+            if sub not in known_augment:
+                raise KerakpError(f"unknown augment key '{sub}' (known: {', '.join(sorted(known_augment))})")
+            values["augment"][sub] = value
+        elif head in {f.name for f in fields(TrainConfig)} and not sub:
+            values[head] = value
+        else:
+            raise KerakpError(f"unknown config key '{key}' (known: {', '.join(f.name for f in fields(TrainConfig))})")
+    return values
+
+
+def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults <- YAML recipe <- overrides; unknown keys and wrong types get one clear line."""
+    values = TrainConfig().to_dict()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise KerakpError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise KerakpError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise KerakpError(f"{path}: expected a mapping of config keys")
+        flat = {k: v for k, v in loaded.items() if k != "augment"}
+        flat.update({f"augment.{k}": v for k, v in (loaded.get("augment") or {}).items()})
+        values = apply_overrides(values, flat)
+    values = apply_overrides(values, overrides or {})
+    config = TrainConfig(**values)
+    for f in fields(TrainConfig):
+        value, default = getattr(config, f.name), getattr(TrainConfig(), f.name)
+        if isinstance(default, bool) and not isinstance(value, bool) \
+                or isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)) \
+                or isinstance(default, str) and not isinstance(value, str):
+            raise KerakpError(f"config key '{f.name}': expected {type(default).__name__}, got {value!r}")
+    for f in fields(TrainConfig):
+        if type(getattr(TrainConfig(), f.name)) is int:
+            if float(getattr(config, f.name)) != int(getattr(config, f.name)):
+                raise KerakpError(f"config key '{f.name}': expected a whole number, got {getattr(config, f.name)!r}")
+            setattr(config, f.name, int(getattr(config, f.name)))
+    return config

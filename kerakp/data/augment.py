@@ -1,0 +1,61 @@
+"""Training augmentation: one random affine in crop space (flip, rotation, scale, shift, shear) plus
+photometric changes (brightness, contrast, optional CLAHE). Geometry is a matrix, so keypoints follow
+the image exactly; a horizontal flip also re-indexes the points through the markup's flip map."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from kerakp.data.geometry import about_centre
+
+
+@dataclass
+class Augment:
+    """Ranges of the random transforms; zero switches one off."""
+
+    flip: float = 0.5          # probability of a horizontal flip
+    rotation: float = 20.0     # max |degrees|
+    scale: float = 0.1         # max relative zoom in or out
+    translate: float = 0.06    # max shift, fraction of the crop side
+    shear: float = 0.05        # max shear factor
+    brightness: float = 0.2    # max relative brightness change
+    contrast: float = 0.2      # max relative contrast change
+    clahe: float = 0.0         # probability of CLAHE on the lightness channel
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "Augment":
+        return cls(**(values or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def random_affine(rng: np.random.Generator, aug: Augment, size: int) -> tuple[np.ndarray, bool]:
+    """A random 3 x 3 crop-space matrix and whether it mirrors the image."""
+    angle = np.deg2rad(rng.uniform(-aug.rotation, aug.rotation))
+    zoom = 1.0 + rng.uniform(-aug.scale, aug.scale)
+    shear = rng.uniform(-aug.shear, aug.shear)
+    flipped = bool(rng.random() < aug.flip)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    linear = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) * zoom
+    if flipped:
+        linear = np.diag([-1.0, 1.0]) @ linear
+    matrix = about_centre(linear, size)
+    matrix[:2, 2] += rng.uniform(-aug.translate, aug.translate, 2) * size
+    return matrix, flipped
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Random brightness/contrast (and CLAHE) on an RGB uint8 image."""
+    if aug.clahe > 0 and rng.random() < aug.clahe:
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+        lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
+        image = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    out = image.astype(np.float32)
+    mean = out.mean()
+    contrast = 1.0 + rng.uniform(-aug.contrast, aug.contrast)
+    brightness = 1.0 + rng.uniform(-aug.brightness, aug.brightness)
+    out = ((out - mean) * contrast + mean) * brightness
+    return np.clip(out, 0, 255)

@@ -1,0 +1,71 @@
+"""Face boxes, crop boxes and the affine maps between original pixels and model-input pixels.
+
+Pixel coordinates follow OpenCV: the centre of pixel (col, row) is at (x, y) = (col, row). A crop is a
+square `CropBox` in the original image; `crop_matrix` maps it onto an S x S model input, and every
+augmentation is one more 3 x 3 matrix composed onto it, so the inverse map is one matrix inverse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square region of the original image: centre and side length in pixels."""
+
+    cx: float
+    cy: float
+    side: float
+
+
+def points_box(points: np.ndarray) -> np.ndarray | None:
+    """Tight (x0, y0, x1, y1) box of the labelled points, or None when none is labelled."""
+    valid = points[~np.isnan(points).any(axis=-1)]
+    if len(valid) == 0:
+        return None
+    return np.array([*valid.min(axis=0), *valid.max(axis=0)], dtype=np.float64)
+
+
+def crop_from_box(box, scale: float) -> CropBox:
+    """Square crop centred on a landmark box, `scale` times its longer side."""
+    x0, y0, x1, y1 = box
+    return CropBox((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0, 1.0) * scale)
+
+
+def crop_matrix(crop: CropBox, size: int) -> np.ndarray:
+    """3 x 3 matrix taking original pixels to the pixels of a `size` x `size` crop."""
+    s = size / crop.side
+    half = (size - 1) / 2
+    return np.array([[s, 0, half - s * crop.cx], [0, s, half - s * crop.cy], [0, 0, 1]], dtype=np.float64)
+
+
+def about_centre(linear: np.ndarray, size: int) -> np.ndarray:
+    """Embed a 2 x 2 linear map acting about the centre of a `size` x `size` crop as a 3 x 3 matrix."""
+    half = (size - 1) / 2
+    to_origin = np.array([[1, 0, -half], [0, 1, -half], [0, 0, 1]], dtype=np.float64)
+    back = np.array([[1, 0, half], [0, 1, half], [0, 0, 1]], dtype=np.float64)
+    m = np.eye(3)
+    m[:2, :2] = linear
+    return back @ m @ to_origin
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 3 x 3 affine matrix to (..., 2) points; NaN points stay NaN."""
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Resample `image` through `matrix` into a `size` x `size` crop (black outside the image)."""
+    scale = np.sqrt(abs(np.linalg.det(matrix[:2, :2])))
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    if interpolation == cv2.INTER_AREA:
+        # INTER_AREA only averages for pure resizes: shrink first, then warp the rest at ~1:1.
+        factor = scale * 1.5
+        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        # pixel centres: x_small = factor * (x + 0.5) - 0.5
+        pre = np.array([[factor, 0, 0.5 * factor - 0.5], [0, factor, 0.5 * factor - 0.5], [0, 0, 1]])
+        return warp(small, matrix @ np.linalg.inv(pre), size)
+    return cv2.warpAffine(image, matrix[:2], (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)

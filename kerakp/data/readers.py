@@ -1,0 +1,246 @@
+"""Readers for labelled face sets. Each returns a `LandmarkSet` in original-image pixels (NaN = missing).
+
+Supported layouts (`load_dataset` detects which from the path):
+- `ytf68`: a CSV whose first column (empty header) names an image and whose next 2K columns are
+  x0, y0, ..., x{K-1}, y{K-1}; images beside it or in a folder named after the CSV's prefix.
+- `pts`: a folder of image + `.pts` pairs (300-W), 1-based coordinates.
+- `csv`: `image_name,point_1_x,point_1_y,...` (the 5-point seed format; -1 marks a missing value).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kerakp.errors import KerakpError
+from kerakp.schemas import Schema, get_schema, schema_for_points
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FORMATS = ("auto", "ytf68", "pts", "csv")
+
+
+@dataclass
+class LandmarkSet:
+    """Images (by path) with keypoints (N, K, 2) in original pixels, a person id per image, optional boxes."""
+
+    schema: Schema
+    paths: list[Path]
+    keypoints: np.ndarray
+    persons: list[str]
+    boxes: np.ndarray | None = None
+    source: str = ""
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.names:
+            self.names = [p.name for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices) -> "LandmarkSet":
+        indices = list(indices)
+        return LandmarkSet(
+            self.schema,
+            [self.paths[i] for i in indices],
+            self.keypoints[indices],
+            [self.persons[i] for i in indices],
+            None if self.boxes is None else self.boxes[indices],
+            self.source,
+            [self.names[i] for i in indices],
+        )
+
+
+def person_of(file_name: str) -> str:
+    """Person id from a file name: `Luis_Fonsi_21.jpg` -> `Luis_Fonsi`, `helen_232194_1.jpg` -> `helen_232194`."""
+    stem = Path(file_name).stem
+    return re.sub(r"_\d+$", "", stem) or stem
+
+
+def _parse_numbers(values, where: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        for value in values:
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise KerakpError(f"{where}: cannot parse '{value}' as a number") from None
+        raise
+
+
+def _check_image(path: Path, where: str) -> Path:
+    if not path.is_file():
+        raise KerakpError(f"{where}: image not found: {path}")
+    return path
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise KerakpError(f"{path}: file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise KerakpError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+
+
+def _rows_to_points(frame: pd.DataFrame, path: Path, missing: float | None) -> np.ndarray:
+    """Parse the coordinate columns of every row, naming the row (1-based, header = row 1) on error."""
+    coords = np.empty((len(frame), frame.shape[1] - 1), dtype=np.float64)
+    for row, values in enumerate(frame.iloc[:, 1:].itertuples(index=False)):
+        values = [v if v.strip() != "" else "nan" for v in values]
+        coords[row] = _parse_numbers(values, f"{path} row {row + 2}")
+    if missing is not None:
+        coords[coords == missing] = np.nan
+    return coords.reshape(len(frame), -1, 2)
+
+
+def _image_dir_for(csv_path: Path, first_name: str) -> Path:
+    prefix = csv_path.stem.split("_")[0]
+    for folder in (csv_path.parent / prefix, csv_path.parent / "images", csv_path.parent):
+        if (folder / first_name).is_file():
+            return folder
+    return csv_path.parent
+
+
+def read_ytf68(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
+    """Read the YTF-68 layout: file name column + x0,y0..x{K-1},y{K-1} in pixels."""
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path)
+    if frame.shape[1] < 3 or (frame.shape[1] - 1) % 2:
+        raise KerakpError(f"{csv_path}: expected a name column plus 2K coordinate columns, got {frame.shape[1]} columns")
+    the_schema = get_schema(schema) if schema else schema_for_points((frame.shape[1] - 1) // 2)
+    if frame.shape[1] != 1 + 2 * the_schema.num_points:
+        raise KerakpError(f"{csv_path}: {frame.shape[1]} columns, markup {the_schema.name} needs {1 + 2 * the_schema.num_points}")
+    if len(frame) == 0:
+        raise KerakpError(f"{csv_path}: no rows")
+    names = frame.iloc[:, 0].tolist()
+    folder = Path(image_dir) if image_dir else _image_dir_for(csv_path, names[0])
+    keypoints = _rows_to_points(frame, csv_path, missing=None)
+    paths = [_check_image(folder / name, f"{csv_path} row {i + 2}") for i, name in enumerate(names)]
+    return LandmarkSet(the_schema, paths, keypoints, [person_of(n) for n in names], source=str(csv_path), names=names)
+
+
+def read_pts_file(path: Path, num_points: int | None = None) -> np.ndarray:
+    """One 300-W `.pts` file as (K, 2) 0-based pixel coordinates."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    try:
+        start, end = lines.index("{"), lines.index("}")
+    except ValueError:
+        raise KerakpError(f"{path}: not a .pts file (no '{{' ... '}}' block)") from None
+    header = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines[:start])}
+    rows = lines[start + 1:end]
+    expected = int(header.get("n_points", len(rows)))
+    if len(rows) != expected or (num_points and expected != num_points):
+        raise KerakpError(f"{path}: {len(rows)} points listed, header says {expected}"
+                          + (f", markup needs {num_points}" if num_points else ""))
+    points = np.empty((len(rows), 2))
+    for i, row in enumerate(rows):
+        values = row.split()
+        if len(values) != 2:
+            raise KerakpError(f"{path} line {start + 2 + i + 1}: expected 'x y', got '{row}'")
+        points[i] = _parse_numbers(values, f"{path} line {start + 2 + i + 1}")
+    return points - 1.0
+
+
+def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
+    """Read a folder of image + `.pts` pairs (300-W); person id = source photo."""
+    folder = Path(folder)
+    pts_files = sorted(folder.glob("*.pts"))
+    if not pts_files:
+        raise KerakpError(f"{folder}: no .pts files")
+    keypoints, paths = [], []
+    for pts in pts_files:
+        images = [pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()]
+        if not images:
+            raise KerakpError(f"{pts}: no image with the same name ({'/'.join(IMAGE_SUFFIXES)})")
+        paths.append(images[0])
+        keypoints.append(read_pts_file(pts))
+    counts = {len(k) for k in keypoints}
+    if len(counts) != 1:
+        raise KerakpError(f"{folder}: .pts files disagree on the number of points ({sorted(counts)})")
+    the_schema = get_schema(schema) if schema else schema_for_points(counts.pop())
+    return LandmarkSet(the_schema, paths, np.stack(keypoints), [person_of(p.name) for p in paths], source=str(folder))
+
+
+def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
+    """Read `image_name,point_1_x,point_1_y,...` (-1 = missing) with images beside the CSV or in image_dir."""
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path)
+    expected = ["image_name"] + [f"point_{i}_{a}" for i in range(1, (frame.shape[1] - 1) // 2 + 1) for a in "xy"]
+    if list(frame.columns) != expected or frame.shape[1] < 3:
+        raise KerakpError(f"{csv_path}: header must be image_name,point_1_x,point_1_y,...; got {','.join(frame.columns[:4])}...")
+    the_schema = get_schema(schema) if schema else schema_for_points((frame.shape[1] - 1) // 2)
+    names = frame["image_name"].tolist()
+    folder = Path(image_dir) if image_dir else _image_dir_for(csv_path, names[0] if names else "")
+    keypoints = _rows_to_points(frame, csv_path, missing=-1.0)
+    paths = [_check_image(folder / name, f"{csv_path} row {i + 2}") for i, name in enumerate(names)]
+    return LandmarkSet(the_schema, paths, keypoints, [person_of(n) for n in names], source=str(csv_path), names=names)
+
+
+def detect_format(path: Path) -> tuple[str, Path]:
+    """Guess the layout of a data path; returns (format, the file or folder to read)."""
+    if path.is_dir():
+        if any(path.glob("*.pts")):
+            return "pts", path
+        csvs = sorted(path.glob("*.csv"))
+        if len(csvs) == 1:
+            return detect_format(csvs[0])
+        keypoint_csvs = [c for c in csvs if "keypoints" in c.name or c.name == "landmarks.csv"]
+        if len(keypoint_csvs) == 1:
+            return detect_format(keypoint_csvs[0])
+        raise KerakpError(f"{path}: cannot tell the data format (no .pts files, {len(csvs)} CSV files); pass --format")
+    if path.suffix.lower() == ".csv":
+        with open(path, errors="replace") as handle:
+            first = handle.readline()
+        return ("csv" if first.startswith("image_name") else "ytf68"), path
+    raise KerakpError(f"{path}: unknown data format (expected a CSV file or a folder of .pts files)")
+
+
+def load_dataset(path, format: str = "auto", schema: str | None = None) -> LandmarkSet:
+    """Read a labelled set in any supported layout."""
+    path = Path(path)
+    if not path.exists():
+        raise KerakpError(f"{path}: no such file or folder")
+    if format not in FORMATS:
+        raise KerakpError(f"unknown data format '{format}' (known: {', '.join(FORMATS)})")
+    if format == "auto":
+        format, path = detect_format(path)
+    elif path.is_dir() and format != "pts":
+        format, path = format, detect_format(path)[1]
+    reader = {"ytf68": read_ytf68, "pts": read_pts_folder, "csv": read_point_csv}[format]
+    return reader(path, schema=schema)
+
+
+def read_image(path) -> np.ndarray:
+    """Decode an image file as RGB uint8; a clear error for a missing or corrupt file."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise KerakpError(f"{path}: image not found")
+    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise KerakpError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def split_by_person(data: LandmarkSet, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Training and validation indices with no person in both; deterministic for (fraction, seed)."""
+    persons = sorted(set(data.persons))
+    if val_fraction <= 0 or len(persons) < 2:
+        return list(range(len(data))), []
+    order = np.random.default_rng(seed).permutation(len(persons))
+    wanted, chosen, count = val_fraction * len(data), set(), 0
+    per_person = pd.Series(data.persons).value_counts()
+    for i in order:
+        if count >= wanted or len(chosen) == len(persons) - 1:
+            break
+        chosen.add(persons[i])
+        count += per_person[persons[i]]
+    val = [i for i, p in enumerate(data.persons) if p in chosen]
+    train = [i for i, p in enumerate(data.persons) if p not in chosen]
+    return train, val

@@ -1,0 +1,76 @@
+"""`KeypointSequence`: batches of face crops and regression targets for `model.fit`.
+
+Each sample: decode the image once (cached), crop a square around its landmark box (`crop_scale` times
+the box side, the same rule inference uses), apply a random affine and photometric augmentation when
+training, and encode the keypoints. Randomness comes from (seed, epoch, index), so a batch is the same
+whatever worker builds it.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from kerakp.codecs import encode_regression
+from kerakp.data.augment import Augment, photometric, random_affine
+from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp
+from kerakp.data.readers import LandmarkSet, read_image
+from kerakp.errors import KerakpError
+
+
+class KeypointSequence(keras.utils.PyDataset):
+    """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing)."""
+
+    def __init__(self, data: LandmarkSet, input_size: int, batch_size: int = 32, augment: Augment | None = None,
+                 crop_scale: float = 1.25, shuffle: bool = False, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if len(data) == 0:
+            raise KerakpError("no images to train or validate on")
+        self.data, self.input_size, self.batch_size = data, input_size, batch_size
+        self.augment, self.crop_scale, self.shuffle, self.seed = augment, crop_scale, shuffle, seed
+        self.epoch = 0
+        self._images: dict[int, np.ndarray] = {}
+        self._order = self._make_order()
+
+    def _make_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.data))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._make_order()
+
+    def image(self, index: int) -> np.ndarray:
+        if index not in self._images:
+            self._images[index] = read_image(self.data.paths[index])
+        return self._images[index]
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """One crop (S, S, 3) float32 and its keypoints (K, 2) in crop pixels."""
+        points = self.data.keypoints[index]
+        box = points_box(points)
+        if box is None:
+            raise KerakpError(f"{self.data.paths[index]}: no labelled points to crop around")
+        matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
+        flipped = False
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            augmentation, flipped = random_affine(rng, self.augment, self.input_size)
+            matrix = augmentation @ matrix
+        crop = warp(self.image(index), matrix, self.input_size)
+        crop_points = transform_points(matrix, points)
+        if flipped:
+            crop_points = crop_points[list(self.data.schema.flip)]
+        if self.augment is not None:
+            crop = photometric(crop, rng, self.augment)
+        return crop.astype(np.float32), crop_points
+
+    def __getitem__(self, batch: int):
+        indices = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        crops, points = zip(*(self.sample(int(i)) for i in indices))
+        return np.stack(crops), encode_regression(np.stack(points), self.input_size)

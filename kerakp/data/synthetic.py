@@ -1,0 +1,177 @@
+"""Synthetic faces drawn with OpenCV, with exact iBUG-68 ground truth and an expression label.
+
+Each person has a face shape (proportions, skin tone, hair); each image draws that person with a random
+roll, scale, shift, lighting and one of three expressions that change the mouth: `smile` widens the mouth
+and lifts its corners, `frown` drops them, `neutral` does neither. `write_synthetic_set` saves a set in
+the YTF-68 layout (`landmarks.csv` + `images/`) plus `attributes.csv` (person, expression, roll).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+EXPRESSIONS = ("neutral", "smile", "frown")
+SKIN_TONES = np.array([[255, 224, 196], [241, 194, 155], [224, 172, 130], [198, 134, 96], [141, 85, 56], [94, 60, 40]])
+
+
+@dataclass
+class Person:
+    """The fixed shape and colours of one synthetic identity."""
+
+    face_width: float
+    jaw_height: float
+    eye_spread: float
+    eye_height: float
+    nose_length: float
+    mouth_y: float
+    mouth_half_width: float
+    skin: np.ndarray
+    hair: np.ndarray
+    iris: np.ndarray
+
+
+def random_person(rng: np.random.Generator) -> Person:
+    tone = SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 8, 3)
+    return Person(
+        face_width=rng.uniform(0.92, 1.1), jaw_height=rng.uniform(1.15, 1.35), eye_spread=rng.uniform(0.46, 0.55),
+        eye_height=rng.uniform(0.055, 0.08), nose_length=rng.uniform(0.9, 1.1), mouth_y=rng.uniform(0.58, 0.68),
+        mouth_half_width=rng.uniform(0.34, 0.4), skin=np.clip(tone, 0, 255),
+        hair=rng.uniform(10, 120, 3), iris=rng.uniform(30, 140, 3),
+    )
+
+
+def face_points(person: Person, expression: str, rng: np.random.Generator) -> np.ndarray:
+    """68 points of a frontal face in a unit frame: eye centres near (+-0.5, -0.3), chin near y = 1.1."""
+    p = np.zeros((68, 2))
+    theta = np.linspace(np.pi, 0, 17)
+    p[0:17] = np.c_[person.face_width * np.cos(theta), -0.2 + person.jaw_height * np.sin(theta) ** 1.15]
+    for side, start in ((-1, 17), (1, 22)):
+        xs = np.linspace(0.88, 0.15, 5) if side < 0 else np.linspace(0.15, 0.88, 5)
+        p[start:start + 5] = np.c_[side * xs, -0.55 - 0.09 * np.sin(np.linspace(0.2, np.pi - 0.2, 5))]
+    p[27:31] = np.c_[np.zeros(4), np.linspace(-0.38, 0.15 * person.nose_length, 4)]
+    nose_y = 0.27 * person.nose_length
+    p[31:36] = np.c_[np.linspace(-0.2, 0.2, 5), nose_y + np.array([-0.03, 0.0, 0.02, 0.0, -0.03])]
+    e, h = person.eye_spread, person.eye_height
+    for side, start in ((-1, 36), (1, 42)):
+        outer, inner = side * (e + 0.22), side * (e - 0.22)
+        ring = [outer, outer * 0.64 + inner * 0.36, outer * 0.36 + inner * 0.64, inner]
+        eye = [(ring[0], -0.3), (ring[1], -0.3 - h), (ring[2], -0.3 - h), (ring[3], -0.3), (ring[2], -0.3 + h), (ring[1], -0.3 + h)]
+        if side > 0:  # right eye starts at its inner corner: 42 inner, 43-44 top, 45 outer, 46-47 bottom
+            eye = [eye[3], eye[2], eye[1], eye[0], eye[5], eye[4]]
+        p[start:start + 6] = eye
+    half = person.mouth_half_width
+    lift, opening = 0.0, rng.uniform(0.0, 0.02)
+    if expression == "smile":
+        half *= rng.uniform(1.3, 1.45)
+        lift = rng.uniform(0.07, 0.12)
+        opening = rng.uniform(0.0, 0.08)
+    elif expression == "frown":
+        lift = -rng.uniform(0.06, 0.1)
+    my = person.mouth_y
+    xs = half * np.array([-1, -0.6, -0.25, 0, 0.25, 0.6, 1])
+    corner_y = my - lift
+    bend = lambda x: corner_y + (my - corner_y) * (1 - (x / half) ** 2)  # noqa: E731 - the lip line
+    upper = bend(xs) - np.array([0, 0.05, 0.07, 0.055, 0.07, 0.05, 0]) - opening / 2
+    lower_x = xs[[5, 4, 3, 2, 1]]
+    lower = bend(lower_x) + 0.09 + opening / 2 - 0.03 * (np.abs(lower_x) / half)
+    p[48:55] = np.c_[xs, upper]
+    p[55:60] = np.c_[lower_x, lower]
+    inner_x = half * np.array([-0.85, -0.35, 0, 0.35, 0.85])
+    inner_upper = bend(inner_x) - opening / 2
+    inner_lower_x = inner_x[[3, 2, 1]]
+    p[60:65] = np.c_[inner_x, inner_upper]
+    p[65:68] = np.c_[inner_lower_x, bend(inner_lower_x) + opening / 2]
+    return p
+
+
+def _pose_matrix(rng: np.random.Generator, size: int, roll_range: float) -> tuple[np.ndarray, float]:
+    roll = rng.uniform(-roll_range, roll_range)
+    scale = size * rng.uniform(0.17, 0.24)
+    angle = np.deg2rad(roll)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
+    rot[:, 0] *= rng.uniform(0.9, 1.0)  # a hint of yaw: the face narrows
+    centre = size / 2 + rng.uniform(-0.08, 0.08, 2) * size + np.array([0, -0.05 * size])
+    return np.c_[rot, centre], roll
+
+
+def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Render one face; returns the RGB image and its 68 points in pixels."""
+    to_px = lambda q: q @ matrix[:, :2].T + matrix[:, 2]  # noqa: E731
+    pts = to_px(points_unit)
+    background = np.empty((size, size, 3), np.float64)
+    ramp = np.linspace(0, 1, size)[:, None]
+    c0, c1 = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
+    background[:] = (c0 * (1 - ramp) + c1 * ramp)[:, None, :]
+    image = np.clip(background + rng.normal(0, 6, background.shape), 0, 255).astype(np.uint8)
+    ipt = lambda q: np.round(q * 16).astype(np.int32)  # noqa: E731 - sub-pixel drawing, shift=4
+    draw = dict(lineType=cv2.LINE_AA, shift=4)
+    crown = to_px(np.c_[np.cos(np.linspace(0, np.pi, 25)) * -1.05 * person.face_width, -0.2 - 1.1 * np.sin(np.linspace(0, np.pi, 25))])
+    cv2.fillPoly(image, [ipt(np.r_[crown, pts[[16]], pts[[0]]])], person.hair.tolist(), **draw)
+    forehead = to_px(np.c_[np.cos(np.linspace(0, np.pi, 25)) * -person.face_width, -0.2 - 0.85 * np.sin(np.linspace(0, np.pi, 25))])
+    skin = person.skin.tolist()
+    cv2.fillPoly(image, [ipt(np.r_[pts[0:17], forehead[::-1]])], skin, **draw)
+    for side in (1, -1):  # ears
+        ear = to_px(np.array([[side * person.face_width * 1.02, -0.25]]))[0]
+        cv2.ellipse(image, tuple(ipt(ear)), tuple(ipt(np.array([0.1, 0.22]) * np.linalg.norm(matrix[:, 0])).tolist()), 0, 0, 360, skin, -1, **draw)
+    shade = (person.skin * 0.55).tolist()
+    cv2.polylines(image, [ipt(pts[0:17])], False, shade, 1, **draw)
+    brow_px = max(1, int(np.linalg.norm(matrix[:, 0]) * 0.06))
+    for a, b in ((17, 22), (22, 27)):
+        cv2.polylines(image, [ipt(pts[a:b])], False, (person.hair * 0.8).tolist(), brow_px, **draw)
+    for a in (36, 42):
+        eye = pts[a:a + 6]
+        cv2.fillPoly(image, [ipt(eye)], (235, 235, 235), **draw)
+        centre = eye.mean(axis=0)
+        radius = 0.8 * (eye[:, 1].max() - eye[:, 1].min()) / 2
+        cv2.circle(image, tuple(ipt(centre)), int(radius * 16), person.iris.tolist(), -1, **draw)
+        cv2.circle(image, tuple(ipt(centre)), int(radius * 8), (15, 15, 15), -1, **draw)
+        cv2.polylines(image, [ipt(eye)], True, (40, 30, 30), 1, **draw)
+    cv2.polylines(image, [ipt(pts[27:31])], False, shade, 1, **draw)
+    cv2.polylines(image, [ipt(pts[31:36])], False, shade, 1, **draw)
+    lips = (person.skin * np.array([0.85, 0.45, 0.45])).tolist()
+    cv2.fillPoly(image, [ipt(pts[48:60])], lips, **draw)
+    cv2.fillPoly(image, [ipt(np.r_[pts[60:65], pts[65:68]])], (60, 20, 25), **draw)
+    light = np.linspace(rng.uniform(0.65, 1.0), rng.uniform(0.95, 1.3), size)
+    light = light[None, :] if rng.random() < 0.5 else light[:, None]
+    image = image.astype(np.float64) * light[..., None] * rng.uniform(0.8, 1.15)
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.0)) + rng.normal(0, 3, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), pts
+
+
+def synthetic_face(rng: np.random.Generator, person: Person | None = None, expression: str | None = None,
+                   size: int = 160, roll_range: float = 25.0) -> dict:
+    """One synthetic face: image (RGB uint8), points (68, 2), expression and roll in degrees."""
+    person = person or random_person(rng)
+    expression = expression or EXPRESSIONS[rng.integers(len(EXPRESSIONS))]
+    matrix, roll = _pose_matrix(rng, size, roll_range)
+    image, points = draw_face(person, face_points(person, expression, rng), matrix, size, rng)
+    return {"image": image, "points": points, "expression": expression, "roll": roll}
+
+
+def write_synthetic_set(out_dir, num_images: int = 600, images_per_person: int = 6, size: int = 160,
+                        roll_range: float = 25.0, seed: int = 0, progress: bool = True) -> Path:
+    """Write a synthetic set in the YTF-68 layout; returns the path of its `landmarks.csv`."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows, attributes = [], []
+    person = None
+    for i in tqdm(range(num_images), desc="synthetic faces", disable=not progress, unit="img"):
+        if i % images_per_person == 0:
+            person = random_person(rng)
+        name = f"Synth_Person_{i // images_per_person:04d}_{i % images_per_person:02d}.jpg"
+        face = synthetic_face(rng, person, size=size, roll_range=roll_range)
+        cv2.imwrite(str(out_dir / "images" / name), cv2.cvtColor(face["image"], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rows.append([name, *face["points"].ravel().round(3)])
+        attributes.append({"image": name, "person": name.rsplit("_", 1)[0], "expression": face["expression"], "roll": round(face["roll"], 2)})
+    header = [""] + [str(i) for i in range(136)]
+    pd.DataFrame(rows, columns=header).to_csv(out_dir / "landmarks.csv.tmp", index=False)
+    pd.DataFrame(attributes).to_csv(out_dir / "attributes.csv", index=False)
+    (out_dir / "landmarks.csv.tmp").replace(out_dir / "landmarks.csv")
+    return out_dir / "landmarks.csv"

@@ -1,0 +1,78 @@
+"""Face detection and the mapping from a detector's box to the landmark box the model was trained on.
+
+Detectors return (x0, y0, x1, y1) boxes in image pixels. A detector box is not a landmark box (the Haar
+cascade's box starts at the brows and is wider than the jaw): `BoxCalibration` holds the fitted offset
+and scale between the two, and `fit_box_calibration` measures them on labelled training images.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from kerakp.data.geometry import points_box
+from kerakp.errors import KerakpError
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade; returns the largest face."""
+
+    name = "haar"
+
+    def __init__(self, max_side: int = 640, min_face_fraction: float = 0.12):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise KerakpError(f"cannot load the Haar cascade {path} (opencv-python >= 5 ships none; install opencv<5)")
+        self.max_side, self.min_face_fraction = max_side, min_face_fraction
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        factor = min(1.0, self.max_side / max(gray.shape))
+        if factor < 1.0:
+            gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        min_side = max(20, int(self.min_face_fraction * min(gray.shape)))
+        faces = self.cascade.detectMultiScale(cv2.equalizeHist(gray), 1.1, 4, minSize=(min_side, min_side))
+        if len(faces) == 0:
+            return None
+        x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
+        return np.array([x, y, x + w, y + h], dtype=np.float64) / factor
+
+
+@dataclass
+class BoxCalibration:
+    """Landmark box from a detector box of width w: centre + (dx, dy) * w, side = scale * w."""
+
+    dx: float = 0.0
+    dy: float = 0.12
+    scale: float = 0.85
+    samples: int = 0
+
+    def apply(self, box: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        width = x1 - x0
+        cx, cy = (x0 + x1) / 2 + self.dx * width, (y0 + y1) / 2 + self.dy * width
+        half = self.scale * width / 2
+        return np.array([cx - half, cy - half, cx + half, cy + half])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit_box_calibration(detector, images, keypoints, min_overlap: float = 0.4) -> BoxCalibration:
+    """Median offset and scale between detector boxes and landmark boxes on labelled images."""
+    rows = []
+    for image, points in zip(images, keypoints):
+        box, target = detector(image), points_box(points)
+        if box is None or target is None:
+            continue
+        width = box[2] - box[0]
+        side = max(target[2] - target[0], target[3] - target[1])
+        centre = (target[:2] + target[2:]) / 2 - (box[:2] + box[2:]) / 2
+        if abs(centre[0]) < min_overlap * width and abs(centre[1]) < min_overlap * width:  # the labelled face
+            rows.append((centre[0] / width, centre[1] / width, side / width))
+    if not rows:
+        return BoxCalibration()
+    dx, dy, scale = np.median(np.array(rows), axis=0)
+    return BoxCalibration(float(dx), float(dy), float(scale), len(rows))

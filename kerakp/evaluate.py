@@ -1,0 +1,77 @@
+"""`evaluate`: end-to-end accuracy from the raw image through the same `Predictor` users run.
+
+Writes `metrics.json`, `per_image.csv` (NME and detection per image), `ced.png` and `grid.png` (the worst
+and the best predictions) into an output folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kerakp.data.readers import LandmarkSet, read_image
+from kerakp.inference import Predictor
+from kerakp.metrics import per_image_nme, summarize
+from kerakp.plots import plot_ced, plot_grid
+
+
+def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progress: bool = True):
+    """Predictions (N, K, 2) for every image of a set, and whether the detector found each face."""
+    from tqdm import tqdm
+
+    preds = np.full(data.keypoints.shape, np.nan)
+    detected = np.zeros(len(data), dtype=bool)
+    with tqdm(total=len(data), desc="evaluating", unit="img", disable=not progress) as bar:
+        for start in range(0, len(data), chunk):
+            stop = min(start + chunk, len(data))
+            images = [read_image(p) for p in data.paths[start:stop]]
+            results = predictor.predict_batch(images, list(data.keypoints[start:stop]))
+            for i, result in enumerate(results, start):
+                detected[i] = result.detected
+                if result.points is not None:
+                    preds[i] = result.points
+            bar.update(stop - start)
+    return preds, detected
+
+
+def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", progress: bool = True) -> dict:
+    """Score a model on a labelled set; returns the metrics and writes the report files."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preds, detected = predict_set(predictor, data, progress=progress)
+    predicted = ~np.isnan(preds).all(axis=(1, 2))
+    metrics = {
+        "box": predictor.box + (" (ground-truth boxes: not an end-to-end result)" if predictor.box == "oracle" else ""),
+        "passes": predictor.passes,
+        "markup": data.schema.name,
+        "data": data.source,
+        **summarize(preds[predicted], data.keypoints[predicted], data.schema),
+        "detector_misses": int((~detected).sum()) if predictor.box == "detector" else 0,
+        "unpredicted": int((~predicted).sum()),
+    }
+    nme = np.full(len(data), np.nan)
+    nme[predicted] = per_image_nme(preds[predicted], data.keypoints[predicted], data.schema)
+    pd.DataFrame({"image": data.names, "nme": nme, "detected": detected.astype(int)}).to_csv(out / "per_image.csv", index=False)
+    name = label or Path(data.source).name
+    plot_ced({name: nme[predicted]}, out / "ced.png", title=f"CED ({predictor.box} boxes)")
+    ranked = [i for i in np.argsort(np.nan_to_num(nme, nan=-1.0)) if predicted[i]]
+    worst, best = ranked[::-1][:8], ranked[:4]
+    shown = worst + best
+    titles = [f"worst NME {nme[i]:.3f}" for i in worst] + [f"best NME {nme[i]:.3f}" for i in best]
+    plot_grid([read_image(data.paths[i]) for i in shown], [data.keypoints[i] for i in shown],
+              [preds[i] for i in shown], titles, out / "grid.png")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """A two-column table of the headline numbers."""
+    keys = ["images", "nme", "nme_median", "pck@0.05", "pck@0.10", "auc@0.5", "auc@0.08", "failure@0.08",
+            "mae_px", "rmse_px", "mean_point_error_px", "detector_misses"]
+    lines = [f"{'box':<22}{metrics['box']}"]
+    for key in keys:
+        value = metrics[key]
+        lines.append(f"{key:<22}{value:.4f}" if isinstance(value, float) else f"{key:<22}{value}")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Landmark accuracy metrics on (N, K, 2) predictions and ground truth in original pixels (NaN = missing).
+
+NME: mean point-to-point error of an image over the distance of the markup's normalising pair (outer eye
+corners). CED: fraction of images with NME <= x. AUC@t: area under the CED on [0, t] divided by t,
+which equals the mean of max(0, 1 - NME / t). Failure rate@t: fraction of images with NME > t.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kerakp.schemas import Schema
+
+
+def point_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Euclidean error per point (N, K); NaN where the truth is missing."""
+    return np.linalg.norm(pred - truth, axis=-1)
+
+
+def normalisers(truth: np.ndarray, schema: Schema) -> np.ndarray:
+    a, b = schema.norm
+    return np.linalg.norm(truth[:, a] - truth[:, b], axis=-1)
+
+
+def per_image_nme(pred: np.ndarray, truth: np.ndarray, schema: Schema) -> np.ndarray:
+    return np.nanmean(point_errors(pred, truth), axis=1) / normalisers(truth, schema)
+
+
+def auc(nme: np.ndarray, limit: float) -> float:
+    return float(np.mean(np.clip(1.0 - nme / limit, 0.0, None)))
+
+
+def ced_curve(nme: np.ndarray, limit: float, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    x = np.linspace(0, limit, steps + 1)
+    return x, (nme[None, :] <= x[:, None]).mean(axis=1)
+
+
+def summarize(pred: np.ndarray, truth: np.ndarray, schema: Schema) -> dict:
+    """All the headline metrics of a set of predictions."""
+    errors = point_errors(pred, truth)
+    norm = normalisers(truth, schema)
+    nme = np.nanmean(errors, axis=1) / norm
+    relative = errors / norm[:, None]
+    diffs = (pred - truth)[~np.isnan(truth)]
+    labelled = relative[~np.isnan(relative)]
+    return {
+        "images": int(len(nme)),
+        "nme": float(np.mean(nme)),
+        "nme_median": float(np.median(nme)),
+        "mae_px": float(np.mean(np.abs(diffs))),
+        "rmse_px": float(np.sqrt(np.mean(diffs ** 2))),
+        "mean_point_error_px": float(np.nanmean(errors)),
+        "pck@0.05": float(np.mean(labelled <= 0.05)),
+        "pck@0.10": float(np.mean(labelled <= 0.10)),
+        "auc@0.5": auc(nme, 0.5),
+        "auc@0.08": auc(nme, 0.08),
+        "failure@0.08": float(np.mean(nme > 0.08)),
+    }

@@ -1,0 +1,1 @@
+"""Backbones, the landmark model and its losses."""

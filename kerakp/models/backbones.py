@@ -1,0 +1,129 @@
+"""Backbone registry: name -> feature extractor (a Keras model from images to a feature map).
+
+`keras.applications` supplies MobileNetV2, EfficientNetV2B0 and ResNet50; ResNet-18/34 (basic blocks)
+and the small plain CNN are written here. `weights` is `none`, `imagenet` (downloaded by Keras, needs
+internet) or the path of a local weights file for that backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+from keras import layers
+
+from kerakp.errors import KerakpError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and the input scaling its weights expect."""
+
+    build: Callable[[int, str | None], keras.Model]   # (input size, keras weights arg) -> model
+    preprocess: str                                    # a `Preprocess` mode
+    has_imagenet: bool
+
+
+def _bn(name: str) -> layers.BatchNormalization:
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def _basic_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
+    y = layers.Conv2D(filters, 3, 1, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = _bn(f"{name}_bn2")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, stride, use_bias=False, name=f"{name}_down")(x)
+        shortcut = _bn(f"{name}_down_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def basic_resnet(blocks: tuple[int, ...], name: str) -> Callable[[int, str | None], keras.Model]:
+    """A ResNet of basic blocks (ResNet-18: (2, 2, 2, 2), ResNet-34: (3, 4, 6, 3))."""
+
+    def build(size: int, weights: str | None) -> keras.Model:
+        inputs = keras.Input((size, size, 3))
+        x = layers.Conv2D(64, 7, 2, padding="same", use_bias=False, name="stem_conv")(inputs)
+        x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(x))
+        x = layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+        for stage, (count, filters) in enumerate(zip(blocks, (64, 128, 256, 512))):
+            for block in range(count):
+                stride = 2 if block == 0 and stage > 0 else 1
+                x = _basic_block(x, filters, stride, f"stage{stage + 1}_block{block + 1}")
+        return keras.Model(inputs, x, name=name)
+
+    return build
+
+
+def simple_cnn(size: int, weights: str | None) -> keras.Model:
+    """A plain baseline: four stages of two 3x3 conv-BN-ReLU layers and a max pool."""
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for stage, filters in enumerate((32, 64, 128, 256)):
+        for i in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{stage + 1}_{i + 1}")(x)
+            x = layers.ReLU(name=f"relu{stage + 1}_{i + 1}")(_bn(f"bn{stage + 1}_{i + 1}")(x))
+        x = layers.MaxPooling2D(2, name=f"pool{stage + 1}")(x)
+    return keras.Model(inputs, x, name="simplecnn")
+
+
+def _application(factory: Callable, **extra) -> Callable[[int, str | None], keras.Model]:
+    def build(size: int, weights: str | None) -> keras.Model:
+        return factory(input_shape=(size, size, 3), include_top=False, weights=weights, **extra)
+
+    return build
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenetv2": BackboneSpec(_application(keras.applications.MobileNetV2, alpha=1.0), "tf", True),
+    "efficientnetv2b0": BackboneSpec(
+        _application(keras.applications.EfficientNetV2B0, include_preprocessing=True), "raw", True),
+    "resnet18": BackboneSpec(basic_resnet((2, 2, 2, 2), "resnet18"), "tf", False),
+    "resnet34": BackboneSpec(basic_resnet((3, 4, 6, 3), "resnet34"), "tf", False),
+    "resnet50": BackboneSpec(_application(keras.applications.ResNet50), "caffe", True),
+    "simplecnn": BackboneSpec(simple_cnn, "tf", False),
+}
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise KerakpError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})") from None
+
+
+def build_backbone(name: str, input_size: int, weights: str = "none", freeze_bn: bool = False) -> keras.Model:
+    """Build a backbone. `freeze_bn` keeps BatchNorm in inference mode (right for pretrained weights, whose
+    statistics a short fine-tune would spoil); otherwise BatchNorm trains with momentum 0.9, not Keras's 0.999."""
+    spec = get_backbone_spec(name)
+    weights = weights or "none"
+    if weights == "none":
+        model = spec.build(input_size, None)
+    elif weights == "imagenet":
+        if not spec.has_imagenet:
+            raise KerakpError(f"no ImageNet weights exist for '{name}'; use --weights none or a local weights file")
+        try:
+            model = spec.build(input_size, "imagenet")
+        except Exception as err:  # offline: urllib/HTTP errors of many kinds
+            raise KerakpError(
+                f"could not download ImageNet weights for '{name}' ({type(err).__name__}); offline? "
+                f"pass --weights PATH to a local weights file (for example ../shared/weights/)") from None
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise KerakpError(f"weights file not found: {path}")
+        model = spec.build(input_size, None)
+        try:
+            model.load_weights(str(path))
+        except Exception as err:
+            raise KerakpError(f"{path}: does not fit backbone '{name}' ({str(err).splitlines()[0][:160]})") from None
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            if freeze_bn:
+                layer.trainable = False
+            else:
+                layer.momentum = min(layer.momentum, 0.9)
+    return model

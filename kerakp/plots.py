@@ -1,0 +1,72 @@
+"""Figures: cumulative error distribution (CED), training curves and prediction grids (PNG, no display)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kerakp.metrics import auc, ced_curve  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_ced(curves: dict[str, np.ndarray], path, limit: float = 0.1, title: str = "Cumulative error distribution") -> Path:
+    """One CED line per named array of per-image NME values."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, nme in curves.items():
+        x, y = ced_curve(np.asarray(nme), limit)
+        ax.plot(x, y, label=f"{label} (AUC@{limit:g} {auc(np.asarray(nme), limit):.3f})")
+    ax.set(xlabel="NME (outer-eye-corner distance)", ylabel="fraction of images", xlim=(0, limit), ylim=(0, 1), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_history(history_csv, path) -> Path:
+    """Loss and NME per epoch (training and validation) from a Keras CSVLogger file."""
+    history = pd.read_csv(history_csv)
+    keys = [k for k in ("loss", "nme") if k in history]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        ax.plot(history["epoch"] + 1, history[key], label=f"train {key}")
+        if f"val_{key}" in history:
+            ax.plot(history["epoch"] + 1, history[f"val_{key}"], label=f"val {key}")
+        ax.set(xlabel="epoch", ylabel=key, yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_grid(images: list[np.ndarray], truths: list, preds: list, titles: list[str], path, columns: int = 4) -> Path:
+    """Images with ground truth (green) and predictions (red), each cropped around its face."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, truth, pred, title in zip(axes.ravel(), images, truths, preds, titles):
+        ax.imshow(image)
+        shown = [p for p in (truth, pred) if p is not None]
+        if shown:
+            allpts = np.concatenate(shown)
+            lo, hi = np.nanmin(allpts, axis=0), np.nanmax(allpts, axis=0)
+            pad = 0.25 * (hi - lo).max()
+            ax.set_xlim(lo[0] - pad, hi[0] + pad)
+            ax.set_ylim(hi[1] + pad, lo[1] - pad)
+        if truth is not None:
+            ax.scatter(truth[:, 0], truth[:, 1], s=4, c="lime", linewidths=0)
+        if pred is not None:
+            ax.scatter(pred[:, 0], pred[:, 1], s=4, c="red", linewidths=0)
+        ax.set_title(title, fontsize=8)
+    return _save(fig, path)

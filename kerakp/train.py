@@ -1,0 +1,96 @@
+"""`train`: fit a landmark model on a labelled set with a person-wise validation split.
+
+A run folder holds `model.keras` (best validation loss), `last.keras` (for `--resume`), `history.csv`,
+`training_curves.png` and the `config.yaml` that was used.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import yaml
+
+from kerakp.config import TrainConfig
+from kerakp.data.augment import Augment
+from kerakp.data.readers import LandmarkSet, read_image, split_by_person
+from kerakp.data.sequence import KeypointSequence
+from kerakp.detect import HaarDetector, fit_box_calibration
+from kerakp.errors import KerakpError
+from kerakp.models.landmark_model import LandmarkModel
+from kerakp.models.losses import CropNME, MaskedKeypointLoss
+from kerakp.plots import plot_history
+
+
+def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True) -> dict:
+    """Fit the Haar-box -> landmark-box mapping on up to `count` training images."""
+    from tqdm import tqdm
+
+    if count <= 0:
+        return {}
+    detector = HaarDetector()
+    chosen = np.random.default_rng(seed).permutation(len(data))[:count]
+    images = (read_image(data.paths[i]) for i in tqdm(chosen, desc="fitting detector boxes", disable=not progress, unit="img"))
+    calibration = fit_box_calibration(detector, images, data.keypoints[chosen])
+    return {detector.name: calibration.to_dict()}
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(config.warmup_epochs * steps_per_epoch, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate * (0.1 if warmup else 1.0), decay_steps=max(1, total - warmup), alpha=0.01,
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
+    loss = MaskedKeypointLoss(config.loss, delta=config.huber_delta)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[CropNME(model.schema.norm)])
+
+
+def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> list:
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(out / "model.keras", monitor=monitor, save_best_only=True),
+        keras.callbacks.ModelCheckpoint(out / "last.keras"),
+        keras.callbacks.CSVLogger(out / "history.csv", append=resume),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
+    ]
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(out / "tensorboard"))
+    return callbacks
+
+
+def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a run in `out_dir`; returns the path of the best model."""
+    out = Path(out_dir)
+    train_idx, val_idx = split_by_person(data, config.val_fraction, config.seed)
+    train_set, val_set = data.subset(train_idx), data.subset(val_idx)
+    aug = Augment.from_dict(config.augment)
+    loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing)
+    train_seq = KeypointSequence(train_set, config.input_size, config.batch_size, aug, config.crop_scale,
+                                 shuffle=True, seed=config.seed, **loader)
+    val_seq = KeypointSequence(val_set, config.input_size, config.batch_size, None, config.crop_scale, **loader) if val_idx else None
+    initial_epoch = 0
+    if resume:
+        if not (out / "last.keras").is_file() or not (out / "history.csv").is_file():
+            raise KerakpError(f"{out}: nothing to resume (no last.keras and history.csv)")
+        model = keras.models.load_model(out / "last.keras")
+        initial_epoch = len(pd.read_csv(out / "history.csv"))
+        if initial_epoch >= config.epochs:
+            raise KerakpError(f"{out}: already trained {initial_epoch} of {config.epochs} epochs; raise --epochs to continue")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
+                 "val_images": len(val_idx), "val_persons": len(set(val_set.persons))}
+        model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
+                              config.weights, config.crop_scale,
+                              calibrate_detector(train_set, config.calibration_images, config.seed, progress), split)
+        compile_model(model, config, len(train_seq))
+    (out / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
+    monitor = "val_loss" if val_seq is not None else "loss"
+    model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
+              callbacks=_callbacks(out, config, monitor, resume), verbose=1 if progress else 2)
+    model.save(out / "model.keras")  # best weights (EarlyStopping restores them) with the final metadata
+    plot_history(out / "history.csv", out / "training_curves.png")
+    (out / "split.json").write_text(json.dumps(model.split, indent=2))
+    return out / "model.keras"
