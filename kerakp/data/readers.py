@@ -60,6 +60,12 @@ def person_of(file_name: str) -> str:
     return re.sub(r"_\d+$", "", stem) or stem
 
 
+def photo_of(file_name: str) -> str:
+    """Source photo of a 300-W face: `helen_232194_1.jpg` -> `helen_232194`; `lfpw_image_0262.jpg` stays whole."""
+    stem = Path(file_name).stem
+    return re.sub(r"(?<=\d)_\d+$", "", stem)
+
+
 def _parse_numbers(values, where: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)
@@ -147,7 +153,7 @@ def read_pts_file(path: Path, num_points: int | None = None) -> np.ndarray:
 
 
 def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
-    """Read a folder of image + `.pts` pairs (300-W); person id = source photo."""
+    """Read a folder of image + `.pts` pairs (300-W); the person id is the source photo (`photo_of`)."""
     folder = Path(folder)
     pts_files = sorted(folder.glob("*.pts"))
     if not pts_files:
@@ -163,7 +169,7 @@ def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
     if len(counts) != 1:
         raise KerakpError(f"{folder}: .pts files disagree on the number of points ({sorted(counts)})")
     the_schema = get_schema(schema) if schema else schema_for_points(counts.pop())
-    return LandmarkSet(the_schema, paths, np.stack(keypoints), [person_of(p.name) for p in paths], source=str(folder))
+    return LandmarkSet(the_schema, paths, np.stack(keypoints), [photo_of(p.name) for p in paths], source=str(folder))
 
 
 def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
