@@ -16,6 +16,7 @@ class TrainConfig:
 
     backbone: str = "mobilenetv2"
     weights: str = "none"            # none | imagenet | path of a local weights file
+    freeze_bn: bool = False          # keep BatchNorm in inference mode (else it trains with momentum 0.9)
     input_size: int = 128
     head_units: int = 256
     dropout: float = 0.2

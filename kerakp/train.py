@@ -84,7 +84,8 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                  "val_images": len(val_idx), "val_persons": len(set(val_set.persons))}
         model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
                               config.weights, config.crop_scale,
-                              calibrate_detector(train_set, config.calibration_images, config.seed, progress), split)
+                              calibrate_detector(train_set, config.calibration_images, config.seed, progress), split,
+                              config.freeze_bn)
         compile_model(model, config, len(train_seq))
     (out / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
     monitor = "val_loss" if val_seq is not None else "loss"

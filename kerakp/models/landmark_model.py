@@ -39,13 +39,12 @@ class LandmarkModel(keras.Model):
 
     def __init__(self, backbone: str = "mobilenetv2", schema: str = "ibug68", input_size: int = 128,
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
-                 box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool | None = None,
+                 box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
                  **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
         x = Preprocess(spec.preprocess, name="preprocess")(images)
-        freeze_bn = (weights or "none") != "none" if freeze_bn is None else freeze_bn
         x = build_backbone(backbone, input_size, weights, freeze_bn)(x)
         x = layers.GlobalAveragePooling2D(name="pool")(x)
         x = layers.Dense(head_units, name="head_dense")(x)
