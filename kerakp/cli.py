@@ -13,8 +13,34 @@ from kerakp.errors import KerakpError
 DEFAULT_QUICKSTART = Path("runs/quickstart")
 
 
+def import_keras_quietly() -> None:
+    """Import Keras with stderr pointed at /dev/null: TensorFlow 2.21 prints start-up lines from C++ before any
+    log level applies. Errors still surface as Python exceptions once stderr is back."""
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class KerakpCommand(click.Command):
+    """A command that imports Keras quietly once its arguments have parsed (so `--help` stays instant)."""
+
+    def invoke(self, ctx):
+        import_keras_quietly()
+        return super().invoke(ctx)
+
+
 class KerakpGroup(click.Group):
     """Turns `KerakpError` (bad input) into one line on stderr and exit code 2."""
+
+    command_class = KerakpCommand
 
     def invoke(self, ctx):
         try:
