@@ -6,6 +6,7 @@ internet) or the path of a local weights file for that backbone.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -72,7 +73,10 @@ def simple_cnn(size: int, weights: str | None) -> keras.Model:
 
 def _application(factory: Callable, **extra) -> Callable[[int, str | None], keras.Model]:
     def build(size: int, weights: str | None) -> keras.Model:
-        return factory(input_shape=(size, size, 3), include_top=False, weights=weights, **extra)
+        with warnings.catch_warnings():
+            if weights is None:  # its warning about which ImageNet input size it would load does not apply
+                warnings.filterwarnings("ignore", message=".*will be loaded as the default", category=UserWarning)
+            return factory(input_shape=(size, size, 3), include_top=False, weights=weights, **extra)
 
     return build
 
