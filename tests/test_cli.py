@@ -1,0 +1,108 @@
+"""The command line end to end: help, train -> evaluate -> predict on real faces, resume, and bad input."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from kerakp.cli import main
+
+TINY = ["--backbone", "simplecnn", "--input-size", "48", "--batch-size", "16", "--set", "head_units=32",
+        "--set", "calibration_images=20"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert f" {command} [OPTIONS]" in result.output.splitlines()[0] and len(result.output.splitlines()) > 3
+
+
+@pytest.fixture(scope="module")
+def trained(ytf68_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run("train", "--data", ytf68_subset, "--out", out, "--epochs", 1, "--val-fraction", 0.3, *TINY)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_the_run_folder(trained):
+    for name in ("model.keras", "last.keras", "history.csv", "training_curves.png", "config.yaml", "split.json"):
+        assert (trained / name).is_file(), name
+    split = json.loads((trained / "split.json").read_text())
+    assert split["val_images"] > 0 and split["train_images"] + split["val_images"] == 60
+
+
+def test_resume_continues_the_run(trained, ytf68_subset, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(trained, run_dir)
+    result = run("train", "--data", ytf68_subset, "--out", run_dir, "--epochs", 2, "--val-fraction", 0.3, "--resume", *TINY)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+    again = run("train", "--data", ytf68_subset, "--out", run_dir, "--epochs", 2, "--resume", *TINY)
+    assert again.exit_code == 2 and "already trained 2 of 2 epochs" in again.output
+
+
+def test_evaluate_reports_end_to_end(trained, ytf68_subset, tmp_path):
+    result = run("evaluate", trained / "model.keras", "--data", ytf68_subset, "--subset", "val", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("nme", "pck@0.05", "pck@0.10", "auc@0.5", "auc@0.08", "failure@0.08", "mae_px", "rmse_px",
+                "mean_point_error_px", "detector_misses"):
+        assert key in metrics
+    assert metrics["box"] == "detector" and 0 < metrics["images"] < 60
+    per_image = pd.read_csv(tmp_path / "per_image.csv")
+    assert len(per_image) == metrics["images"] and np.isclose(per_image["nme"].mean(), metrics["nme"])
+    assert (tmp_path / "ced.png").stat().st_size > 1000 and (tmp_path / "grid.png").stat().st_size > 1000
+    oracle = run("evaluate", trained / "model.keras", "--data", ytf68_subset, "--box", "oracle", "--out", tmp_path / "o")
+    assert "ground-truth boxes: not an end-to-end result" in oracle.output
+
+
+def test_predict_writes_one_row_per_image(trained, ytf68_subset, tmp_path):
+    images = ytf68_subset.parent / "training"
+    out = tmp_path / "pred.csv"
+    result = run("predict", trained / "model.keras", images, "--out", out)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns[:4]) == ["image", "found", "x0", "y0"] and frame.shape == (60, 2 + 136)
+    assert set(frame["image"]) == {p.name for p in images.iterdir()}
+    found = frame[frame["found"] == 1]
+    assert len(found) > 40 and not found.iloc[:, 2:].isna().any().any()
+    assert frame[frame["found"] == 0].iloc[:, 2:].isna().all().all()
+
+
+def test_bad_inputs_get_one_line_and_exit_2(trained, ytf68_subset, tmp_path):
+    cases = [
+        (["train", "--data", tmp_path / "nope.csv"], "nope.csv: no such file or folder"),
+        (["train", "--data", ytf68_subset, "--backbone", "vgg7"], "unknown backbone 'vgg7'"),
+        (["train", "--data", ytf68_subset, "--set", "epochz=3"], "unknown config key 'epochz'"),
+        (["train", "--data", ytf68_subset, "--config", tmp_path / "none.yaml"], "none.yaml: config file not found"),
+        (["evaluate", tmp_path / "none.keras", "--data", ytf68_subset], "none.keras: model file not found"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, result.output)
+        assert message in lines[0]
+    broken = tmp_path / "images"
+    broken.mkdir()
+    (broken / "fine.jpg").write_bytes((ytf68_subset.parent / "training").iterdir().__next__().read_bytes())
+    (broken / "zbroken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "pred.csv"
+    result = run("predict", trained / "model.keras", broken, "--out", out)
+    assert result.exit_code == 2 and "zbroken.jpg: not a readable image" in result.output
+    assert not out.exists() and not list(tmp_path.glob("pred.csv*"))
+
+
+def test_quickstart_runs_on_its_own_synthetic_faces(tmp_path):
+    result = run("quickstart", "--out", tmp_path, "--images", 36, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert "nme" in result.output and (tmp_path / "evaluate" / "ced.png").is_file()
+    assert (tmp_path / "run" / "training_curves.png").is_file()

@@ -1,0 +1,89 @@
+"""The one inference path: its crops are the training crops, its decode goes back to original pixels."""
+import numpy as np
+import pytest
+
+from kerakp.data.geometry import points_box
+from kerakp.data.readers import load_dataset, read_image
+from kerakp.data.sequence import KeypointSequence
+from kerakp.detect import BoxCalibration, HaarDetector, fit_box_calibration
+from kerakp.errors import KerakpError
+from kerakp.inference import Predictor, load_model
+from kerakp.models.landmark_model import LandmarkModel
+
+from conftest import shared_path
+
+
+class RecordingPredictor(Predictor):
+    """A Predictor whose model answers 'crop centre' and remembers the crops it was given."""
+
+    def run_model(self, crops):
+        self.seen = getattr(self, "seen", []) + [crops]
+        return np.full((len(crops), 2 * self.schema.num_points), 0.5, np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return LandmarkModel("simplecnn", "ibug68", 48, head_units=8, crop_scale=1.25)
+
+
+def test_oracle_crop_is_the_training_crop(tiny_model, synthetic_set):
+    predictor = RecordingPredictor(tiny_model, box="oracle", passes=1)
+    images = [read_image(p) for p in synthetic_set.paths[:3]]
+    predictor.predict_batch(images, list(synthetic_set.keypoints[:3]))
+    training = KeypointSequence(synthetic_set, 48, batch_size=3)[0][0]
+    assert np.array_equal(predictor.seen[0], training)
+
+
+def test_decode_maps_back_through_the_crop(tiny_model, synthetic_set):
+    """A model that always says 'crop centre' puts every point at the centre of the box it was given."""
+    predictor = RecordingPredictor(tiny_model, box="oracle", passes=1)
+    truth = synthetic_set.keypoints[0]
+    result = predictor.predict(read_image(synthetic_set.paths[0]), truth)
+    box = points_box(truth)
+    assert np.allclose(result.points, (box[:2] + box[2:]) / 2, atol=1e-6)
+    assert result.detected and result.points.shape == (68, 2)
+
+
+def test_full_image_box_and_passes(tiny_model):
+    predictor = RecordingPredictor(tiny_model, box="full", passes=3)
+    image = np.zeros((90, 120, 3), np.uint8)
+    result = predictor.predict(image)
+    assert len(predictor.seen) == 3
+    assert np.allclose(result.points, [59.5, 44.5])  # the image centre, pass after pass
+
+
+def test_no_face_gives_no_points(tiny_model):
+    predictor = RecordingPredictor(tiny_model, box="detector")
+    result = predictor.predict(np.full((200, 200, 3), 90, np.uint8))
+    assert result.points is None and not result.detected
+    fallback = RecordingPredictor(tiny_model, box="detector", fallback="full").predict(np.full((200, 200, 3), 90, np.uint8))
+    assert fallback.points is not None and not fallback.detected
+
+
+def _iou(a, b) -> float:
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
+
+
+def test_haar_calibration_maps_detector_boxes_to_landmark_boxes():
+    data = load_dataset(shared_path("ytf68")).subset(range(0, 3452, 40))
+    images = [read_image(p) for p in data.paths]
+    detector = HaarDetector()
+    calibration = fit_box_calibration(detector, images[::2], data.keypoints[::2])
+    assert calibration.samples > 20
+    found = [(detector(image), points_box(points)) for image, points in zip(images[1::2], data.keypoints[1::2])]
+    found = [(box, truth) for box, truth in found if box is not None]
+    assert len(found) > 0.8 * len(images[1::2])
+    calibrated = np.median([_iou(calibration.apply(box), truth) for box, truth in found])
+    raw = np.median([_iou(box, truth) for box, truth in found])
+    assert calibrated > 0.7 and calibrated > raw + 0.05
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(KerakpError, match="absent.keras: model file not found"):
+        load_model(tmp_path / "absent.keras")
+    (tmp_path / "junk.keras").write_bytes(b"zip? no")
+    with pytest.raises(KerakpError, match="junk.keras: not a loadable Keras model"):
+        load_model(tmp_path / "junk.keras")
+    with pytest.raises(KerakpError, match="unknown box source 'eyes'"):
+        Predictor(LandmarkModel("simplecnn", "ibug68", 32, head_units=4), box="eyes")

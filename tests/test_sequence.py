@@ -1,0 +1,102 @@
+"""KeypointSequence: batch shapes, flips that swap sides, reproducibility, masks, and the exact inverse crop."""
+import numpy as np
+import pytest
+
+from kerakp.codecs import decode_regression, encode_regression
+from kerakp.data.augment import Augment
+from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp
+from kerakp.data.sequence import KeypointSequence
+
+NO_AUGMENT = dict(flip=0.0, rotation=0.0, scale=0.0, translate=0.0, shear=0.0, brightness=0.0, contrast=0.0)
+
+
+def test_batch_shapes_and_ranges(synthetic_set):
+    seq = KeypointSequence(synthetic_set, 64, batch_size=10, augment=Augment())
+    assert len(seq) == 5
+    crops, targets = seq[0]
+    assert crops.shape == (10, 64, 64, 3) and crops.dtype == np.float32
+    assert targets.shape == (10, 136)
+    assert 0 <= crops.min() and crops.max() <= 255
+    assert seq[4][0].shape[0] == 8  # the last, partial batch
+
+
+def test_targets_fall_inside_the_crop(synthetic_set):
+    crops, targets = KeypointSequence(synthetic_set, 64, batch_size=48)[0]
+    assert 0.0 < np.nanmin(targets) and np.nanmax(targets) < 1.0
+    # crop_scale 1.25: the landmark box spans 1 / 1.25 of the crop along its longer side
+    points = targets.reshape(48, 68, 2)
+    span = (points.max(axis=1) - points.min(axis=1)).max(axis=1)
+    assert np.allclose(span, 1 / 1.25, atol=0.02)
+
+
+def test_a_flip_mirrors_the_image_and_swaps_the_sides(synthetic_set):
+    plain = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**NO_AUGMENT))
+    flipped = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))
+    crop, points = plain.sample(0)
+    crop_f, points_f = flipped.sample(0)
+    assert np.abs(crop_f - crop[:, ::-1]).mean() < 1.0
+    flip = list(synthetic_set.schema.flip)
+    assert np.allclose(points_f[:, 0], (63 - points[:, 0])[flip], atol=1e-6)
+    left_eye, right_eye = list(synthetic_set.schema.part("left_eye")), list(synthetic_set.schema.part("right_eye"))
+    assert points_f[left_eye, 0].mean() < points_f[right_eye, 0].mean()
+
+
+def test_same_seed_same_batches_new_epoch_new_batches(synthetic_set):
+    def batch(seed, epochs=0):
+        seq = KeypointSequence(synthetic_set, 48, batch_size=8, augment=Augment(), shuffle=True, seed=seed)
+        for _ in range(epochs):
+            seq.on_epoch_end()
+        return seq[1]
+
+    a, b = batch(3), batch(3)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
+    assert not np.array_equal(a[1], batch(3, epochs=1)[1], equal_nan=True)
+    assert not np.array_equal(a[1], batch(4)[1], equal_nan=True)
+
+
+def test_missing_points_stay_masked(synthetic_set):
+    data = synthetic_set.subset(range(4))
+    data.keypoints = data.keypoints.copy()
+    data.keypoints[0, 10:20] = np.nan
+    no_flip = Augment(**{**Augment().to_dict(), "flip": 0.0})
+    _, targets = KeypointSequence(data, 48, batch_size=4, augment=no_flip)[0]
+    assert np.isnan(targets[0, 20:40]).all() and not np.isnan(targets[0, :20]).any()
+    assert not np.isnan(targets[1:]).any()
+    _, flipped = KeypointSequence(data, 48, batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))[0]
+    missing = np.isnan(flipped[0].reshape(68, 2)).all(axis=1)
+    assert np.array_equal(np.flatnonzero(missing), np.sort(np.array(data.schema.flip)[10:20]))
+
+
+def test_images_are_decoded_once(synthetic_set, monkeypatch):
+    import kerakp.data.sequence as sequence
+
+    calls = []
+    real = sequence.read_image
+    monkeypatch.setattr(sequence, "read_image", lambda path: calls.append(path) or real(path))
+    seq = KeypointSequence(synthetic_set, 32, batch_size=8, augment=Augment())
+    seq[0], seq[0], seq.on_epoch_end(), seq[0]
+    assert len(calls) == 8
+
+
+@pytest.mark.parametrize("side, size", [(37.3, 64), (250.0, 128), (90.0, 96)])
+def test_crop_round_trip_is_exact(rng, side, size):
+    """Original pixels -> crop pixels -> targets -> decoded -> original pixels: error < 1e-3 px."""
+    points = rng.uniform(100, 100 + side, (68, 2))
+    matrix = crop_matrix(crop_from_box(points_box(points), 1.25), size)
+    back = transform_points(np.linalg.inv(matrix),
+                            decode_regression(encode_regression(transform_points(matrix, points), size), size))
+    assert np.abs(back - points).max() < 1e-3
+
+
+def test_warp_puts_pixels_where_the_matrix_says(rng):
+    """A bright dot at an original position lands at the transformed position in the crop, large or small scale."""
+    for side in (40.0, 400.0):
+        image = np.zeros((600, 600, 3), np.uint8)
+        dot = np.array([150, 250]) + 0.3 * side
+        row, col = int(dot[1]), int(dot[0])
+        image[row - 1:row + 2, col - 1:col + 2] = 255
+        matrix = crop_matrix(crop_from_box(np.array([150, 250, 150 + side, 250 + side]), 1.25), 64)
+        crop = warp(image, matrix, 64).astype(float).sum(axis=2)
+        ys, xs = np.nonzero(crop)
+        found = np.array([np.average(xs, weights=crop[ys, xs]), np.average(ys, weights=crop[ys, xs])])
+        assert np.abs(found - transform_points(matrix, np.array([col, row], float))).max() < 0.35
