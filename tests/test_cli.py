@@ -78,13 +78,24 @@ def test_predict_writes_one_row_per_image(trained, ytf68_subset, tmp_path):
     assert frame[frame["found"] == 0].iloc[:, 2:].isna().all().all()
 
 
-def test_bad_inputs_get_one_line_and_exit_2(trained, ytf68_subset, tmp_path):
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    from kerakp.models.landmark_model import LandmarkModel
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    LandmarkModel("simplecnn", "ibug68", 32, head_units=4).save(path)
+    return path
+
+
+def test_bad_inputs_get_one_line_and_exit_2(untrained_model, synthetic_csv, tmp_path):
     cases = [
         (["train", "--data", tmp_path / "nope.csv"], "nope.csv: no such file or folder"),
-        (["train", "--data", ytf68_subset, "--backbone", "vgg7"], "unknown backbone 'vgg7'"),
-        (["train", "--data", ytf68_subset, "--set", "epochz=3"], "unknown config key 'epochz'"),
-        (["train", "--data", ytf68_subset, "--config", tmp_path / "none.yaml"], "none.yaml: config file not found"),
-        (["evaluate", tmp_path / "none.keras", "--data", ytf68_subset], "none.keras: model file not found"),
+        (["train", "--data", synthetic_csv, "--backbone", "vgg7"], "unknown backbone 'vgg7'"),
+        (["train", "--data", synthetic_csv, "--set", "epochz=3"], "unknown config key 'epochz'"),
+        (["train", "--data", synthetic_csv, "--set", "epochs=ten"], "config key 'epochs': expected int"),
+        (["train", "--data", synthetic_csv, "--config", tmp_path / "none.yaml"], "none.yaml: config file not found"),
+        (["evaluate", tmp_path / "none.keras", "--data", synthetic_csv], "none.keras: model file not found"),
+        (["evaluate", untrained_model, "--data", synthetic_csv, "--subset", "val"], "records no validation split"),
     ]
     for args, message in cases:
         result = run(*args)
@@ -93,10 +104,10 @@ def test_bad_inputs_get_one_line_and_exit_2(trained, ytf68_subset, tmp_path):
         assert message in lines[0]
     broken = tmp_path / "images"
     broken.mkdir()
-    (broken / "fine.jpg").write_bytes((ytf68_subset.parent / "training").iterdir().__next__().read_bytes())
+    (broken / "fine.jpg").write_bytes(next((synthetic_csv.parent / "images").iterdir()).read_bytes())
     (broken / "zbroken.jpg").write_bytes(b"not an image")
     out = tmp_path / "pred.csv"
-    result = run("predict", trained / "model.keras", broken, "--out", out)
+    result = run("predict", untrained_model, broken, "--out", out)
     assert result.exit_code == 2 and "zbroken.jpg: not a readable image" in result.output
     assert not out.exists() and not list(tmp_path.glob("pred.csv*"))
 
