@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from kerakp import __version__
 from kerakp.errors import KerakpError
@@ -223,6 +224,19 @@ def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
 def predict(model, paths, out, box, passes):
     """Predict landmarks for images or folders; CSV columns image, found, x0, y0, ... in image pixels."""
     import pandas as pd
+
+    names, points, _ = _predict_images(model, paths, box, passes)
+    found = ~np.isnan(points).all(axis=(1, 2))
+    frame = pd.DataFrame(points.reshape(len(names), -1).round(2),
+                         columns=[f"{a}{i}" for i in range(points.shape[1]) for a in "xy"])
+    frame.insert(0, "found", found.astype(int))
+    frame.insert(0, "image", names)
+    _write_csv(frame, out)
+    click.echo(f"{int(found.sum())} of {len(frame)} faces found; wrote {out}")
+
+
+def _predict_images(model, paths, box: str, passes: int):
+    """Image names (relative to the folder given), (N, K, 2) landmarks (NaN where no face) and the markup."""
     from tqdm import tqdm
 
     from kerakp.data.readers import read_image
@@ -230,18 +244,120 @@ def predict(model, paths, out, box, passes):
 
     predictor = Predictor(model, box=box, passes=passes)
     items = _image_list(paths)
-    rows = []
-    for name, path in tqdm(items, desc="predicting", unit="img"):
+    points = np.full((len(items), predictor.schema.num_points, 2), np.nan)
+    for i, (_, path) in enumerate(tqdm(items, desc="predicting", unit="img")):
         result = predictor.predict(read_image(path))
-        coords = result.points.ravel().round(2).tolist() if result.points is not None else [None] * (2 * predictor.schema.num_points)
-        rows.append([name, int(result.points is not None), *coords])
-    columns = ["image", "found"] + [f"{a}{i}" for i in range(predictor.schema.num_points) for a in "xy"]
-    frame = pd.DataFrame(rows, columns=columns)
+        if result.points is not None:
+            points[i] = result.points
+    return [name for name, _ in items], points, predictor.schema
+
+
+def _write_csv(frame, out: Path) -> None:
+    """Write a table atomically: a temporary file renamed into place, so a failure leaves no half-file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(out)
-    click.echo(f"{int(frame['found'].sum())} of {len(frame)} faces found; wrote {out}")
+
+
+class DefaultCommandGroup(KerakpGroup):
+    """A group that runs `default_command` when the arguments name none (`kerakp emotion MODEL IMAGES`)."""
+
+    def __init__(self, *args, default_command: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_command = default_command
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=DefaultCommandGroup, default_command="tag")
+def emotion():
+    """Expression tags (positive / neutral / negative) from landmark geometry.
+
+    `kerakp emotion MODEL IMAGES...` tags faces (the `tag` command); `kerakp emotion --landmarks CSV` tags
+    existing landmarks; `kerakp emotion calibrate` fits the thresholds on labelled faces.
+    """
+
+
+def _landmark_features(landmarks: Path):
+    from kerakp.data.readers import read_landmark_table
+    from kerakp.emotion import features
+
+    names, points, schema = read_landmark_table(landmarks)
+    return names, features(points, schema)
+
+
+@emotion.command("tag")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path), metavar="[MODEL IMAGES_OR_FOLDERS...]")
+@click.option("--landmarks", type=click.Path(path_type=Path), help="Tag a landmark CSV (kerakp predict output or ground truth) instead.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Thresholds YAML (default: the published rule, configs/emotion.yaml).")
+@click.option("--out", default=Path("emotions.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
+def emotion_tag(inputs, landmarks, config_path, out, box):
+    """Tag each face; writes image, tag, w, h, c and prints the tag counts."""
+    import pandas as pd
+
+    from kerakp.emotion import TAGS, features, load_rule
+
+    rule = load_rule(config_path)
+    if landmarks is not None:
+        if inputs:
+            raise KerakpError("give either --landmarks CSV or MODEL IMAGES..., not both")
+        names, feats = _landmark_features(landmarks)
+    else:
+        if len(inputs) < 2:
+            raise KerakpError("give MODEL and at least one image or folder (or --landmarks CSV)")
+        names, points, schema = _predict_images(inputs[0], inputs[1:], box, passes=2)
+        feats = features(points, schema)
+    tags = rule.tag(feats)
+    frame = pd.DataFrame({"image": names, "tag": tags, "w": feats[:, 0], "h": feats[:, 1], "c": feats[:, 2]}).round(4)
+    _write_csv(frame, out)
+    counts = {tag: int((tags == tag).sum()) for tag in TAGS}
+    untagged = int((tags == "").sum())
+    click.echo(", ".join(f"{tag} {n}" for tag, n in counts.items()) + (f", no face {untagged}" if untagged else ""))
+    click.echo(f"wrote {out}")
+
+
+@emotion.command("calibrate")
+@click.option("--landmarks", required=True, type=click.Path(path_type=Path), help="Landmark CSV of the labelled faces.")
+@click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
+              help="CSV with an image column and a label/expression column (positive|neutral|negative, smile|frown).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Starting thresholds (default: the published rule).")
+@click.option("--out", default=Path("emotion_calibrated.yaml"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+def emotion_calibrate(landmarks, labels_path, config_path, out):
+    """Fit the rule's thresholds on labelled faces; reports accuracy (on these faces) before and after."""
+    import pandas as pd
+    import yaml
+
+    from kerakp.data.readers import _read_csv
+    from kerakp.emotion import accuracy, confusion, fit_rule, load_rule, normalise_labels
+
+    names, feats = _landmark_features(landmarks)
+    table = _read_csv(labels_path)
+    column = next((c for c in ("label", "expression", "tag") if c in table.columns), None)
+    image_column = next((c for c in ("image", "image_name") if c in table.columns), table.columns[0])
+    if column is None:
+        raise KerakpError(f"{labels_path}: needs a 'label' or 'expression' column")
+    labels = dict(zip(table[image_column], table[column]))
+    known = [i for i, name in enumerate(names) if name in labels and not np.isnan(feats[i]).any()]
+    if len(known) < 10:
+        raise KerakpError(f"{labels_path}: only {len(known)} labelled faces match {landmarks}; need at least 10")
+    truth = normalise_labels([labels[names[i]] for i in known])
+    before, feats = load_rule(config_path), feats[known]
+    after = fit_rule(feats, truth)
+    for title, rule in (("before", before), ("after", after)):
+        predicted = rule.tag(feats)
+        click.echo(f"{title}: accuracy {accuracy(truth, predicted):.3f} on {len(known)} faces (rows: truth, columns: tag)")
+        click.echo(pd.DataFrame(confusion(truth, predicted)).T.to_string())
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(f"# fitted by kerakp emotion calibrate on {landmarks} with {labels_path}\n"
+                   + yaml.safe_dump({k: round(v, 4) for k, v in after.to_dict().items()}, sort_keys=False))
+    tmp.replace(out)
+    click.echo(f"wrote {out}")
 
 
 @main.command()

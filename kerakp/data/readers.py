@@ -187,6 +187,20 @@ def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> Landm
     return LandmarkSet(the_schema, paths, keypoints, [person_of(n) for n in names], source=str(csv_path), names=names)
 
 
+def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:
+    """Names and (N, K, 2) points of a landmark CSV, reading no images: `kerakp predict` output
+    (image, found, x0, y0, ...; unfound rows are NaN), the YTF-68 layout, or the point CSV (-1 = missing)."""
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path)
+    missing = -1.0 if frame.columns[0] == "image_name" else None
+    if "found" in frame.columns[:2]:
+        frame = frame.drop(columns="found")
+    if frame.shape[1] < 3 or (frame.shape[1] - 1) % 2:
+        raise KerakpError(f"{csv_path}: expected an image column plus 2K coordinate columns, got {frame.shape[1]} columns")
+    the_schema = schema_for_points((frame.shape[1] - 1) // 2)
+    return frame.iloc[:, 0].tolist(), _rows_to_points(frame, csv_path, missing), the_schema
+
+
 def detect_format(path: Path) -> tuple[str, Path]:
     """Guess the layout of a data path; returns (format, the file or folder to read)."""
     if path.is_dir():
