@@ -54,14 +54,31 @@ class KerakpGroup(click.Group):
             sys.exit(130)
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def select_backend(backend: str) -> None:
+    """Set the Keras backend; it must happen before Keras is imported."""
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise KerakpError(f"Keras is already running on '{keras.backend.backend()}'; cannot switch to '{backend}'")
+    os.environ["KERAS_BACKEND"] = backend
+
+
 @click.group(cls=KerakpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kerakp")
-def main():
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="Keras backend for this run (default: $KERAS_BACKEND, else tensorflow). Models move between backends.")
+def main(backend):
     """kerakp: train, evaluate and run facial-landmark models (Keras 3).
 
     Start with `kerakp quickstart`, which generates a synthetic face set, trains a small model on it and
     evaluates it end to end.
     """
+    if backend:
+        select_backend(backend)
 
 
 @main.command()

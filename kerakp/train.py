@@ -5,6 +5,7 @@ A run folder holds `model.keras` (best validation loss), `last.keras` (for `--re
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> li
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
     ]
     if config.tensorboard:
+        if importlib.util.find_spec("tensorflow") is None:
+            raise KerakpError("--tensorboard writes TensorFlow event files and needs TensorFlow installed")
         callbacks.append(keras.callbacks.TensorBoard(out / "tensorboard"))
     return callbacks
 

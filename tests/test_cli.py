@@ -117,3 +117,13 @@ def test_quickstart_runs_on_its_own_synthetic_faces(tmp_path):
     assert result.exit_code == 0, result.output
     assert "nme" in result.output and (tmp_path / "evaluate" / "ced.png").is_file()
     assert (tmp_path / "run" / "training_curves.png").is_file()
+
+
+def test_backend_option_sets_or_refuses_the_backend():
+    import keras
+
+    current = keras.backend.backend()
+    assert run("--backend", current, "info").exit_code == 0
+    other = "jax" if current != "jax" else "tensorflow"
+    result = run("--backend", other, "info")
+    assert result.exit_code == 2 and f"already running on '{current}'; cannot switch to '{other}'" in result.output
