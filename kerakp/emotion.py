@@ -13,7 +13,7 @@ or h > 0.32; else neutral. `fit_rule` calibrates its four thresholds on labelled
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +77,14 @@ def mouth_points(schema: Schema) -> dict[str, int]:
     return points
 
 
-def features(points: np.ndarray, schema: Schema) -> np.ndarray:
-    """(N, 3) features w, h, c of (N, K, 2) landmarks in pixels, in the eye-aligned frame."""
+def features(points: np.ndarray, schema: Schema, aligned: bool = True) -> np.ndarray:
+    """(N, 3) features w, h, c of (N, K, 2) landmarks in pixels, in the eye-aligned frame (or, with
+    `aligned=False`, in the image frame as the published rule computed them)."""
     idx = mouth_points(schema)
     points = np.asarray(points, dtype=np.float64)
     eye_line = points[:, idx["right_eye_outer"]] - points[:, idx["left_eye_outer"]]
     s = np.linalg.norm(eye_line, axis=-1)
-    cos, sin = (eye_line / s[:, None]).T
+    cos, sin = (eye_line / s[:, None]).T if aligned else (np.ones_like(s), np.zeros_like(s))
     rotation = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], 1)  # undoes the roll
     aligned = np.einsum("nij,nkj->nki", rotation, points)
     x, y = aligned[..., 0], aligned[..., 1]
@@ -114,25 +115,40 @@ def accuracy(truth, predicted) -> float:
     return float(np.mean(np.asarray(truth) == np.asarray(predicted)))
 
 
-def fit_rule(feats: np.ndarray, labels, steps: int = 24) -> EmotionRule:
-    """Thresholds maximising accuracy on labelled features: a grid over each feature's quantiles."""
+def _candidates(values: np.ndarray, steps: int) -> np.ndarray:
+    """Thresholds midway between consecutive quantiles, so a fitted threshold keeps a margin on both sides."""
+    marks = np.unique(np.quantile(values, np.linspace(0, 1, steps + 1)))
+    return (marks[:-1] + marks[1:]) / 2 if len(marks) > 1 else marks
+
+
+def fit_rule(feats: np.ndarray, labels, steps: int = 32) -> EmotionRule:
+    """Thresholds maximising accuracy on labelled features: a grid search over each feature's quantiles, then
+    each threshold moved to the middle of the range of values that score as well (the widest margin)."""
     labels = np.asarray(labels)
     w, h, c = feats.T
-    grid = np.linspace(0.01, 0.99, steps)
-    pos_c, neg_c = np.quantile(c, grid), np.quantile(c, grid)
-    pos_w, neg_h = np.quantile(w, grid), np.append(np.quantile(h, grid), np.inf)
+    grids = {"positive_c_below": _candidates(c, steps), "positive_w_above": _candidates(w, steps),
+             "negative_c_above": _candidates(c, steps), "negative_h_above": np.append(_candidates(h, steps), 2 * h.max())}
     is_pos, is_neg, is_neu = labels == "positive", labels == "negative", labels == "neutral"
     best, best_score = EmotionRule(), -1.0
-    positive = (c[None, None, :] < pos_c[:, None, None]) & (w[None, None, :] > pos_w[None, :, None])  # (Pc, Pw, N)
-    for nc in neg_c:
-        for nh in neg_h:
+    c_grid, w_grid = grids["positive_c_below"], grids["positive_w_above"]
+    positive = (c[None, None, :] < c_grid[:, None, None]) & (w[None, None, :] > w_grid[None, :, None])  # (C, W, N)
+    for nc in grids["negative_c_above"]:
+        for nh in grids["negative_h_above"]:
             negative = (c > nc) | (h > nh)
             correct = (positive & is_pos) | (~positive & negative & is_neg) | (~positive & ~negative & is_neu)
             scores = correct.mean(axis=-1)
             i, j = np.unravel_index(np.argmax(scores), scores.shape)
             if scores[i, j] > best_score:
                 best_score = scores[i, j]
-                best = EmotionRule(float(pos_c[i]), float(pos_w[j]), float(nc), float(nh))
+                best = EmotionRule(float(c_grid[i]), float(w_grid[j]), float(nc), float(nh))
+    for name, grid in grids.items():
+        ties = np.array([accuracy(labels, replace(best, **{name: float(v)}).tag(feats)) >= best_score for v in grid])
+        lo = hi = int(np.flatnonzero(grid == getattr(best, name))[0])
+        while lo > 0 and ties[lo - 1]:
+            lo -= 1
+        while hi < len(grid) - 1 and ties[hi + 1]:
+            hi += 1
+        best = replace(best, **{name: float(grid[lo] + grid[hi]) / 2})
     return best
 
 
