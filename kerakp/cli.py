@@ -15,19 +15,12 @@ DEFAULT_QUICKSTART = Path("runs/quickstart")
 
 
 def import_keras_quietly() -> None:
-    """Import Keras with stderr pointed at /dev/null: TensorFlow 2.21 prints start-up lines from C++ before any
-    log level applies. Errors still surface as Python exceptions once stderr is back."""
-    if "keras" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    """Import Keras with TensorFlow's C++ start-up lines (printed before any log level applies) kept off stderr."""
+    if "keras" not in sys.modules:
+        from kerakp.quiet import native_stderr_silenced
+
+        with native_stderr_silenced():
+            import keras  # noqa: F401
 
 
 class KerakpCommand(click.Command):
@@ -275,6 +268,25 @@ def _write_csv(frame, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(out)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default="tflite", show_default=True, type=click.Choice(["tflite", "onnx", "savedmodel"]))
+@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "float16", "dynamic", "int8"]),
+              help="TFLite only; int8 needs --calibration.")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Labelled faces (training data) for int8 ranges and the parity check (default: synthetic faces).")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file (default: beside MODEL).")
+def export(model, fmt, quantize, calibration, out):
+    """Export MODEL (.keras) to TFLite, ONNX or a SavedModel, with a parity check stored in <file>.json."""
+    from kerakp.export import export_model
+
+    report = export_model(model, fmt, quantize, out, calibration)
+    parity = report["parity"]
+    click.echo(f"wrote {report['file']} ({report['size_bytes'] / 1e6:.2f} MB)")
+    click.echo(f"parity on {parity['crops']} crops ({parity['source']}): max |export - keras| {parity['max_abs_diff']:.2e}, "
+               f"NME {parity['nme_keras']:.4f} -> {parity['nme_export']:.4f} ({parity['nme_change']:+.4f})")
 
 
 class DefaultCommandGroup(KerakpGroup):

@@ -18,6 +18,7 @@ from kerakp.codecs import decode_regression
 from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp
 from kerakp.detect import BoxCalibration, HaarDetector
 from kerakp.errors import KerakpError
+from kerakp.runtime import open_model
 from kerakp.schemas import Schema, get_schema
 
 BOX_SOURCES = ("detector", "oracle", "full")
@@ -32,33 +33,15 @@ class Prediction:
     detected: bool
 
 
-def load_model(path):
-    """Load a kerakp `.keras` model with a clear error for a missing or foreign file."""
-    import keras
-
-    from kerakp.models import landmark_model  # noqa: F401 - registers the custom classes
-
-    path = Path(path)
-    if not path.is_file():
-        raise KerakpError(f"{path}: model file not found")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as err:
-        raise KerakpError(f"{path}: not a loadable Keras model ({str(err).splitlines()[0][:160]})") from None
-    if not isinstance(model, landmark_model.LandmarkModel):
-        raise KerakpError(f"{path}: not a kerakp landmark model")
-    return model
-
-
 class Predictor:
-    """Runs a landmark model on whole images."""
+    """Runs a landmark model (`.keras`, `.tflite` or `.onnx`, see `kerakp.runtime`) on whole images."""
 
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
                  detector=None, batch_size: int = 32):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
-            model = load_model(model)
+            model = open_model(model)
         self.model = model
         self.schema: Schema = get_schema(model.schema_name)
         self.input_size: int = model.input_size
@@ -69,7 +52,7 @@ class Predictor:
         self.calibration = BoxCalibration(**calibration)
 
     def run_model(self, crops: np.ndarray) -> np.ndarray:
-        """Model outputs for a batch of crops (inference mode)."""
+        """Model outputs for a batch of crops (inference mode, whatever the model's file format)."""
         return np.asarray(self.model.predict_on_batch(crops.astype(np.float32)))
 
     def face_box(self, image: np.ndarray, truth: np.ndarray | None = None) -> tuple[np.ndarray | None, bool]:

@@ -7,7 +7,8 @@ from kerakp.data.readers import load_dataset, read_image
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import BoxCalibration, HaarDetector, fit_box_calibration
 from kerakp.errors import KerakpError
-from kerakp.inference import Predictor, load_model
+from kerakp.inference import Predictor
+from kerakp.runtime import open_model
 from kerakp.models.landmark_model import LandmarkModel
 
 from conftest import shared_path
@@ -81,9 +82,9 @@ def test_haar_calibration_maps_detector_boxes_to_landmark_boxes():
 
 def test_load_model_errors(tmp_path):
     with pytest.raises(KerakpError, match="absent.keras: model file not found"):
-        load_model(tmp_path / "absent.keras")
+        open_model(tmp_path / "absent.keras")
     (tmp_path / "junk.keras").write_bytes(b"zip? no")
     with pytest.raises(KerakpError, match="junk.keras: not a loadable Keras model"):
-        load_model(tmp_path / "junk.keras")
+        open_model(tmp_path / "junk.keras")
     with pytest.raises(KerakpError, match="unknown box source 'eyes'"):
         Predictor(LandmarkModel("simplecnn", "ibug68", 32, head_units=4), box="eyes")

@@ -1,0 +1,82 @@
+"""Export to TFLite / ONNX / SavedModel with parity checks, and one runtime for every format."""
+import json
+
+import numpy as np
+import pytest
+
+import kerakp.export as export
+from kerakp.data.readers import read_image
+from kerakp.errors import KerakpError
+from kerakp.inference import Predictor
+from kerakp.models.landmark_model import LandmarkModel
+from kerakp.runtime import LiteRTModel, OnnxModel, open_model
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "tiny.keras"
+    LandmarkModel("mobilenetv2", "ibug68", 48, head_units=16, crop_scale=1.3,
+                  box_calibration={"haar": {"dx": 0.0, "dy": 0.1, "scale": 0.9, "samples": 3}}).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(model_path):
+    """The float TFLite and ONNX exports of the tiny model, made once."""
+    return {fmt: export.export_model(model_path, fmt) for fmt in ("tflite", "onnx")}
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx", "savedmodel"])
+def test_float_exports_match_keras(model_path, fmt):
+    report = export.export_model(model_path, fmt)
+    out = model_path.with_name("tiny" + export.FORMATS[fmt])
+    assert out.exists() and json.loads(out.with_name(out.name + ".json").read_text()) == report
+    assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and abs(report["parity"]["nme_change"]) < 1e-4
+    assert report["model"]["schema"] == "ibug68" and report["model"]["crop_scale"] == 1.3
+    assert not list(model_path.parent.glob(".kerakp-export-*"))
+
+
+@pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
+def test_quantized_tflite(model_path, exported, quantize, synthetic_csv):
+    report = export.export_model(model_path, "tflite", quantize, calibration=synthetic_csv if quantize == "int8" else None)
+    assert report["file"] == f"tiny_{quantize}.tflite"
+    assert report["size_bytes"] < 0.6 * exported["tflite"]["size_bytes"]
+    assert report["parity"]["max_abs_diff"] < 0.05
+
+
+def test_every_format_runs_the_same_predictor(model_path, exported, synthetic_set):
+    images = [read_image(p) for p in synthetic_set.paths[:4]]
+    truths = list(synthetic_set.keypoints[:4])
+    results = {}
+    for name in ("tiny.keras", "tiny.tflite", "tiny.onnx"):
+        predictor = Predictor(model_path.with_name(name), box="oracle", passes=2)
+        assert predictor.crop_scale == 1.3 and predictor.model.box_calibration["haar"]["dy"] == 0.1
+        results[name] = np.stack([r.points for r in predictor.predict_batch(images, truths)])
+    assert np.abs(results["tiny.tflite"] - results["tiny.keras"]).max() < 1e-2
+    assert np.abs(results["tiny.onnx"] - results["tiny.keras"]).max() < 1e-2
+    assert isinstance(open_model(model_path.with_name("tiny.tflite")), LiteRTModel)
+    assert isinstance(open_model(model_path.with_name("tiny.onnx")), OnnxModel)
+
+
+def test_a_failed_parity_check_writes_nothing(model_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "FLOAT_TOLERANCE", -1.0)
+    out = tmp_path / "never.tflite"
+    with pytest.raises(KerakpError, match="never.tflite: parity check failed"):
+        export.export_model(model_path, "tflite", out=out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_errors(model_path, exported, tmp_path):
+    with pytest.raises(KerakpError, match="int8 needs --calibration"):
+        export.export_model(model_path, "tflite", "int8")
+    with pytest.raises(KerakpError, match="--quantize float16 is for TFLite"):
+        export.export_model(model_path, "onnx", "float16")
+    with pytest.raises(KerakpError, match="absent.keras: model file not found"):
+        export.export_model(tmp_path / "absent.keras")
+    lonely = tmp_path / "lonely.tflite"
+    lonely.write_bytes(model_path.with_name("tiny.tflite").read_bytes())
+    with pytest.raises(KerakpError, match="no lonely.tflite.json beside it"):
+        open_model(lonely)
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(KerakpError, match="unknown model format"):
+        open_model(tmp_path / "m.pt")
