@@ -289,6 +289,58 @@ def export(model, fmt, quantize, calibration, out):
                f"NME {parity['nme_keras']:.4f} -> {parity['nme_export']:.4f} ({parity['nme_change']:+.4f})")
 
 
+@main.command()
+@click.option("--tflite", "--model", "model", required=True, type=click.Path(path_type=Path),
+              help="Landmark model: .tflite (fastest on a CPU), .onnx or .keras.")
+@click.option("--source", default="0", show_default=True, help="Camera index or video file.")
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video here (r toggles).")
+@click.option("--headless", is_flag=True, help="No window: for servers and tests (still records and writes stats).")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), help="Write run statistics (JSON) here.")
+@click.option("--threads", default=1, show_default=True, help="Inference threads (TFLite and ONNX).")
+@click.option("--redetect-every", default=30, show_default=True, help="Run the face detector at least every N frames.")
+@click.option("--momentum", default=0.5, show_default=True, help="Landmark smoothing: 0 = none, towards 1 = smoother.")
+@click.option("--emotion-config", type=click.Path(path_type=Path), help="Expression thresholds YAML (default: published rule).")
+@click.option("--max-frames", type=int, help="Stop after this many frames.")
+def live(model, source, record, headless, stats_path, threads, redetect_every, momentum, emotion_config, max_frames):
+    """Track landmarks live on a camera or video: q quits, r toggles recording, s saves a snapshot."""
+    from kerakp.emotion import load_rule
+    from kerakp.inference import Predictor
+    from kerakp.live import run_live
+    from kerakp.runtime import open_model
+
+    if not 0 <= momentum < 1:
+        raise KerakpError("--momentum must be in [0, 1)")
+    import cv2
+
+    cv2.setNumThreads(threads)
+    predictor = Predictor(open_model(model, threads), box="detector", passes=2)
+    summary = run_live(predictor, source, record, headless, stats_path, redetect_every, momentum,
+                       load_rule(emotion_config), max_frames=max_frames)
+    infer = summary["latency_ms"].get("infer", {})
+    click.echo(f"{summary['frames']} frames in {summary['wall_s']:.2f} s: {summary['fps']:.1f} FPS; "
+               f"model {infer.get('p50', float('nan')):.2f} ms (p50); detector calls {summary['detector_calls']}, "
+               f"track losses {summary['track_losses']}; tags {summary['emotion_counts']}")
+    if stats_path:
+        click.echo(f"stats: {stats_path}")
+
+
+@main.command("synth-video")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--frames", default=120, show_default=True)
+@click.option("--width", default=640, show_default=True)
+@click.option("--height", default=480, show_default=True)
+@click.option("--seed", default=1, show_default=True,
+              help="Which synthetic person. The Haar detector misses the darker-skinned ones (see BENCHMARKS.md).")
+def synth_video(out, frames, width, height, seed):
+    """Write a video of a moving, smiling synthetic face (.mp4 or .avi) and its landmarks (OUT.csv)."""
+    from kerakp.data.synthetic import write_synthetic_video
+
+    if frames < 1 or min(width, height) < 64:
+        raise KerakpError("--frames must be at least 1 and the frame at least 64 px a side")
+    path = write_synthetic_video(out, frames, width, height, seed=seed)
+    click.echo(f"wrote {frames} frames: {path} (landmarks: {path}.csv)")
+
+
 class DefaultCommandGroup(KerakpGroup):
     """A group that runs `default_command` when the arguments name none (`kerakp emotion MODEL IMAGES`)."""
 

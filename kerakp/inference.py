@@ -76,12 +76,12 @@ class Predictor:
         matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
         return warp(image, matrix, self.input_size), matrix
 
-    def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
-        """Predict every image of a list (one face each)."""
-        boxes, detected = zip(*(self.face_box(img, None if truths is None else truths[i]) for i, img in enumerate(images)))
+    def refine(self, images: list[np.ndarray], boxes: list, passes: int | None = None) -> list[np.ndarray | None]:
+        """Landmarks from first-pass landmark boxes (None = no face): each pass crops around the last box,
+        runs the model, decodes and maps back to original pixels."""
         boxes, points = list(boxes), [None] * len(images)
         live = [i for i, b in enumerate(boxes) if b is not None]
-        for _ in range(self.passes):
+        for _ in range(passes or self.passes):
             if not live:
                 break
             crops, matrices = zip(*(self.crop(images[i], boxes[i]) for i in live))
@@ -90,7 +90,13 @@ class Predictor:
             for i, matrix, out in zip(live, matrices, decode_regression(outputs, self.input_size)):
                 points[i] = transform_points(np.linalg.inv(matrix), out)
                 boxes[i] = points_box(points[i])
-        return [Prediction(points[i], boxes[i], detected[i]) for i in range(len(images))]
+        return points
+
+    def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
+        """Predict every image of a list (one face each)."""
+        boxes, detected = zip(*(self.face_box(img, None if truths is None else truths[i]) for i, img in enumerate(images)))
+        points = self.refine(images, boxes)
+        return [Prediction(p, None if p is None else points_box(p), d) for p, d in zip(points, detected)]
 
     def predict(self, image: np.ndarray, truth: np.ndarray | None = None) -> Prediction:
         return self.predict_batch([image], None if truth is None else [truth])[0]

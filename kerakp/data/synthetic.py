@@ -122,6 +122,10 @@ def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size:
     brow_px = max(1, int(np.linalg.norm(matrix[:, 0]) * 0.06))
     for a, b in ((17, 22), (22, 27)):
         cv2.polylines(image, [ipt(pts[a:b])], False, (person.hair * 0.8).tolist(), brow_px, **draw)
+    for a in (36, 42):  # shaded sockets: the dark eye band a face detector looks for
+        eye = pts[a:a + 6]
+        socket = (eye - eye.mean(axis=0)) * np.array([1.5, 2.6]) + eye.mean(axis=0) - [0, 0.3 * np.ptp(eye[:, 1])]
+        cv2.fillPoly(image, [ipt(cv2.convexHull(socket.astype(np.float32))[:, 0])], (person.skin * 0.6).tolist(), **draw)
     for a in (36, 42):
         eye = pts[a:a + 6]
         cv2.fillPoly(image, [ipt(eye)], (235, 235, 235), **draw)
@@ -175,3 +179,38 @@ def write_synthetic_set(out_dir, num_images: int = 600, images_per_person: int =
     pd.DataFrame(attributes).to_csv(out_dir / "attributes.csv", index=False)
     (out_dir / "landmarks.csv.tmp").replace(out_dir / "landmarks.csv")
     return out_dir / "landmarks.csv"
+
+
+def write_synthetic_video(path, frames: int = 120, width: int = 640, height: int = 480, fps: float = 30.0,
+                          seed: int = 0) -> Path:
+    """A video of one synthetic face drifting, rolling and smiling in its middle third, with its landmarks
+    per frame in `<path>.csv` (frame, x0, y0, ...). Written as MJPG in an `.avi` or mp4v in an `.mp4`."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    person = random_person(rng)
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot write this video format")
+    rows = []
+    side = min(width, height)
+    for i in range(frames):
+        t = i / max(1, frames - 1)
+        expression = "smile" if 1 / 3 <= t < 2 / 3 else "neutral"
+        angle = np.deg2rad(12 * np.sin(2 * np.pi * t))
+        scale = side * 0.2
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
+        centre = np.array([side / 2 + 0.12 * side * np.sin(2 * np.pi * t), side / 2 - 0.05 * side])
+        frame_rng = np.random.default_rng([seed, 1])  # the same background and lighting in every frame
+        shape_rng = np.random.default_rng([seed, 2])  # the same mouth opening for each expression
+        image, points = draw_face(person, face_points(person, expression, shape_rng), np.c_[rotation, centre], side, frame_rng)
+        pad = (width - side) // 2
+        image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        rows.append([i, *(points + [pad, 0]).ravel().round(3)])
+    writer.release()
+    tmp.replace(path)
+    pd.DataFrame(rows, columns=["frame"] + [f"{a}{k}" for k in range(68) for a in "xy"]).to_csv(
+        path.with_name(path.name + ".csv"), index=False)
+    return path
