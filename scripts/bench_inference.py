@@ -13,25 +13,13 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from report import replace_section
+from report import replace_section, time_calls
 
 VARIANTS = [("keras", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none")]
-
-
-def time_model(model, crop: np.ndarray, runs: int) -> dict:
-    for _ in range(10):
-        model.predict_on_batch(crop)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.predict_on_batch(crop)
-        times.append(1000 * (time.perf_counter() - start))
-    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
 
 
 def main():
@@ -68,7 +56,7 @@ def main():
                     cv2.setNumThreads(threads)
                     model = open_model(path, threads)
                 rows.append({"format": fmt, "quantize": quantize, "threads": threads if fmt != "keras" else "default",
-                             "size_mb": size / 1e6, **time_model(model, crop, args.runs)})
+                             "size_mb": size / 1e6, **time_calls(lambda: model.predict_on_batch(crop), args.runs)})
                 print(rows[-1])
     report = {"model": str(args.model), "backbone": keras_model.backbone_name, "input_size": keras_model.input_size,
               "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "keras_backend": keras.backend.backend(),
