@@ -63,6 +63,13 @@ def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> li
     return callbacks
 
 
+def save_for_inference(model: LandmarkModel, path) -> None:
+    """Save weights and metadata without the optimizer state (which would triple the file)."""
+    clean = LandmarkModel.from_config(model.get_config())
+    clean.set_weights(model.get_weights())
+    clean.save(path)
+
+
 def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) a run in `out_dir`; returns the path of the best model."""
     out = Path(out_dir)
@@ -94,7 +101,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     monitor = "val_loss" if val_seq is not None else "loss"
     model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
               callbacks=_callbacks(out, config, monitor, resume), verbose=1 if progress else 2)
-    model.save(out / "model.keras")  # best weights (EarlyStopping restores them) with the final metadata
+    save_for_inference(model, out / "model.keras")  # best weights (EarlyStopping restores them)
     plot_history(out / "history.csv", out / "training_curves.png")
     (out / "split.json").write_text(json.dumps(model.split, indent=2))
     return out / "model.keras"

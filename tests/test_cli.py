@@ -34,6 +34,7 @@ def trained(ytf68_subset, tmp_path_factory):
 def test_train_writes_the_run_folder(trained):
     for name in ("model.keras", "last.keras", "history.csv", "training_curves.png", "config.yaml", "split.json"):
         assert (trained / name).is_file(), name
+    assert (trained / "model.keras").stat().st_size < 0.5 * (trained / "last.keras").stat().st_size  # no optimizer state
     split = json.loads((trained / "split.json").read_text())
     assert split["val_images"] > 0 and split["train_images"] + split["val_images"] == 60
 
