@@ -11,7 +11,7 @@ from kerakp.cli import main
 from kerakp.data.synthetic import write_synthetic_video
 from kerakp.models.landmark_model import LandmarkModel
 
-SHIPPED = Path(__file__).resolve().parents[1] / "saved_models" / "ytf68_mobilenetv2.keras"
+SHIPPED = Path(__file__).resolve().parents[1] / "saved_models" / "ytf68_mobilenetv2.tflite"
 
 
 @pytest.fixture(scope="module")
