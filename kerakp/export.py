@@ -113,7 +113,10 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
         staged = staging / (out.name if fmt != "savedmodel" else "savedmodel")
         reference = np.asarray(model.predict_on_batch(crops))  # also builds the graph the ONNX exporter traces
         _write(model, fmt, quantize, staged, crops)
-        exported = _run_export(staged, fmt, crops, model.get_config())
+        try:
+            exported = _run_export(staged, fmt, crops, model.get_config())
+        except KerakpError as err:  # name the user's file, not the staging copy
+            raise KerakpError(f"{out.name}: {str(err).split(': ', 1)[-1]}; nothing written") from None
         norm = model.schema.norm
         report = {
             "format": fmt, "quantize": quantize, "file": out.name,

@@ -72,7 +72,11 @@ class OnnxModel(ExportedModel):
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise KerakpError(f"{path}: not a loadable ONNX model ({str(err).splitlines()[0][:160]})") from None
-        self.input = self.session.get_inputs()[0].name
+        inputs = [i.name for i in self.session.get_inputs()]
+        if len(inputs) != 1:  # tf2onnx turns some constants (EfficientNetV2's normalisation) into inputs
+            raise KerakpError(f"{path}: the ONNX graph asks for {len(inputs)} inputs ({', '.join(inputs[:3])}...), not one image; "
+                              "this backbone does not convert to ONNX with tf2onnx, use TFLite")
+        self.input = inputs[0]
 
     def predict_on_batch(self, crops: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(crops, dtype=np.float32)})[0]

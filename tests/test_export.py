@@ -80,3 +80,11 @@ def test_export_errors(model_path, exported, tmp_path):
     (tmp_path / "m.pt").write_bytes(b"x")
     with pytest.raises(KerakpError, match="unknown model format"):
         open_model(tmp_path / "m.pt")
+
+
+def test_a_backbone_onnx_cannot_convert_fails_clearly(tmp_path):
+    path = tmp_path / "eff.keras"
+    LandmarkModel("efficientnetv2b0", "ibug68", 32, head_units=4).save(path)
+    with pytest.raises(KerakpError, match="eff.onnx: the ONNX graph asks for 3 inputs.*use TFLite; nothing written"):
+        export.export_model(path, "onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eff.keras"]
