@@ -40,11 +40,12 @@ def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.nda
         return KeypointSequence(labelled.subset(chosen), model.input_size, batch_size=len(chosen), crop_scale=model.crop_scale)[0]
 
 
-def crop_nme(outputs: np.ndarray, targets: np.ndarray, norm: tuple[int, int]) -> float:
+def crop_nme(outputs: np.ndarray, targets: np.ndarray, schema) -> float:
     """Mean NME in crop space of (N, 2K) outputs against (N, 2K) targets (NaN = missing)."""
-    pred, truth = outputs.reshape(len(outputs), -1, 2), targets.reshape(len(targets), -1, 2)
-    errors = np.nanmean(np.linalg.norm(pred - truth, axis=-1), axis=1)
-    return float(np.mean(errors / np.linalg.norm(truth[:, norm[0]] - truth[:, norm[1]], axis=-1)))
+    from kerakp.metrics import per_image_nme
+
+    shape = (len(outputs), -1, 2)
+    return float(np.mean(per_image_nme(outputs.reshape(shape), targets.reshape(shape), schema)))
 
 
 def _converter_options(quantize: str, crops: np.ndarray) -> dict:
@@ -117,13 +118,12 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
             exported = _run_export(staged, fmt, crops, model.get_config())
         except KerakpError as err:  # name the user's file, not the staging copy
             raise KerakpError(f"{out.name}: {str(err).split(': ', 1)[-1]}; nothing written") from None
-        norm = model.schema.norm
         report = {
             "format": fmt, "quantize": quantize, "file": out.name,
             "size_bytes": sum(f.stat().st_size for f in staged.rglob("*")) if staged.is_dir() else staged.stat().st_size,
             "parity": {"crops": len(crops), "source": str(calibration) if calibration else "synthetic faces",
                        "max_abs_diff": float(np.abs(exported - reference).max()),
-                       "nme_keras": crop_nme(reference, targets, norm), "nme_export": crop_nme(exported, targets, norm)},
+                       "nme_keras": crop_nme(reference, targets, model.schema), "nme_export": crop_nme(exported, targets, model.schema)},
             "model": model.get_config(),
         }
         report["parity"]["nme_change"] = report["parity"]["nme_export"] - report["parity"]["nme_keras"]
