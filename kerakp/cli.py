@@ -1,6 +1,7 @@
 """The `kerakp` command line. Heavy imports (Keras, TensorFlow) happen inside commands, so `--help` is quick."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,20 @@ class KerakpCommand(click.Command):
 
     def invoke(self, ctx):
         import_keras_quietly()
+        return super().invoke(ctx)
+
+
+class TensorFlowCommand(KerakpCommand):
+    """A command that converts through TensorFlow: it runs Keras on the TensorFlow backend whatever
+    $KERAS_BACKEND says (a .keras file trained on any backend loads there), unless --backend asked otherwise."""
+
+    def invoke(self, ctx):
+        chosen = ctx.find_root().params.get("backend")
+        if chosen not in (None, "tensorflow"):
+            raise KerakpError(f"`{ctx.info_name}` converts through TensorFlow; drop --backend {chosen}")
+        if importlib.util.find_spec("tensorflow") is None:
+            raise KerakpError(f"`{ctx.info_name}` needs TensorFlow (pip install tensorflow)")
+        select_backend("tensorflow")
         return super().invoke(ctx)
 
 
@@ -270,7 +285,7 @@ def _write_csv(frame, out: Path) -> None:
     tmp.replace(out)
 
 
-@main.command()
+@main.command(cls=TensorFlowCommand)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", default="tflite", show_default=True, type=click.Choice(["tflite", "onnx", "savedmodel"]))
 @click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "float16", "dynamic", "int8"]),
@@ -279,7 +294,8 @@ def _write_csv(frame, out: Path) -> None:
               help="Labelled faces (training data) for int8 ranges and the parity check (default: synthetic faces).")
 @click.option("--out", type=click.Path(path_type=Path), help="Output file (default: beside MODEL).")
 def export(model, fmt, quantize, calibration, out):
-    """Export MODEL (.keras) to TFLite, ONNX or a SavedModel, with a parity check stored in <file>.json."""
+    """Export MODEL (.keras, trained on any backend) to TFLite, ONNX or a SavedModel, with a parity check
+    stored in <file>.json. Runs on the TensorFlow backend."""
     from kerakp.export import export_model
 
     report = export_model(model, fmt, quantize, out, calibration)

@@ -63,3 +63,17 @@ def test_kerakp_trains_without_tensorflow(synthetic_csv, tmp_path):
     output = job("jax", "--no-tensorflow", "cli-train", synthetic_csv, tmp_path / "run")
     assert "backend jax tensorflow imported: False" in output
     assert (tmp_path / "run" / "model.keras").is_file() and (tmp_path / "run" / "training_curves.png").is_file()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="Keras backend 'jax' is not installed")
+def test_export_switches_to_tensorflow_for_a_model_trained_on_jax(trained, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    model = trained("jax") / "model.keras"
+    out = tmp_path / "jax_model.tflite"
+    done = subprocess.run([sys.executable, "-m", "kerakp", "export", str(model), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.is_file() and "max |export - keras|" in done.stdout
+    refused = subprocess.run([sys.executable, "-m", "kerakp", "--backend", "jax", "export", str(model)],
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "converts through TensorFlow; drop --backend jax" in refused.stderr
