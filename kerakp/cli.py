@@ -13,6 +13,7 @@ from kerakp import __version__
 from kerakp.errors import KerakpError
 
 DEFAULT_QUICKSTART = Path("runs/quickstart")
+DATA_FORMATS = ["auto", "ytf68", "pts", "csv", "asf", "kaggle"]  # kerakp.data.readers.FORMATS
 
 
 def import_keras_quietly() -> None:
@@ -154,7 +155,7 @@ def _run_training(data_path, data_format, config_path, out, resume, overrides):
 
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Labelled set (CSV or folder).")
-@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(["auto", "ytf68", "pts", "csv"]))
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML recipe (see configs/).")
 @click.option("--out", default=Path("runs/train"), show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
 @click.option("--backbone", help="mobilenetv2, efficientnetv2b0, resnet18, resnet34, resnet50 or simplecnn.")
@@ -210,9 +211,34 @@ BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, dia
 
 
 @main.command()
+@click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--to", "fmt", required=True, type=click.Choice(["ytf68", "csv", "pts", "asf", "kaggle"]),
+              help="Output layout (csv is the image_name,point_1_x,... format).")
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS), help="Input layout.")
+@click.option("--markup", help="Convert the points to this markup (five, kaggle15, nose_tip) from any markup that has their parts.")
+@click.option("--crop", "crop_size", type=int, help="Write SIZE x SIZE face crops instead of the original images (a compact copy).")
+@click.option("--context", default=2.0, show_default=True, help="With --crop: crop side / landmark-box side.")
+def convert(data_path, out, fmt, data_format, markup, crop_size, context):
+    """Write the labelled set DATA in another layout or markup into the new folder OUT.
+
+    Examples: 300-W .pts to CSV: `kerakp convert ../300w_train out/300w --to ytf68`; 68 to 5 points:
+    `--to csv --markup five`; a compact copy for another machine: `--crop 160`.
+    """
+    from kerakp.data.readers import load_dataset
+    from kerakp.data.writers import write_dataset
+
+    if crop_size is not None and crop_size < 16 or context <= 0:
+        raise KerakpError("--crop must be at least 16 pixels and --context positive")
+    data = load_dataset(data_path, data_format)
+    written = write_dataset(data, out, fmt, markup, crop_size, context)
+    click.echo(f"wrote {len(data)} faces ({data.schema.name} -> {markup or fmt}): {written}")
+
+
+@main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path))
-@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(["auto", "ytf68", "pts", "csv"]))
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "oracle", "full"]), help=BOX_HELP)
 @click.option("--passes", default=2, show_default=True, help="Crop passes; each re-crops around the last prediction.")
 @click.option("--subset", default="all", show_default=True, type=click.Choice(["all", "val", "train"]),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kerakp.data.readers import LandmarkSet, read_image
+from kerakp.data.readers import LandmarkSet
 from kerakp.inference import Predictor
 from kerakp.metrics import per_image_nme, summarize
 from kerakp.plots import plot_ced, plot_grid
@@ -26,7 +26,7 @@ def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progre
     with tqdm(total=len(data), desc="evaluating", unit="img", disable=not progress) as bar:
         for start in range(0, len(data), chunk):
             stop = min(start + chunk, len(data))
-            images = [read_image(p) for p in data.paths[start:stop]]
+            images = [data.image(i) for i in range(start, stop)]
             results = predictor.predict_batch(images, list(data.keypoints[start:stop]))
             for i, result in enumerate(results, start):
                 detected[i] = result.detected
@@ -60,7 +60,7 @@ def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", 
     worst, best = ranked[::-1][:8], ranked[:4]
     shown = worst + best
     titles = [f"worst NME {nme[i]:.3f}" for i in worst] + [f"best NME {nme[i]:.3f}" for i in best]
-    plot_grid([read_image(data.paths[i]) for i in shown], [data.keypoints[i] for i in shown],
+    plot_grid([data.image(i) for i in shown], [data.keypoints[i] for i in shown],
               [preds[i] for i in shown], titles, out / "grid.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

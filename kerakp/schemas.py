@@ -20,6 +20,9 @@ class Schema:
     mirrored point back under the index that names its side. `norm` is the pair of points whose distance
     normalises errors (outer eye corners). `parts` maps semantic names (for example `mouth_left`,
     `left_eye`) to point indices; modules that need a part look it up and fail clearly when it is absent.
+    Part names follow the image: `left_*` is on the image's left. `names` are the markup's own point names
+    (column names of its file format); markups whose points all have a part name in `canonical` can be
+    made from any other markup that has those parts (`convert_points`).
     """
 
     name: str
@@ -28,6 +31,7 @@ class Schema:
     norm: tuple[int, int]
     parts: dict[str, tuple[int, ...]] = field(default_factory=dict)
     names: tuple[str, ...] = ()
+    canonical: tuple[str, ...] = ()
 
     def __post_init__(self):
         if sorted(self.flip) != list(range(self.num_points)):
@@ -79,6 +83,12 @@ def _ibug68() -> Schema:
         "inner_lips": tuple(range(60, 68)),
         "left_eye_outer": (36,),
         "right_eye_outer": (45,),
+        "left_eye_inner": (39,),
+        "right_eye_inner": (42,),
+        "left_brow_outer": (17,),
+        "left_brow_inner": (21,),
+        "right_brow_inner": (22,),
+        "right_brow_outer": (26,),
         "nose_tip": (30,),
         "mouth_left": (48,),
         "mouth_right": (54,),
@@ -93,11 +103,56 @@ def _ibug68() -> Schema:
 def _five_point() -> Schema:
     names = ("left_eye_outer", "right_eye_outer", "nose_tip", "mouth_left", "mouth_right")
     parts = {name: (i,) for i, name in enumerate(names)}
-    parts.update(left_eye=(0,), right_eye=(1,))
-    return Schema("five", 5, _mirror_pairs(5, [(0, 1), (3, 4)]), (0, 1), parts, names)
+    return Schema("five", 5, _mirror_pairs(5, [(0, 1), (3, 4)]), (0, 1), parts, names, canonical=names)
 
 
-SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _five_point())}
+def _imm58() -> Schema:
+    """IMM 58 (Stegmann et al.): the .asf paths are jaw 0-12 (image left to right), the image-right eye
+    13-20 and image-left eye 21-28 (each from its outer corner over the top), brows 29-33 (image right) and
+    34-38 (image left, each from the inner end), mouth 39-46 (image-left corner, upper lip, image-right
+    corner, lower lip) and nose 47-57 (an open path around it, 52 at its base below the tip)."""
+    pairs = [(i, 12 - i) for i in range(6)]                      # jaw
+    pairs += [(13 + i, 21 + i) for i in range(8)]                # eyes
+    pairs += [(29 + i, 34 + i) for i in range(5)]                # brows
+    pairs += [(39, 43), (40, 42), (44, 46)]                      # mouth
+    pairs += [(47 + i, 57 - i) for i in range(5)]                # nose
+    parts = {
+        "jaw": tuple(range(0, 13)),
+        "right_eye": tuple(range(13, 21)),
+        "left_eye": tuple(range(21, 29)),
+        "right_brow": tuple(range(29, 34)),
+        "left_brow": tuple(range(34, 39)),
+        "mouth": tuple(range(39, 47)),
+        "nose": tuple(range(47, 58)),
+        "right_eye_outer": (13,), "right_eye_inner": (17,), "left_eye_outer": (21,), "left_eye_inner": (25,),
+        "right_brow_inner": (29,), "right_brow_outer": (33,), "left_brow_inner": (34,), "left_brow_outer": (38,),
+        "mouth_left": (39,), "upper_lip_top": (41,), "mouth_right": (43,), "lower_lip_bottom": (45,),
+        "nose_tip": (52,),
+    }
+    return Schema("imm58", 58, _mirror_pairs(58, pairs), (21, 13), parts)
+
+
+def _nose_tip() -> Schema:
+    return Schema("nose_tip", 1, (0,), (0, 0), {"nose_tip": (0,)}, ("nose_tip",), canonical=("nose_tip",))
+
+
+def _kaggle15() -> Schema:
+    """Kaggle Facial Keypoints: names are the competition's columns, where left/right are the subject's
+    (its `left_eye_center` is on the image's right). Errors are normalised by the eye-centre distance
+    (outer corners are missing in most rows)."""
+    names = ("left_eye_center", "right_eye_center", "left_eye_inner_corner", "left_eye_outer_corner",
+             "right_eye_inner_corner", "right_eye_outer_corner", "left_eyebrow_inner_end", "left_eyebrow_outer_end",
+             "right_eyebrow_inner_end", "right_eyebrow_outer_end", "nose_tip", "mouth_left_corner",
+             "mouth_right_corner", "mouth_center_top_lip", "mouth_center_bottom_lip")
+    canonical = ("right_eye", "left_eye", "right_eye_inner", "right_eye_outer", "left_eye_inner", "left_eye_outer",
+                 "right_brow_inner", "right_brow_outer", "left_brow_inner", "left_brow_outer", "nose_tip",
+                 "mouth_right", "mouth_left", "upper_lip_top", "lower_lip_bottom")
+    parts = {name: (i,) for i, name in enumerate(canonical)}
+    flip = _mirror_pairs(15, [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)])
+    return Schema("kaggle15", 15, flip, (1, 0), parts, names, canonical)
+
+
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point(), _nose_tip())}
 
 
 def get_schema(name: str) -> Schema:
@@ -114,3 +169,17 @@ def schema_for_points(num_points: int) -> Schema:
     if len(matches) != 1:
         raise KerakpError(f"no single known markup has {num_points} points")
     return matches[0]
+
+
+def convert_points(points: np.ndarray, source: Schema, target: Schema) -> np.ndarray:
+    """(..., K, 2) points of `source` as `target` points: each target point is the mean of the source part
+    of the same name (an eye centre from the eye contour). NaN stays NaN."""
+    if source.name == target.name:
+        return np.asarray(points, dtype=np.float64)
+    if not target.canonical:
+        raise KerakpError(f"cannot convert to markup '{target.name}': its points cannot be made from other markups")
+    missing = [n for n in target.canonical if n not in source.parts]
+    if missing:
+        raise KerakpError(f"cannot convert {source.name} to {target.name}: {source.name} has no {', '.join(missing)}")
+    points = np.asarray(points, dtype=np.float64)
+    return np.stack([points[..., list(source.parts[n]), :].mean(axis=-2) for n in target.canonical], axis=-2)

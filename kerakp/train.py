@@ -16,7 +16,7 @@ import yaml
 
 from kerakp.config import TrainConfig
 from kerakp.data.augment import Augment
-from kerakp.data.readers import LandmarkSet, read_image, split_by_person
+from kerakp.data.readers import LandmarkSet, split_by_person
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import HaarDetector, fit_box_calibration
 from kerakp.errors import KerakpError
@@ -33,7 +33,7 @@ def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool 
         return {}
     detector = HaarDetector()
     chosen = np.random.default_rng(seed).permutation(len(data))[:count]
-    images = (read_image(data.paths[i]) for i in tqdm(chosen, desc="fitting detector boxes", disable=not progress, unit="img"))
+    images = (data.image(i) for i in tqdm(chosen, desc="fitting detector boxes", disable=not progress, unit="img"))
     calibration = fit_box_calibration(detector, images, data.keypoints[chosen])
     return {detector.name: calibration.to_dict()}
 

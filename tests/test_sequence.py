@@ -68,11 +68,11 @@ def test_missing_points_stay_masked(synthetic_set):
 
 
 def test_images_are_decoded_once(synthetic_set, monkeypatch):
-    import kerakp.data.sequence as sequence
+    import kerakp.data.readers as readers
 
     calls = []
-    real = sequence.read_image
-    monkeypatch.setattr(sequence, "read_image", lambda path: calls.append(path) or real(path))
+    real = readers.read_image
+    monkeypatch.setattr(readers, "read_image", lambda path: calls.append(path) or real(path))
     seq = KeypointSequence(synthetic_set, 32, batch_size=8, augment=Augment())
     seq[0], seq[0], seq.on_epoch_end(), seq[0]
     assert len(calls) == 8

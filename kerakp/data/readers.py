@@ -5,6 +5,9 @@ Supported layouts (`load_dataset` detects which from the path):
   x0, y0, ..., x{K-1}, y{K-1}; images beside it or in a folder named after the CSV's prefix.
 - `pts`: a folder of image + `.pts` pairs (300-W), 1-based coordinates.
 - `csv`: `image_name,point_1_x,point_1_y,...` (the 5-point seed format; -1 marks a missing value).
+- `asf`: a folder of image + `.asf` pairs (IMM 58), coordinates relative to the image size.
+- `kaggle`: the Kaggle Facial Keypoints CSV: 30 named coordinate columns (empty = missing) and an `Image`
+  column of 96 x 96 grayscale pixels; the faces fill the image, so each face box is the whole image.
 """
 from __future__ import annotations
 
@@ -15,16 +18,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kerakp.data.geometry import points_box
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, get_schema, schema_for_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-FORMATS = ("auto", "ytf68", "pts", "csv")
+FORMATS = ("auto", "ytf68", "pts", "csv", "asf", "kaggle")
 
 
 @dataclass
 class LandmarkSet:
-    """Images (by path) with keypoints (N, K, 2) in original pixels, a person id per image, optional boxes."""
+    """Images with keypoints (N, K, 2) in original pixels and a person id per image.
+
+    Images are files (`paths`) or, for formats that embed them, decoded RGB arrays (`pixels`, with `paths`
+    naming where each came from). `boxes` (N, 4), when set, are the landmark boxes to crop around instead
+    of the keypoints' own box (for faces that fill the image and have missing points)."""
 
     schema: Schema
     paths: list[Path]
@@ -33,6 +41,7 @@ class LandmarkSet:
     boxes: np.ndarray | None = None
     source: str = ""
     names: list[str] = field(default_factory=list)
+    pixels: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.names:
@@ -40,6 +49,14 @@ class LandmarkSet:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def image(self, index: int) -> np.ndarray:
+        """The RGB image of one face."""
+        return read_image(self.paths[index]) if self.pixels is None else self.pixels[index]
+
+    def crop_box(self, index: int) -> np.ndarray | None:
+        """The landmark box a training crop is centred on."""
+        return points_box(self.keypoints[index]) if self.boxes is None else self.boxes[index]
 
     def subset(self, indices) -> "LandmarkSet":
         indices = list(indices)
@@ -51,6 +68,7 @@ class LandmarkSet:
             None if self.boxes is None else self.boxes[indices],
             self.source,
             [self.names[i] for i in indices],
+            None if self.pixels is None else self.pixels[indices],
         )
 
 
@@ -187,6 +205,82 @@ def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> Landm
     return LandmarkSet(the_schema, paths, keypoints, [person_of(n) for n in names], source=str(csv_path), names=names)
 
 
+def read_asf_file(path: Path) -> tuple[np.ndarray, str]:
+    """One IMM `.asf` file: (K, 2) relative coordinates ordered by point number, and the host image name."""
+    lines = [line.split("#")[0].strip() for line in path.read_text(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    try:
+        count = int(lines[0])
+        rows = [line.split() for line in lines[1:1 + count]]
+        points = np.full((count, 2), np.nan)
+        for row in rows:
+            points[int(row[4])] = float(row[2]), float(row[3])
+        host = lines[1 + count]
+    except (IndexError, ValueError):
+        raise KerakpError(f"{path}: not an .asf shape file (point count, {'{'}path type x y point from to{'}'} lines, host image)") from None
+    if np.isnan(points).any():
+        raise KerakpError(f"{path}: point numbers do not cover 0..{count - 1}")
+    return points, host
+
+
+def read_asf_folder(folder, schema: str | None = None) -> LandmarkSet:
+    """Read a folder of image + `.asf` pairs (IMM); the person id is the number before the dash (`01-1m`)."""
+    folder = Path(folder)
+    asf_files = sorted(folder.glob("*.asf"))
+    if not asf_files:
+        raise KerakpError(f"{folder}: no .asf files")
+    import cv2
+
+    keypoints, paths = [], []
+    for asf in asf_files:
+        relative, host = read_asf_file(asf)
+        image = _check_image(folder / host, str(asf))
+        size = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+        if size is None:
+            raise KerakpError(f"{image}: not a readable image")
+        height, width = size.shape[:2]
+        keypoints.append(relative * [width, height])
+        paths.append(image)
+    counts = {len(k) for k in keypoints}
+    if len(counts) != 1:
+        raise KerakpError(f"{folder}: .asf files disagree on the number of points ({sorted(counts)})")
+    the_schema = get_schema(schema) if schema else schema_for_points(counts.pop())
+    return LandmarkSet(the_schema, paths, np.stack(keypoints), [p.stem.split("-")[0] for p in paths], source=str(folder))
+
+
+KAGGLE_SIZE = 96
+
+
+def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
+    """Read a Kaggle Facial Keypoints CSV (training.csv layout; test.csv rows have no keypoints).
+
+    Each row is its own person (the competition gives no identities) and its face box is the whole image."""
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path)
+    the_schema = get_schema("kaggle15")
+    columns = [f"{name}_{axis}" for name in the_schema.names for axis in "xy"]
+    if "Image" not in frame.columns:
+        raise KerakpError(f"{csv_path}: no 'Image' column (not a Kaggle Facial Keypoints file)")
+    lacking = [c for c in columns if c not in frame.columns]
+    if lacking and len(lacking) != len(columns):
+        raise KerakpError(f"{csv_path}: missing keypoint columns {', '.join(lacking[:4])}{'...' if len(lacking) > 4 else ''}")
+    pixels = np.empty((len(frame), KAGGLE_SIZE, KAGGLE_SIZE), dtype=np.uint8)
+    for row, text in enumerate(frame["Image"]):
+        values = text.split()
+        if len(values) != KAGGLE_SIZE * KAGGLE_SIZE:
+            raise KerakpError(f"{csv_path} row {row + 2}: Image has {len(values)} pixels, expected {KAGGLE_SIZE}x{KAGGLE_SIZE}")
+        pixels[row] = _parse_numbers(values, f"{csv_path} row {row + 2} Image").reshape(KAGGLE_SIZE, KAGGLE_SIZE)
+    if lacking:
+        keypoints = np.full((len(frame), the_schema.num_points, 2), np.nan)
+    else:
+        keypoints = _rows_to_points(frame[["Image", *columns]], csv_path, missing=None)
+    ids = frame["ImageId"].tolist() if "ImageId" in frame.columns else [str(i + 1) for i in range(len(frame))]
+    names = [f"{i}.png" for i in ids]
+    whole = np.array([-0.5, -0.5, KAGGLE_SIZE - 0.5, KAGGLE_SIZE - 0.5])
+    return LandmarkSet(the_schema, [csv_path.with_name(n) for n in names], keypoints, [f"row{i}" for i in ids],
+                       np.tile(whole, (len(frame), 1)), str(csv_path), names, np.repeat(pixels[..., None], 3, axis=-1))
+
+
 def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:
     """Names and (N, K, 2) points of a landmark CSV, reading no images: `kerakp predict` output
     (image, found, x0, y0, ...; unfound rows are NaN), the YTF-68 layout, or the point CSV (-1 = missing)."""
@@ -206,6 +300,8 @@ def detect_format(path: Path) -> tuple[str, Path]:
     if path.is_dir():
         if any(path.glob("*.pts")):
             return "pts", path
+        if any(path.glob("*.asf")):
+            return "asf", path
         csvs = sorted(path.glob("*.csv"))
         if len(csvs) == 1:
             return detect_format(csvs[0])
@@ -215,9 +311,11 @@ def detect_format(path: Path) -> tuple[str, Path]:
         raise KerakpError(f"{path}: cannot tell the data format (no .pts files, {len(csvs)} CSV files); pass --format")
     if path.suffix.lower() == ".csv":
         with open(path, errors="replace") as handle:
-            first = handle.readline()
-        return ("csv" if first.startswith("image_name") else "ytf68"), path
-    raise KerakpError(f"{path}: unknown data format (expected a CSV file or a folder of .pts files)")
+            first = handle.readline(1 << 16)
+        if first.startswith("image_name"):
+            return "csv", path
+        return ("kaggle" if "Image" in first.strip().split(",") else "ytf68"), path
+    raise KerakpError(f"{path}: unknown data format (expected a CSV file or a folder of .pts or .asf files)")
 
 
 def load_dataset(path, format: str = "auto", schema: str | None = None) -> LandmarkSet:
@@ -229,9 +327,10 @@ def load_dataset(path, format: str = "auto", schema: str | None = None) -> Landm
         raise KerakpError(f"unknown data format '{format}' (known: {', '.join(FORMATS)})")
     if format == "auto":
         format, path = detect_format(path)
-    elif path.is_dir() and format != "pts":
+    elif path.is_dir() and format not in ("pts", "asf"):
         format, path = format, detect_format(path)[1]
-    reader = {"ytf68": read_ytf68, "pts": read_pts_folder, "csv": read_point_csv}[format]
+    reader = {"ytf68": read_ytf68, "pts": read_pts_folder, "csv": read_point_csv, "asf": read_asf_folder,
+              "kaggle": read_kaggle}[format]
     return reader(path, schema=schema)
 
 

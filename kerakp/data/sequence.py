@@ -14,8 +14,8 @@ import numpy as np
 
 from kerakp.codecs import encode_regression
 from kerakp.data.augment import Augment, photometric, random_affine
-from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp
-from kerakp.data.readers import LandmarkSet, read_image
+from kerakp.data.geometry import crop_from_box, crop_matrix, transform_points, warp
+from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
 
 
@@ -47,13 +47,13 @@ class KeypointSequence(keras.utils.PyDataset):
 
     def image(self, index: int) -> np.ndarray:
         if index not in self._images:
-            self._images[index] = read_image(self.data.paths[index])
+            self._images[index] = self.data.image(index)
         return self._images[index]
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """One crop (S, S, 3) float32 and its keypoints (K, 2) in crop pixels."""
         points = self.data.keypoints[index]
-        box = points_box(points)
+        box = self.data.crop_box(index)
         if box is None:
             raise KerakpError(f"{self.data.paths[index]}: no labelled points to crop around")
         matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
