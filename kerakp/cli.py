@@ -216,7 +216,7 @@ BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, dia
 @click.option("--to", "fmt", required=True, type=click.Choice(["ytf68", "csv", "pts", "asf", "kaggle"]),
               help="Output layout (csv is the image_name,point_1_x,... format).")
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS), help="Input layout.")
-@click.option("--markup", help="Convert the points to this markup (five, kaggle15, nose_tip) from any markup that has their parts.")
+@click.option("--markup", help="Convert the points to this markup (five or kaggle15) from any markup that has their parts.")
 @click.option("--crop", "crop_size", type=int, help="Write SIZE x SIZE face crops instead of the original images (a compact copy).")
 @click.option("--context", default=2.0, show_default=True, help="With --crop: crop side / landmark-box side.")
 def convert(data_path, out, fmt, data_format, markup, crop_size, context):
@@ -309,6 +309,21 @@ def _write_csv(frame, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(out)
+
+
+@main.command("kaggle-submit")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--test", "test_csv", required=True, type=click.Path(path_type=Path), help="The competition's test.csv (ImageId, Image).")
+@click.option("--lookup", "lookup_csv", required=True, type=click.Path(path_type=Path), help="IdLookupTable.csv (RowId, ImageId, FeatureName).")
+@click.option("--out", default=Path("submission.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+def kaggle_submit(model, test_csv, lookup_csv, out):
+    """Write a Kaggle Facial Keypoints submission (RowId, Location) with a kaggle15 MODEL (whole-image crops)."""
+    from kerakp.inference import Predictor
+    from kerakp.kaggle import submission
+
+    table = submission(Predictor(model, box="full", passes=1), test_csv, lookup_csv)
+    _write_csv(table, out)
+    click.echo(f"wrote {len(table)} locations: {out}")
 
 
 @main.command(cls=TensorFlowCommand)

@@ -132,10 +132,6 @@ def _imm58() -> Schema:
     return Schema("imm58", 58, _mirror_pairs(58, pairs), (21, 13), parts)
 
 
-def _nose_tip() -> Schema:
-    return Schema("nose_tip", 1, (0,), (0, 0), {"nose_tip": (0,)}, ("nose_tip",), canonical=("nose_tip",))
-
-
 def _kaggle15() -> Schema:
     """Kaggle Facial Keypoints: names are the competition's columns, where left/right are the subject's
     (its `left_eye_center` is on the image's right). Errors are normalised by the eye-centre distance
@@ -152,7 +148,7 @@ def _kaggle15() -> Schema:
     return Schema("kaggle15", 15, flip, (1, 0), parts, names, canonical)
 
 
-SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point(), _nose_tip())}
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point())}
 
 
 def get_schema(name: str) -> Schema:
