@@ -13,6 +13,7 @@ from kerakp import __version__
 from kerakp.errors import KerakpError
 
 DEFAULT_QUICKSTART = Path("runs/quickstart")
+BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
 DATA_FORMATS = ["auto", "ytf68", "pts", "csv", "asf", "kaggle"]  # kerakp.data.readers.FORMATS
 
 
@@ -177,6 +178,42 @@ def train(data_path, data_format, config_path, out, resume, sets, **options):
     click.echo(f"model: {model_path}\ncurves: {out / 'training_curves.png'}")
 
 
+@main.command()
+@click.option("--backbones", default="mobilenetv2,efficientnetv2b0,resnet18,resnet34,simplecnn", show_default=True,
+              help="Comma-separated backbones to train under the same recipe.")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Labelled set (CSV or folder).")
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
+@click.option("--budget", type=int, help="Epochs per backbone (default: the recipe's).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML recipe shared by every backbone.")
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of local ImageNet weights; a backbone whose name starts a file's name starts from it, others from scratch.")
+@click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "oracle", "full"]), help=BOX_HELP)
+@click.option("--out", default=Path("runs/compare"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key for every backbone.")
+def compare(backbones, data_path, data_format, budget, config_path, weights_dir, box, out, sets):
+    """Train each backbone under one recipe and budget; evaluate all on the same validation split.
+
+    Writes compare.md / compare.json (NME, PCK@0.10, AUC, failure rate, parameters, Keras ms per crop,
+    model size, training time), ced.png (all backbones) and nme_vs_latency.png into --out.
+    """
+    from kerakp.compare import compare as run_compare
+    from kerakp.compare import markdown_table
+    from kerakp.config import load_config
+    from kerakp.data.readers import load_dataset
+    from kerakp.models.backbones import get_backbone_spec
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    for name in names:
+        get_backbone_spec(name)
+    if len(set(names)) != len(names) or not names:
+        raise KerakpError("--backbones must name each backbone once")
+    config = load_config(config_path, _overrides({"epochs": budget}, sets))
+    data = load_dataset(data_path, data_format)
+    table = run_compare(config, names, data, out, box, weights_dir)
+    click.echo(markdown_table(table))
+    click.echo(f"table: {out / 'compare.md'}\nplots: {out / 'ced.png'}, {out / 'nme_vs_latency.png'}")
+
+
 def _subset(data, model, subset: str):
     from kerakp.data.readers import split_by_person
 
@@ -205,9 +242,6 @@ def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
     click.echo(format_metrics(metrics))
     click.echo(f"report: {out / 'metrics.json'}, {out / 'per_image.csv'}\nplots:  {out / 'ced.png'}, {out / 'grid.png'}")
     return metrics
-
-
-BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
 
 
 @main.command()
@@ -309,6 +343,37 @@ def _write_csv(frame, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(out)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", default=Path("labels"), show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New folder: the labelled set (readable by `kerakp train --data`) and annotations.csv.")
+@click.option("--format", "fmt", default="ytf68", show_default=True, type=click.Choice(["ytf68", "pts", "csv5"]),
+              help="csv5 writes the 5-point CSV (converted through the markup's named points).")
+@click.option("--max-disagreement", type=float,
+              help="Leave out faces whose flip disagreement (NME between the image's and its mirror's prediction) exceeds this.")
+@click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
+def annotate(model, paths, out, fmt, max_disagreement, box):
+    """Label unlabelled face images with MODEL (the teacher), with a confidence proxy per image."""
+    from kerakp.annotate import annotate as label_images
+    from kerakp.data.writers import write_dataset
+    from kerakp.inference import Predictor
+
+    if out.exists():
+        raise KerakpError(f"{out}: already exists; choose a new folder")
+    data, table = label_images(Predictor(model, box=box, passes=2), _image_list(paths))
+    keep = table.loc[table["found"] == 1, "flip_nme"].to_numpy()
+    keep = keep <= max_disagreement if max_disagreement is not None else np.ones(len(data), bool)
+    if not keep.any():
+        raise KerakpError("no face left to label (none found, or all above --max-disagreement)")
+    written = write_dataset(data.subset(np.flatnonzero(keep)), out, "csv" if fmt == "csv5" else fmt,
+                            "five" if fmt == "csv5" else None, progress=False)
+    table.to_csv(out / "annotations.csv", index=False)
+    click.echo(f"labelled {int(keep.sum())} of {len(table)} images (no face: {int((table['found'] == 0).sum())}, "
+               f"above --max-disagreement: {int((~keep).sum())}); median flip NME {np.nanmedian(table['flip_nme']):.4f}")
+    click.echo(f"labels: {written}\nper image: {out / 'annotations.csv'}")
 
 
 @main.command("kaggle-submit")

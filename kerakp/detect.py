@@ -21,6 +21,9 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, max_side: int = 640, min_face_fraction: float = 0.12):
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise KerakpError(f"OpenCV {cv2.__version__} has no Haar cascades (5.0 dropped them); "
+                              "install opencv-python-headless<5, or train with --set calibration_images=0")
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():

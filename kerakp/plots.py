@@ -70,3 +70,14 @@ def plot_grid(images: list[np.ndarray], truths: list, preds: list, titles: list[
             ax.scatter(pred[:, 0], pred[:, 1], s=4, c="red", linewidths=0)
         ax.set_title(title, fontsize=8)
     return _save(fig, path)
+
+
+def plot_tradeoff(results: dict[str, tuple[float, float]], path, xlabel: str = "inference ms per face (Keras, 1 crop)") -> Path:
+    """NME against cost, one labelled point per model."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (cost, nme) in results.items():
+        ax.scatter(cost, nme)
+        ax.annotate(label, (cost, nme), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel=xlabel, ylabel="NME (end to end)", title="Accuracy against inference cost")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

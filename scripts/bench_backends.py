@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from report import replace_section, time_calls
+from report import replace_section
+
+from kerakp.timing import time_calls
 
 BACKENDS = ("tensorflow", "jax", "torch")
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from report import replace_section, time_calls
+from report import replace_section
+
+from kerakp.timing import time_calls
 
 VARIANTS = [("keras", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none")]
 

@@ -128,3 +128,26 @@ def test_backend_option_sets_or_refuses_the_backend():
     other = "jax" if current != "jax" else "tensorflow"
     result = run("--backend", other, "info")
     assert result.exit_code == 2 and f"already running on '{current}'; cannot switch to '{other}'" in result.output
+
+
+@pytest.mark.parametrize("fmt, markup", [("ytf68", "ibug68"), ("pts", "ibug68"), ("csv5", "five")])
+def test_annotate_writes_a_trainable_set_with_flip_disagreement(trained, synthetic_csv, tmp_path, fmt, markup):
+    from kerakp.annotate import flip_disagreement
+    from kerakp.data.readers import load_dataset, read_image
+    from kerakp.inference import Predictor
+
+    images = synthetic_csv.parent / "images"
+    result = run("annotate", trained / "model.keras", images, "--out", tmp_path / "labels", "--format", fmt, "--box", "full")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "labels" / "annotations.csv")
+    labelled = load_dataset(tmp_path / "labels")
+    assert labelled.schema.name == markup and len(labelled) == table["found"].sum() == 48
+    assert (table["flip_nme"] >= 0).all()
+    # the proxy is what it says: prediction vs the un-mirrored prediction of the mirror image
+    predictor = Predictor(trained / "model.keras", box="full")
+    image = read_image(images / table["image"][0])
+    own = predictor.predict(image).points
+    assert np.isclose(flip_disagreement(predictor, image, own), table["flip_nme"][0], atol=1e-3)
+    strict = run("annotate", trained / "model.keras", images, "--out", tmp_path / "strict", "--box", "full",
+                 "--max-disagreement", float(table["flip_nme"].median()))
+    assert strict.exit_code == 0 and len(load_dataset(tmp_path / "strict")) == (table["flip_nme"] <= table["flip_nme"].median()).sum()
