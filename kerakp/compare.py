@@ -24,7 +24,7 @@ def local_weights(backbone: str, weights_dir: Path | None) -> str:
     """A weights file in `weights_dir` whose name contains the backbone's name, else none."""
     if weights_dir is None:
         return "none"
-    found = sorted(weights_dir.glob(f"{backbone}*.weights.h5")) + sorted(weights_dir.glob(f"{backbone}*.h5"))
+    found = sorted(weights_dir.glob(f"{backbone}*.h5"))
     return str(found[0]) if found else "none"
 
 
