@@ -23,7 +23,7 @@ def flip_disagreement(predictor: Predictor, image: np.ndarray, points: np.ndarra
     if mirrored is None:
         return float("nan")
     back = predictor.schema.flip_points(mirrored, image.shape[1])
-    return float(per_image_nme(points[None], back[None], predictor.schema)[0])
+    return float(per_image_nme(points[None], back[None], predictor.schema, scale=max(image.shape[:2]))[0])
 
 
 def annotate(predictor: Predictor, items: list[tuple[str, Path]], progress: bool = True) -> tuple[LandmarkSet, pd.DataFrame]:

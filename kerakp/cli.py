@@ -229,14 +229,20 @@ def _subset(data, model, subset: str):
 
 
 def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
+    from dataclasses import replace
+
     from kerakp.data.readers import load_dataset
     from kerakp.evaluate import evaluate, format_metrics
     from kerakp.inference import Predictor
+    from kerakp.schemas import convert_points
 
     predictor = Predictor(model_path, box=box, passes=passes, fallback="full")
     data = load_dataset(data_path, data_format)
-    if data.schema.name != predictor.schema.name:
-        raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {predictor.schema.name}")
+    if data.schema.name != predictor.schema.name:  # a model of a derived markup (nose_tip from imm58)
+        try:
+            data = replace(data, schema=predictor.schema, keypoints=convert_points(data.keypoints, data.schema, predictor.schema))
+        except KerakpError as err:
+            raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {predictor.schema.name} ({err})") from None
     data = _subset(data, predictor.model, subset)
     metrics = evaluate(predictor, data, out, label=f"{Path(model_path).stem} on {subset}")
     click.echo(format_metrics(metrics))
@@ -386,7 +392,7 @@ def kaggle_submit(model, test_csv, lookup_csv, out):
     from kerakp.inference import Predictor
     from kerakp.kaggle import submission
 
-    table = submission(Predictor(model, box="full", passes=1), test_csv, lookup_csv)
+    table = submission(Predictor(model), test_csv, lookup_csv)
     _write_csv(table, out)
     click.echo(f"wrote {len(table)} locations: {out}")
 

@@ -32,6 +32,8 @@ class TrainConfig:
     val_fraction: float = 0.15       # person-wise validation split
     seed: int = 0
     crop_scale: float = 1.25         # crop side / landmark-box side
+    face_box: str = "landmarks"      # landmarks: crop around the face | image: the whole image (faces that fill it)
+    markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     workers: int = 1
     use_multiprocessing: bool = False
     calibration_images: int = 300    # training images used to fit the detector-box calibration
@@ -84,6 +86,8 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
         values = apply_overrides(values, flat)
     values = apply_overrides(values, overrides or {})
     config = TrainConfig(**values)
+    if config.face_box not in ("landmarks", "image"):
+        raise KerakpError(f"config key 'face_box': expected landmarks or image, got {config.face_box!r}")
     for f in fields(TrainConfig):
         value, default = getattr(config, f.name), getattr(TrainConfig(), f.name)
         if isinstance(default, bool) and not isinstance(value, bool) \

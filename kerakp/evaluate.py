@@ -42,17 +42,20 @@ def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", 
     out.mkdir(parents=True, exist_ok=True)
     preds, detected = predict_set(predictor, data, progress=progress)
     predicted = ~np.isnan(preds).all(axis=(1, 2))
+    # markups without a normalising pair (one point) divide by the longer image side, the whole-image crop's
+    scale = np.array([max(data.image(i).shape[:2]) for i in range(len(data))]) if data.schema.norm is None else None
+    scaled = None if scale is None else scale[predicted]
     metrics = {
         "box": predictor.box + (" (ground-truth boxes: not an end-to-end result)" if predictor.box == "oracle" else ""),
         "passes": predictor.passes,
         "markup": data.schema.name,
         "data": data.source,
-        **summarize(preds[predicted], data.keypoints[predicted], data.schema),
+        **summarize(preds[predicted], data.keypoints[predicted], data.schema, scaled),
         "detector_misses": int((~detected).sum()) if predictor.box == "detector" else 0,
         "unpredicted": int((~predicted).sum()),
     }
     nme = np.full(len(data), np.nan)
-    nme[predicted] = per_image_nme(preds[predicted], data.keypoints[predicted], data.schema)
+    nme[predicted] = per_image_nme(preds[predicted], data.keypoints[predicted], data.schema, scaled)
     pd.DataFrame({"image": data.names, "nme": nme, "detected": detected.astype(int)}).to_csv(out / "per_image.csv", index=False)
     name = label or Path(data.source).name
     plot_ced({name: nme[predicted]}, out / "ced.png", title=f"CED ({predictor.box} boxes)")

@@ -41,11 +41,12 @@ def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.nda
 
 
 def crop_nme(outputs: np.ndarray, targets: np.ndarray, schema) -> float:
-    """Mean NME in crop space of (N, 2K) outputs against (N, 2K) targets (NaN = missing)."""
+    """Mean NME in crop space of (N, 2K) outputs against (N, 2K) targets (NaN = missing; crop fractions,
+    so a markup without a normalising pair divides by the crop side, 1)."""
     from kerakp.metrics import per_image_nme
 
     shape = (len(outputs), -1, 2)
-    return float(np.mean(per_image_nme(outputs.reshape(shape), targets.reshape(shape), schema)))
+    return float(np.mean(per_image_nme(outputs.reshape(shape), targets.reshape(shape), schema, scale=1.0)))
 
 
 def _converter_options(quantize: str, crops: np.ndarray) -> dict:

@@ -3,7 +3,7 @@
 `Predictor` is used by `evaluate`, `predict` and every later consumer. Box sources:
 - `detector`: the Haar cascade's largest face, mapped to a landmark box by the model's fitted calibration;
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
-- `full`: the whole image.
+- `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is
 exactly how training crops are made.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kerakp.codecs import decode_regression
-from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp
+from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp, whole_image_box
 from kerakp.detect import BoxCalibration, HaarDetector
 from kerakp.errors import KerakpError
 from kerakp.runtime import open_model
@@ -46,6 +46,8 @@ class Predictor:
         self.schema: Schema = get_schema(model.schema_name)
         self.input_size: int = model.input_size
         self.crop_scale: float = model.crop_scale
+        if model.face_box == "image":  # trained on whole images: crop the whole image, once
+            box, passes = "full", 1
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
         self.detector = detector or (HaarDetector() if box == "detector" else None)
         calibration = model.box_calibration.get(getattr(self.detector, "name", ""), {})
@@ -57,9 +59,7 @@ class Predictor:
 
     def face_box(self, image: np.ndarray, truth: np.ndarray | None = None) -> tuple[np.ndarray | None, bool]:
         """The first-pass landmark box for an image, and whether the detector found a face."""
-        height, width = image.shape[:2]
-        half = max(height, width) / self.crop_scale / 2  # a box whose crop is the whole image
-        full = np.array([(width - 1) / 2 - half, (height - 1) / 2 - half, (width - 1) / 2 + half, (height - 1) / 2 + half])
+        full = whole_image_box(*image.shape[:2], self.crop_scale)
         if self.box == "oracle":
             if truth is None:
                 raise KerakpError("--box oracle needs ground-truth landmarks")

@@ -15,6 +15,8 @@ def submission(predictor: Predictor, test_csv, lookup_csv) -> pd.DataFrame:
     """The competition's submission table: one row per lookup row, locations clipped to [0, 96]."""
     if predictor.schema.name != "kaggle15":
         raise KerakpError(f"the model predicts {predictor.schema.name}; a Kaggle submission needs a kaggle15 model")
+    if predictor.box != "full":
+        raise KerakpError("a Kaggle model crops the whole image: train it with face_box: image (configs/kaggle15.yaml)")
     test = read_kaggle(test_csv)
     lookup = _read_csv(Path(lookup_csv))
     needed = {"RowId", "ImageId", "FeatureName"}

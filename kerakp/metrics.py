@@ -1,13 +1,14 @@
 """Landmark accuracy metrics on (N, K, 2) predictions and ground truth in original pixels (NaN = missing).
 
 NME: mean point-to-point error of an image over the distance of the markup's normalising pair (outer eye
-corners). CED: fraction of images with NME <= x. AUC@t: area under the CED on [0, t] divided by t,
+corners); a markup without one (a single point) divides by a per-image `scale` instead (the face crop's side). CED: fraction of images with NME <= x. AUC@t: area under the CED on [0, t] divided by t,
 which equals the mean of max(0, 1 - NME / t). Failure rate@t: fraction of images with NME > t.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from kerakp.errors import KerakpError
 from kerakp.schemas import Schema
 
 
@@ -16,13 +17,17 @@ def point_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - truth, axis=-1)
 
 
-def normalisers(truth: np.ndarray, schema: Schema) -> np.ndarray:
+def normalisers(truth: np.ndarray, schema: Schema, scale=None) -> np.ndarray:
+    if schema.norm is None:
+        if scale is None:
+            raise KerakpError(f"markup '{schema.name}' has no normalising pair; its NME needs a scale per image")
+        return np.broadcast_to(np.asarray(scale, dtype=np.float64), truth.shape[:1])
     a, b = schema.norm
     return np.linalg.norm(truth[:, a] - truth[:, b], axis=-1)
 
 
-def per_image_nme(pred: np.ndarray, truth: np.ndarray, schema: Schema) -> np.ndarray:
-    return np.nanmean(point_errors(pred, truth), axis=1) / normalisers(truth, schema)
+def per_image_nme(pred: np.ndarray, truth: np.ndarray, schema: Schema, scale=None) -> np.ndarray:
+    return np.nanmean(point_errors(pred, truth), axis=1) / normalisers(truth, schema, scale)
 
 
 def auc(nme: np.ndarray, limit: float) -> float:
@@ -34,10 +39,10 @@ def ced_curve(nme: np.ndarray, limit: float, steps: int = 200) -> tuple[np.ndarr
     return x, (nme[None, :] <= x[:, None]).mean(axis=1)
 
 
-def summarize(pred: np.ndarray, truth: np.ndarray, schema: Schema) -> dict:
+def summarize(pred: np.ndarray, truth: np.ndarray, schema: Schema, scale=None) -> dict:
     """All the headline metrics of a set of predictions."""
     errors = point_errors(pred, truth)
-    norm = normalisers(truth, schema)
+    norm = normalisers(truth, schema, scale)
     nme = np.nanmean(errors, axis=1) / norm
     relative = errors / norm[:, None]
     diffs = (pred - truth)[~np.isnan(truth)]

@@ -18,7 +18,7 @@ class Schema:
 
     `flip` is the permutation to apply after mirroring an image horizontally: `points[flip]` puts each
     mirrored point back under the index that names its side. `norm` is the pair of points whose distance
-    normalises errors (outer eye corners). `parts` maps semantic names (for example `mouth_left`,
+    normalises errors (outer eye corners; None for a single point, see `kerakp.metrics`). `parts` maps semantic names (for example `mouth_left`,
     `left_eye`) to point indices; modules that need a part look it up and fail clearly when it is absent.
     Part names follow the image: `left_*` is on the image's left. `names` are the markup's own point names
     (column names of its file format); markups whose points all have a part name in `canonical` can be
@@ -28,7 +28,7 @@ class Schema:
     name: str
     num_points: int
     flip: tuple[int, ...]
-    norm: tuple[int, int]
+    norm: tuple[int, int] | None
     parts: dict[str, tuple[int, ...]] = field(default_factory=dict)
     names: tuple[str, ...] = ()
     canonical: tuple[str, ...] = ()
@@ -148,7 +148,12 @@ def _kaggle15() -> Schema:
     return Schema("kaggle15", 15, flip, (1, 0), parts, names, canonical)
 
 
-SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point())}
+def _nose_tip() -> Schema:
+    """One point, the nose tip (the IMM nose-tip task); trained on whole images (`face_box: image`)."""
+    return Schema("nose_tip", 1, (0,), None, {"nose_tip": (0,)}, ("nose_tip",), canonical=("nose_tip",))
+
+
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point(), _nose_tip())}
 
 
 def get_schema(name: str) -> Schema:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -19,10 +20,12 @@ from kerakp.data.augment import Augment
 from kerakp.data.readers import LandmarkSet, split_by_person
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import HaarDetector, fit_box_calibration
+from kerakp.data.geometry import whole_image_box
 from kerakp.errors import KerakpError
 from kerakp.models.landmark_model import LandmarkModel
 from kerakp.models.losses import CropNME, MaskedKeypointLoss
 from kerakp.plots import plot_history
+from kerakp.schemas import convert_points, get_schema
 
 
 def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True) -> dict:
@@ -36,6 +39,20 @@ def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool 
     images = (data.image(i) for i in tqdm(chosen, desc="fitting detector boxes", disable=not progress, unit="img"))
     calibration = fit_box_calibration(detector, images, data.keypoints[chosen])
     return {detector.name: calibration.to_dict()}
+
+
+def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
+    """The set as the recipe trains on it: converted to `config.markup`, and with whole-image face boxes
+    when `config.face_box` is `image`."""
+    if config.markup and config.markup != data.schema.name:
+        target = get_schema(config.markup)
+        data = replace(data, schema=target, keypoints=convert_points(data.keypoints, data.schema, target))
+    if config.face_box == "image":
+        boxes = [whole_image_box(*data.image(i).shape[:2], config.crop_scale) for i in range(len(data))]
+        data = replace(data, boxes=np.stack(boxes))
+    elif data.schema.norm is None:
+        raise KerakpError(f"markup '{data.schema.name}' has one point, too few to crop around; set face_box: image")
+    return data
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -73,6 +90,7 @@ def save_for_inference(model: LandmarkModel, path) -> None:
 def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) a run in `out_dir`; returns the path of the best model."""
     out = Path(out_dir)
+    data = prepare(data, config)
     train_idx, val_idx = split_by_person(data, config.val_fraction, config.seed)
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     aug = Augment.from_dict(config.augment)
@@ -94,8 +112,9 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                  "val_images": len(val_idx), "val_persons": len(set(val_set.persons))}
         model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
                               config.weights, config.crop_scale,
-                              calibrate_detector(train_set, config.calibration_images, config.seed, progress), split,
-                              config.freeze_bn)
+                              calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
+                                                 config.seed, progress), split,
+                              config.freeze_bn, config.face_box)
         compile_model(model, config, len(train_seq))
     (out / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
     monitor = "val_loss" if val_seq is not None else "loss"

@@ -25,8 +25,7 @@ def run(*args):
 def train_and_evaluate(data, out: Path, *options) -> dict:
     trained = run("train", "--data", data, "--out", out / "run", "--epochs", 1, "--val-fraction", 0.3, *TINY, *options)
     assert trained.exit_code == 0, trained.output
-    evaluated = run("evaluate", out / "run" / "model.keras", "--data", data, "--subset", "val", "--out", out / "eval",
-                    "--box", "full", "--passes", 1)
+    evaluated = run("evaluate", out / "run" / "model.keras", "--data", data, "--subset", "val", "--out", out / "eval", "--box", "oracle")
     assert evaluated.exit_code == 0, evaluated.output
     return json.loads((out / "eval" / "metrics.json").read_text())
 
@@ -57,6 +56,7 @@ def test_kaggle_trains_with_missing_points_and_writes_a_submission(kaggle_files,
     assert data.schema.name == "kaggle15" and np.isnan(data.keypoints[8:, 2]).all()
     metrics = train_and_evaluate(kaggle_files / "train" / "training.csv", tmp_path, "--config", CONFIGS / "kaggle15.yaml")
     assert metrics["markup"] == "kaggle15" and np.isfinite(metrics["nme"])
+    assert metrics["box"] == "full" and metrics["passes"] == 1  # the model's whole-image rule wins over --box
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert np.isfinite(history["loss"]).all()
     result = run("kaggle-submit", tmp_path / "run" / "model.keras", "--test", kaggle_files / "test.csv",
@@ -83,7 +83,7 @@ def untrained_kaggle_model(tmp_path_factory):
     from kerakp.models.landmark_model import LandmarkModel
 
     path = tmp_path_factory.mktemp("kaggle_model") / "untrained.keras"
-    LandmarkModel("simplecnn", "kaggle15", 48, head_units=16, crop_scale=1.0).save(path)
+    LandmarkModel("simplecnn", "kaggle15", 48, head_units=16, crop_scale=1.0, face_box="image").save(path)
     return path
 
 
@@ -99,3 +99,22 @@ def test_imm58_trains_and_evaluates(tmp_path):
     small = write_dataset(imm.subset(range(0, 240, 8)), tmp_path / "imm", "asf", crop_size=96, progress=False)
     metrics = train_and_evaluate(small, tmp_path, "--set", "calibration_images=0")
     assert metrics["markup"] == "imm58" and np.isfinite(metrics["nme"])
+
+
+def test_imm58_nose_tip_task_trains_on_whole_images_and_evaluates(tmp_path):
+    imm = load_dataset(shared_path("imm58"))
+    small = write_dataset(imm.subset(range(0, 240, 8)), tmp_path / "imm", "asf", progress=False)
+    metrics = train_and_evaluate(small, tmp_path, "--config", CONFIGS / "imm58_nose_tip.yaml")
+    assert metrics["markup"] == "nose_tip" and metrics["box"] == "full" and 0 < metrics["nme"] < 1
+    per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv")
+    assert len(per_image) == metrics["images"]
+
+
+def test_evaluate_names_a_markup_the_model_cannot_be_scored_on(synthetic_set, tmp_path):
+    from kerakp.models.landmark_model import LandmarkModel
+
+    LandmarkModel("simplecnn", "ibug68", 32, head_units=4).save(tmp_path / "m.keras")
+    five = write_dataset(synthetic_set, tmp_path / "five", "csv", markup="five", progress=False)
+    result = run("evaluate", tmp_path / "m.keras", "--data", five, "--out", tmp_path / "eval")
+    assert result.exit_code == 2 and "markup five, but the model predicts ibug68" in result.output
+    assert not (tmp_path / "eval").exists()

@@ -29,6 +29,13 @@ def points_box(points: np.ndarray) -> np.ndarray | None:
     return np.array([*valid.min(axis=0), *valid.max(axis=0)], dtype=np.float64)
 
 
+def whole_image_box(height: int, width: int, scale: float) -> np.ndarray:
+    """The landmark box whose `scale` crop (`crop_from_box`) is the whole image, centred."""
+    half = max(height, width) / scale / 2
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
 def crop_from_box(box, scale: float) -> CropBox:
     """Square crop centred on a landmark box, `scale` times its longer side."""
     x0, y0, x1, y1 = box

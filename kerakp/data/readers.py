@@ -7,7 +7,7 @@ Supported layouts (`load_dataset` detects which from the path):
 - `csv`: `image_name,point_1_x,point_1_y,...` (the 5-point seed format; -1 marks a missing value).
 - `asf`: a folder of image + `.asf` pairs (IMM 58), coordinates relative to the image size.
 - `kaggle`: the Kaggle Facial Keypoints CSV: 30 named coordinate columns (empty = missing) and an `Image`
-  column of 96 x 96 grayscale pixels; the faces fill the image, so each face box is the whole image.
+  column of 96 x 96 grayscale pixels.
 """
 from __future__ import annotations
 
@@ -254,7 +254,8 @@ KAGGLE_SIZE = 96
 def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
     """Read a Kaggle Facial Keypoints CSV (training.csv layout; test.csv rows have no keypoints).
 
-    Each row is its own person (the competition gives no identities) and its face box is the whole image."""
+    Each row is its own person (the competition gives no identities); its face fills the image, so its
+    recipe trains on whole images (`face_box: image` in configs/kaggle15.yaml)."""
     csv_path = Path(csv_path)
     frame = _read_csv(csv_path)
     the_schema = get_schema("kaggle15")
@@ -276,9 +277,8 @@ def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
         keypoints = _rows_to_points(frame[["Image", *columns]], csv_path, missing=None)
     ids = frame["ImageId"].tolist() if "ImageId" in frame.columns else [str(i + 1) for i in range(len(frame))]
     names = [f"{i}.png" for i in ids]
-    whole = np.array([-0.5, -0.5, KAGGLE_SIZE - 0.5, KAGGLE_SIZE - 0.5])
     return LandmarkSet(the_schema, [csv_path.with_name(n) for n in names], keypoints, [f"row{i}" for i in ids],
-                       np.tile(whole, (len(frame), 1)), str(csv_path), names, np.repeat(pixels[..., None], 3, axis=-1))
+                       None, str(csv_path), names, np.repeat(pixels[..., None], 3, axis=-1))
 
 
 def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:

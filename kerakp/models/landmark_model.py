@@ -40,7 +40,7 @@ class LandmarkModel(keras.Model):
     def __init__(self, backbone: str = "mobilenetv2", schema: str = "ibug68", input_size: int = 128,
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
                  box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
-                 **kwargs):
+                 face_box: str = "landmarks", **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
@@ -58,7 +58,7 @@ class LandmarkModel(keras.Model):
         self.head_units, self.dropout_rate, self.crop_scale = head_units, dropout, crop_scale
         self.box_calibration = dict(box_calibration or {})
         self.split = dict(split or {})
-        self.freeze_bn = freeze_bn
+        self.freeze_bn, self.face_box = freeze_bn, face_box
 
     @property
     def schema(self) -> Schema:
@@ -70,6 +70,7 @@ class LandmarkModel(keras.Model):
             "schema": self.schema_name, "input_size": self.input_size, "head_units": self.head_units,
             "dropout": self.dropout_rate, "weights": "none", "crop_scale": self.crop_scale,
             "box_calibration": self.box_calibration, "split": self.split, "freeze_bn": self.freeze_bn,
+            "face_box": self.face_box,
         }
 
     @classmethod

@@ -50,10 +50,11 @@ class MaskedKeypointLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable("kerakp")
 class CropNME(keras.metrics.MeanMetricWrapper):
-    """Mean point error over the normalising pair's distance, in crop space (a training-time monitor)."""
+    """Mean point error over the normalising pair's distance, in crop space (a training-time monitor);
+    without a pair (`norm=None`), over the crop side."""
 
     def __init__(self, norm=(36, 45), name="nme", **kwargs):
-        self.norm = tuple(norm)
+        self.norm = None if norm is None else tuple(norm)
         super().__init__(fn=self._nme, name=name, **kwargs)
 
     def _nme(self, y_true, y_pred):
@@ -62,9 +63,11 @@ class CropNME(keras.metrics.MeanMetricWrapper):
         valid = ops.logical_not(ops.any(ops.isnan(true), axis=-1))
         true = ops.where(valid[..., None], true, ops.zeros_like(true))
         dist = ops.sqrt(ops.sum(ops.square(pred - true), axis=-1))
-        norm = ops.sqrt(ops.sum(ops.square(true[:, self.norm[0]] - true[:, self.norm[1]]), axis=-1))
         mask = ops.cast(valid, dist.dtype)
+        if self.norm is None:  # targets are crop fractions: the crop side is 1
+            return _mean_over_valid(dist, mask)
+        norm = ops.sqrt(ops.sum(ops.square(true[:, self.norm[0]] - true[:, self.norm[1]]), axis=-1))
         return _mean_over_valid(dist, mask) / ops.maximum(norm, 1e-6)
 
     def get_config(self):
-        return {"norm": list(self.norm), "name": self.name, "dtype": self.dtype}
+        return {"norm": None if self.norm is None else list(self.norm), "name": self.name, "dtype": self.dtype}
