@@ -40,6 +40,13 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ced_limit(curves: dict[str, np.ndarray]) -> float:
+    """An x range that shows most images of every model: the largest 90th-percentile NME, rounded up to
+    0.05, between 0.1 and 0.5."""
+    worst = max(float(np.percentile(nme, 90)) for nme in curves.values() if len(nme))
+    return float(np.clip(np.ceil(worst / 0.05) * 0.05, 0.1, 0.5))
+
+
 def compare(config: TrainConfig, backbones: list[str], data: LandmarkSet, out_dir, box: str = "detector",
             weights_dir: Path | None = None, progress: bool = True) -> pd.DataFrame:
     """Train and evaluate each backbone in `out_dir/<backbone>`; returns the comparison table."""
@@ -70,6 +77,6 @@ def compare(config: TrainConfig, backbones: list[str], data: LandmarkSet, out_di
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("nme")
     (out / "compare.json").write_text(json.dumps({"box": box, "val_images": len(val), "rows": table.to_dict("records")}, indent=2))
     (out / "compare.md").write_text(markdown_table(table))
-    plot_ced(curves, out / "ced.png", title=f"CED, {len(val)} validation images ({box} boxes)")
+    plot_ced(curves, out / "ced.png", limit=ced_limit(curves), title=f"CED, {len(val)} validation images ({box} boxes)")
     plot_tradeoff({r["backbone"]: (r["keras_ms"], r["nme"]) for r in rows}, out / "nme_vs_latency.png")
     return table

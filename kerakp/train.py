@@ -67,8 +67,10 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
 
 
 def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> list:
+    # a resumed run only replaces model.keras when it beats every earlier epoch
+    best = float(pd.read_csv(out / "history.csv")[monitor].min()) if resume else None
     callbacks = [
-        keras.callbacks.ModelCheckpoint(out / "model.keras", monitor=monitor, save_best_only=True),
+        keras.callbacks.ModelCheckpoint(out / "model.keras", monitor=monitor, save_best_only=True, initial_value_threshold=best),
         keras.callbacks.ModelCheckpoint(out / "last.keras"),
         keras.callbacks.CSVLogger(out / "history.csv", append=resume),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
@@ -120,7 +122,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     monitor = "val_loss" if val_seq is not None else "loss"
     model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
               callbacks=_callbacks(out, config, monitor, resume), verbose=1 if progress else 2)
-    save_for_inference(model, out / "model.keras")  # best weights (EarlyStopping restores them)
+    save_for_inference(keras.models.load_model(out / "model.keras"), out / "model.keras")  # the best epoch, without optimizer
     plot_history(out / "history.csv", out / "training_curves.png")
     (out / "split.json").write_text(json.dumps(model.split, indent=2))
     return out / "model.keras"
