@@ -165,6 +165,8 @@ def _run_training(data_path, data_format, config_path, out, resume, overrides):
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", "--lr", "learning_rate", type=float)
+@click.option("--head", type=click.Choice(["regression", "heatmap"]),
+              help="regression (pooled features -> dense) or heatmap (upsampled heatmaps, soft-argmax decoding).")
 @click.option("--loss", type=click.Choice(["huber", "mse", "wing"]))
 @click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
 @click.option("--seed", type=int)

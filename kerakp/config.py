@@ -18,6 +18,7 @@ class TrainConfig:
     weights: str = "none"            # none | imagenet | path of a local weights file
     freeze_bn: bool = False          # keep BatchNorm in inference mode (else it trains with momentum 0.9)
     input_size: int = 128
+    head: str = "regression"         # regression | heatmap (soft-argmax over upsampled heatmaps)
     head_units: int = 256
     dropout: float = 0.2
     loss: str = "huber"              # huber | mse | wing

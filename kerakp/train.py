@@ -116,7 +116,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                               config.weights, config.crop_scale,
                               calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
                                                  config.seed, progress), split,
-                              config.freeze_bn, config.face_box)
+                              config.freeze_bn, config.face_box, config.head)
         compile_model(model, config, len(train_seq))
     (out / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
     monitor = "val_loss" if val_seq is not None else "loss"

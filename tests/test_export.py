@@ -88,3 +88,11 @@ def test_a_backbone_onnx_cannot_convert_fails_clearly(tmp_path):
     with pytest.raises(KerakpError, match="eff.onnx: the ONNX graph asks for 3 inputs.*use TFLite; nothing written"):
         export.export_model(path, "onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eff.keras"]
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_heatmap_head_exports_with_parity(tmp_path, fmt):
+    path = tmp_path / "heat.keras"
+    LandmarkModel("mobilenetv2", "ibug68", 64, head="heatmap").save(path)
+    report = export.export_model(path, fmt)
+    assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and report["model"]["head"] == "heatmap"

@@ -6,15 +6,15 @@ import pytest
 from kerakp.data.sequence import KeypointSequence
 from kerakp.errors import KerakpError
 from kerakp.models.backbones import BACKBONES, build_backbone
-from kerakp.models.landmark_model import LandmarkModel
+from kerakp.models.landmark_model import LandmarkModel, SoftArgmax
 from kerakp.models.losses import CropNME, MaskedKeypointLoss
 
 from conftest import SHARED_WEIGHTS
 
 
-def _compiled(backbone: str, size: int, lr: float = 1e-3) -> LandmarkModel:
+def _compiled(backbone: str, size: int, lr: float = 1e-3, head: str = "regression") -> LandmarkModel:
     keras.utils.set_random_seed(0)
-    model = LandmarkModel(backbone, "ibug68", size, head_units=32, dropout=0.0)
+    model = LandmarkModel(backbone, "ibug68", size, head_units=32, dropout=0.0, head=head)
     model.compile(keras.optimizers.Adam(lr), MaskedKeypointLoss("huber"), metrics=[CropNME()])
     return model
 
@@ -28,8 +28,9 @@ def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set
     assert model.predict_on_batch(crops).shape == (4, 136)
 
 
-def test_training_lowers_the_loss(synthetic_set):
-    model = _compiled("simplecnn", 48, lr=1e-2)
+@pytest.mark.parametrize("head", ["regression", "heatmap"])
+def test_training_lowers_the_loss(synthetic_set, head):
+    model = _compiled("simplecnn", 48, lr=1e-2, head=head)
     crops, targets = KeypointSequence(synthetic_set, 48, batch_size=16)[0]
     first = model.evaluate(crops, targets, verbose=0, return_dict=True)["loss"]
     for _ in range(30):  # measured: 0.0018 -> 0.0005 in 30 steps
@@ -104,3 +105,23 @@ def test_crop_nme_by_hand():
     metric = CropNME()
     metric.update_state(truth.reshape(1, -1), pred.reshape(1, -1))
     assert float(metric.result()) == pytest.approx(0.04 / 68 / 0.4, rel=1e-4)
+
+
+def test_soft_argmax_decodes_a_peak_to_its_sub_pixel_position():
+    height = width = 8
+    logits = np.full((1, height, width, 2), -50.0, np.float32)
+    logits[0, 2, 5, 0] = 10.0                        # one peaked cell: its centre
+    logits[0, 6, 1, 1] = logits[0, 6, 2, 1] = 10.0   # two equal cells: halfway between their centres
+    out = np.asarray(SoftArgmax()(logits))[0]
+    assert np.allclose(out, [5.5 / 8, 2.5 / 8, 2.0 / 8, 6.5 / 8], atol=1e-5)
+    flat = np.asarray(SoftArgmax()(np.zeros((1, height, width, 1), np.float32)))[0]
+    assert np.allclose(flat, [0.5, 0.5])             # untrained: the crop centre, like the regression bias
+
+
+def test_heatmap_head_saves_loads_and_reaches_a_quarter_of_the_input(tmp_path):
+    model = LandmarkModel("mobilenetv2", "ibug68", 64, head="heatmap")
+    assert model.get_layer("heatmaps").output.shape[1:] == (16, 16, 68)
+    model.save(tmp_path / "heat.keras")
+    loaded = keras.models.load_model(tmp_path / "heat.keras")
+    crops = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    assert loaded.head == "heatmap" and np.allclose(loaded.predict_on_batch(crops), model.predict_on_batch(crops), atol=1e-6)

@@ -1,4 +1,8 @@
-"""`LandmarkModel`: image (0..255 RGB) -> backbone -> GlobalAveragePooling regression head -> 2K outputs.
+"""`LandmarkModel`: image (0..255 RGB) -> backbone -> head -> 2K outputs (x0, y0, ... in crop fractions).
+
+Heads: `regression` (GlobalAveragePooling -> Dense -> ReLU -> Dropout -> Dense) or `heatmap` (the feature
+map upsampled to a quarter of the input, one heatmap per point, decoded to sub-pixel positions by a
+soft-argmax, so it trains on the same coordinate targets and loss: integral regression, Sun et al. 2018).
 
 The model carries what inference needs (markup, input size, crop rule, detector-box calibration,
 validation split), so a saved `.keras` file is all that later commands take.
@@ -6,9 +10,11 @@ validation split), so a saved `.keras` file is all that later commands take.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from kerakp.models.backbones import build_backbone, get_backbone_spec
+from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, get_schema
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -34,31 +40,67 @@ class Preprocess(layers.Layer):
 
 
 @keras.saving.register_keras_serializable("kerakp")
+class SoftArgmax(layers.Layer):
+    """(B, H, W, K) heatmap logits -> (B, 2K) expected positions x0, y0, ... in fractions of the map side."""
+
+    def call(self, logits):
+        height, width, points = logits.shape[1], logits.shape[2], logits.shape[3]
+        probs = ops.softmax(ops.reshape(logits, (-1, height * width, points)), axis=1)
+        ys, xs = np.meshgrid((np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width, indexing="ij")
+        grid = ops.convert_to_tensor(np.stack([xs.ravel(), ys.ravel()], -1), dtype=probs.dtype)  # (HW, 2)
+        return ops.reshape(ops.matmul(ops.transpose(probs, (0, 2, 1)), grid), (-1, 2 * points))
+
+
+HEADS = ("regression", "heatmap")
+
+
+def regression_head(features, num_points: int, units: int, dropout: float):
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dense(units, name="head_dense")(x)
+    x = layers.ReLU(name="head_relu")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(2 * num_points, bias_initializer=keras.initializers.Constant(0.5), name="keypoints")(x)
+
+
+def heatmap_head(features, num_points: int, units: int, input_size: int):
+    """1x1 reduction, then (bilinear x2 -> 3x3 conv -> BN -> ReLU) until a quarter of the input side."""
+    channels = max(32, units // 4)
+    x = layers.Conv2D(channels, 1, use_bias=False, name="heat_reduce")(features)
+    x = layers.ReLU(name="heat_reduce_relu")(layers.BatchNormalization(momentum=0.9, name="heat_reduce_bn")(x))
+    step = 0
+    while x.shape[1] < input_size // 4:
+        step += 1
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"heat_up{step}")(x)
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"heat_conv{step}")(x)
+        x = layers.ReLU(name=f"heat_relu{step}")(layers.BatchNormalization(momentum=0.9, name=f"heat_bn{step}")(x))
+    logits = layers.Conv2D(num_points, 1, name="heatmaps")(x)
+    return SoftArgmax(name="keypoints")(logits)
+
+
+@keras.saving.register_keras_serializable("kerakp")
 class LandmarkModel(keras.Model):
     """Keypoint regressor with its inference metadata; `get_config` holds everything needed to rebuild it."""
 
     def __init__(self, backbone: str = "mobilenetv2", schema: str = "ibug68", input_size: int = 128,
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
                  box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
-                 face_box: str = "landmarks", **kwargs):
+                 face_box: str = "landmarks", head: str = "regression", **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
         x = Preprocess(spec.preprocess, name="preprocess")(images)
-        x = build_backbone(backbone, input_size, weights, freeze_bn)(x)
-        x = layers.GlobalAveragePooling2D(name="pool")(x)
-        x = layers.Dense(head_units, name="head_dense")(x)
-        x = layers.ReLU(name="head_relu")(x)
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-        outputs = layers.Dense(2 * markup.num_points, bias_initializer=keras.initializers.Constant(0.5),
-                               name="keypoints")(x)
+        if head not in HEADS:
+            raise KerakpError(f"unknown head '{head}' (known: {', '.join(HEADS)})")
+        features = build_backbone(backbone, input_size, weights, freeze_bn)(x)
+        outputs = (regression_head(features, markup.num_points, head_units, dropout) if head == "regression"
+                   else heatmap_head(features, markup.num_points, head_units, input_size))
         kwargs.setdefault("name", f"kerakp_{backbone}_{schema}")
         super().__init__(inputs=images, outputs=outputs, **kwargs)
         self.backbone_name, self.schema_name, self.input_size = backbone, schema, input_size
         self.head_units, self.dropout_rate, self.crop_scale = head_units, dropout, crop_scale
         self.box_calibration = dict(box_calibration or {})
         self.split = dict(split or {})
-        self.freeze_bn, self.face_box = freeze_bn, face_box
+        self.freeze_bn, self.face_box, self.head = freeze_bn, face_box, head
 
     @property
     def schema(self) -> Schema:
@@ -70,7 +112,7 @@ class LandmarkModel(keras.Model):
             "schema": self.schema_name, "input_size": self.input_size, "head_units": self.head_units,
             "dropout": self.dropout_rate, "weights": "none", "crop_scale": self.crop_scale,
             "box_calibration": self.box_calibration, "split": self.split, "freeze_bn": self.freeze_bn,
-            "face_box": self.face_box,
+            "face_box": self.face_box, "head": self.head,
         }
 
     @classmethod
