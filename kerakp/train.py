@@ -17,10 +17,10 @@ import yaml
 
 from kerakp.config import TrainConfig
 from kerakp.data.augment import Augment
+from kerakp.data.geometry import whole_image_box
 from kerakp.data.readers import LandmarkSet, split_by_person
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import HaarDetector, fit_box_calibration
-from kerakp.data.geometry import whole_image_box
 from kerakp.errors import KerakpError
 from kerakp.models.landmark_model import LandmarkModel
 from kerakp.models.losses import CropNME, MaskedKeypointLoss
