@@ -4,7 +4,8 @@ The file is written under a temporary name and renamed into place only after the
 exported model and the Keras model run the same face crops, and the report (max absolute difference of
 the normalised coordinates, NME of each against the crops' landmarks) is stored in `<file>.json` with the
 model's kerakp metadata, which the runtime needs to crop and decode. A float export that differs by more
-than `FLOAT_TOLERANCE` fails. TensorFlow is imported here and nowhere in training or inference.
+than `FLOAT_TOLERANCE` fails, and so does a quantized one that adds more than `QUANTIZED_NME_TOLERANCE`
+to the crop-space NME (int8 softmax heatmaps, for example, collapse). TensorFlow is imported here and nowhere in training or inference.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from kerakp.quiet import native_stderr_silenced
 FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "savedmodel": ""}
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 FLOAT_TOLERANCE = 1e-4
+QUANTIZED_NME_TOLERANCE = 0.01  # crop-space NME a quantized export may add (int8 MobileNetV2 regression: < 0.003)
 
 
 def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +133,9 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
         if quantize == "none" and report["parity"]["max_abs_diff"] > FLOAT_TOLERANCE:
             raise KerakpError(f"{out.name}: parity check failed: max |export - keras| = "
                               f"{report['parity']['max_abs_diff']:.2e} > {FLOAT_TOLERANCE:g}; nothing written")
+        if quantize != "none" and report["parity"]["nme_change"] > QUANTIZED_NME_TOLERANCE:
+            raise KerakpError(f"{out.name}: {quantize} quantization ruins this model (crop NME {report['parity']['nme_keras']:.4f} -> "
+                              f"{report['parity']['nme_export']:.4f}); try --quantize dynamic or float16; nothing written")
         (staging / "report.json").write_text(json.dumps(report, indent=2))
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()

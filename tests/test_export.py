@@ -44,6 +44,13 @@ def test_quantized_tflite(model_path, exported, quantize, synthetic_csv):
     assert report["parity"]["max_abs_diff"] < 0.05
 
 
+def test_a_quantization_that_costs_accuracy_fails_and_writes_nothing(model_path, monkeypatch, tmp_path):
+    monkeypatch.setattr(export, "QUANTIZED_NME_TOLERANCE", -1.0)  # any change counts as ruin
+    with pytest.raises(KerakpError, match=r"float16 quantization ruins this model .* try --quantize dynamic or float16; nothing written"):
+        export.export_model(model_path, "tflite", "float16", out=tmp_path / "ruined.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_every_format_runs_the_same_predictor(model_path, exported, synthetic_set):
     images = [read_image(p) for p in synthetic_set.paths[:4]]
     truths = list(synthetic_set.keypoints[:4])
