@@ -231,18 +231,15 @@ def _subset(data, model, subset: str):
 
 
 def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
-    from dataclasses import replace
-
     from kerakp.data.readers import load_dataset
     from kerakp.evaluate import evaluate, format_metrics
     from kerakp.inference import Predictor
-    from kerakp.schemas import convert_points
 
     predictor = Predictor(model_path, box=box, passes=passes, fallback="full")
     data = load_dataset(data_path, data_format)
     if data.schema.name != predictor.schema.name:  # a model of a derived markup (nose_tip from imm58)
         try:
-            data = replace(data, schema=predictor.schema, keypoints=convert_points(data.keypoints, data.schema, predictor.schema))
+            data = data.as_markup(predictor.schema)
         except KerakpError as err:
             raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {predictor.schema.name} ({err})") from None
     data = _subset(data, predictor.model, subset)

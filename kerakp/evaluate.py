@@ -18,33 +18,35 @@ from kerakp.plots import plot_ced, plot_grid
 
 
 def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progress: bool = True):
-    """Predictions (N, K, 2) for every image of a set, and whether the detector found each face."""
+    """Predictions (N, K, 2) for every image of a set, whether the detector found each face, and each
+    image's longer side in pixels."""
     from tqdm import tqdm
 
     preds = np.full(data.keypoints.shape, np.nan)
     detected = np.zeros(len(data), dtype=bool)
+    sides = np.zeros(len(data))
     with tqdm(total=len(data), desc="evaluating", unit="img", disable=not progress) as bar:
         for start in range(0, len(data), chunk):
             stop = min(start + chunk, len(data))
             images = [data.image(i) for i in range(start, stop)]
+            sides[start:stop] = [max(image.shape[:2]) for image in images]
             results = predictor.predict_batch(images, list(data.keypoints[start:stop]))
             for i, result in enumerate(results, start):
                 detected[i] = result.detected
                 if result.points is not None:
                     preds[i] = result.points
             bar.update(stop - start)
-    return preds, detected
+    return preds, detected, sides
 
 
 def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", progress: bool = True) -> dict:
     """Score a model on a labelled set; returns the metrics and writes the report files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    preds, detected = predict_set(predictor, data, progress=progress)
+    preds, detected, sides = predict_set(predictor, data, progress=progress)
     predicted = ~np.isnan(preds).all(axis=(1, 2))
     # markups without a normalising pair (one point) divide by the longer image side, the whole-image crop's
-    scale = np.array([max(data.image(i).shape[:2]) for i in range(len(data))]) if data.schema.norm is None else None
-    scaled = None if scale is None else scale[predicted]
+    scaled = sides[predicted] if data.schema.norm is None else None
     metrics = {
         "box": predictor.box + (" (ground-truth boxes: not an end-to-end result)" if predictor.box == "oracle" else ""),
         "passes": predictor.passes,

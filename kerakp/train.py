@@ -25,7 +25,7 @@ from kerakp.errors import KerakpError
 from kerakp.models.landmark_model import LandmarkModel
 from kerakp.models.losses import CropNME, MaskedKeypointLoss
 from kerakp.plots import plot_history
-from kerakp.schemas import convert_points, get_schema
+from kerakp.schemas import get_schema
 
 
 def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True) -> dict:
@@ -44,9 +44,8 @@ def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool 
 def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
     """The set as the recipe trains on it: converted to `config.markup`, and with whole-image face boxes
     when `config.face_box` is `image`."""
-    if config.markup and config.markup != data.schema.name:
-        target = get_schema(config.markup)
-        data = replace(data, schema=target, keypoints=convert_points(data.keypoints, data.schema, target))
+    if config.markup:
+        data = data.as_markup(get_schema(config.markup))
     if config.face_box == "image":
         boxes = [whole_image_box(*data.image(i).shape[:2], config.crop_scale) for i in range(len(data))]
         data = replace(data, boxes=np.stack(boxes))

@@ -66,7 +66,7 @@ def ytf68_report(model: Path, data: Path) -> dict:
 
     predictor = Predictor(model, box="detector", passes=2, fallback="full")
     held_out = _subset(load_dataset(data), predictor.model, "val")
-    predicted, _ = predict_set(predictor, held_out)
+    predicted, _, _ = predict_set(predictor, held_out)
     truth_tags = EmotionRule().tag(features(held_out.keypoints, IBUG))
     pred_tags = EmotionRule().tag(features(predicted, IBUG))
     counts = lambda tags: {t: int((tags == t).sum()) for t in TAGS}  # noqa: E731

@@ -12,7 +12,7 @@ Supported layouts (`load_dataset` detects which from the path):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 
 from kerakp.data.geometry import points_box
 from kerakp.errors import KerakpError
-from kerakp.schemas import Schema, get_schema, schema_for_points
+from kerakp.schemas import Schema, convert_points, get_schema, schema_for_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FORMATS = ("auto", "ytf68", "pts", "csv", "asf", "kaggle")
@@ -53,6 +53,12 @@ class LandmarkSet:
     def image(self, index: int) -> np.ndarray:
         """The RGB image of one face."""
         return read_image(self.paths[index]) if self.pixels is None else self.pixels[index]
+
+    def as_markup(self, target: Schema) -> "LandmarkSet":
+        """The same faces with their points converted to another markup (`convert_points`)."""
+        if target.name == self.schema.name:
+            return self
+        return replace(self, schema=target, keypoints=convert_points(self.keypoints, self.schema, target))
 
     def crop_box(self, index: int) -> np.ndarray | None:
         """The landmark box a training crop is centred on."""
@@ -170,24 +176,31 @@ def read_pts_file(path: Path, num_points: int | None = None) -> np.ndarray:
     return points - 1.0
 
 
-def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
-    """Read a folder of image + `.pts` pairs (300-W); the person id is the source photo (`photo_of`)."""
+def _read_annotation_folder(folder, suffix: str, read_pair, person, schema: str | None) -> LandmarkSet:
+    """A folder of annotation files (`suffix`) each naming one image: `read_pair(file)` gives the image
+    path and its (K, 2) pixel keypoints, `person(image_path)` the person id."""
     folder = Path(folder)
-    pts_files = sorted(folder.glob("*.pts"))
-    if not pts_files:
-        raise KerakpError(f"{folder}: no .pts files")
-    keypoints, paths = [], []
-    for pts in pts_files:
-        images = [pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()]
-        if not images:
-            raise KerakpError(f"{pts}: no image with the same name ({'/'.join(IMAGE_SUFFIXES)})")
-        paths.append(images[0])
-        keypoints.append(read_pts_file(pts))
+    files = sorted(folder.glob(f"*{suffix}"))
+    if not files:
+        raise KerakpError(f"{folder}: no {suffix} files")
+    paths, keypoints = zip(*(read_pair(f) for f in files))
     counts = {len(k) for k in keypoints}
     if len(counts) != 1:
-        raise KerakpError(f"{folder}: .pts files disagree on the number of points ({sorted(counts)})")
+        raise KerakpError(f"{folder}: {suffix} files disagree on the number of points ({sorted(counts)})")
     the_schema = get_schema(schema) if schema else schema_for_points(counts.pop())
-    return LandmarkSet(the_schema, paths, np.stack(keypoints), [photo_of(p.name) for p in paths], source=str(folder))
+    return LandmarkSet(the_schema, list(paths), np.stack(keypoints), [person(p) for p in paths], source=str(folder))
+
+
+def _pts_pair(pts: Path) -> tuple[Path, np.ndarray]:
+    images = [pts.with_suffix(s) for s in IMAGE_SUFFIXES if pts.with_suffix(s).is_file()]
+    if not images:
+        raise KerakpError(f"{pts}: no image with the same name ({'/'.join(IMAGE_SUFFIXES)})")
+    return images[0], read_pts_file(pts)
+
+
+def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
+    """Read a folder of image + `.pts` pairs (300-W); the person id is the source photo (`photo_of`)."""
+    return _read_annotation_folder(folder, ".pts", _pts_pair, lambda p: photo_of(p.name), schema)
 
 
 def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
@@ -223,29 +236,17 @@ def read_asf_file(path: Path) -> tuple[np.ndarray, str]:
     return points, host
 
 
+def _asf_pair(asf: Path) -> tuple[Path, np.ndarray]:
+    """The host image of an `.asf` file and its points in pixels (the image is decoded for its size)."""
+    relative, host = read_asf_file(asf)
+    image = _check_image(asf.parent / host, str(asf))
+    height, width = read_image(image).shape[:2]
+    return image, relative * [width, height]
+
+
 def read_asf_folder(folder, schema: str | None = None) -> LandmarkSet:
     """Read a folder of image + `.asf` pairs (IMM); the person id is the number before the dash (`01-1m`)."""
-    folder = Path(folder)
-    asf_files = sorted(folder.glob("*.asf"))
-    if not asf_files:
-        raise KerakpError(f"{folder}: no .asf files")
-    import cv2
-
-    keypoints, paths = [], []
-    for asf in asf_files:
-        relative, host = read_asf_file(asf)
-        image = _check_image(folder / host, str(asf))
-        size = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
-        if size is None:
-            raise KerakpError(f"{image}: not a readable image")
-        height, width = size.shape[:2]
-        keypoints.append(relative * [width, height])
-        paths.append(image)
-    counts = {len(k) for k in keypoints}
-    if len(counts) != 1:
-        raise KerakpError(f"{folder}: .asf files disagree on the number of points ({sorted(counts)})")
-    the_schema = get_schema(schema) if schema else schema_for_points(counts.pop())
-    return LandmarkSet(the_schema, paths, np.stack(keypoints), [p.stem.split("-")[0] for p in paths], source=str(folder))
+    return _read_annotation_folder(folder, ".asf", _asf_pair, lambda p: p.stem.split("-")[0], schema)
 
 
 KAGGLE_SIZE = 96
