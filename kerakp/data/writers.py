@@ -105,6 +105,7 @@ def write_dataset(data: LandmarkSet, out, fmt: str, markup: str | None = None, c
     target = get_schema(markup) if markup else (get_schema("kaggle15") if fmt == "kaggle" else data.schema)
     if fmt == "kaggle" and target.name != "kaggle15":
         raise KerakpError(f"the kaggle format holds the kaggle15 markup, not {target.name}")
+    convert_points(data.keypoints[:1], data.schema, target)  # an impossible conversion fails before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".kerakp-convert-{out.name}-", dir=out.parent))
     try:
