@@ -249,6 +249,41 @@ def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
     return metrics
 
 
+@main.command("fit-detector")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="The full-size labelled set MODEL trained on.")
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
+@click.option("--images", default=400, show_default=True, type=click.IntRange(min=1), help="Training images to fit on.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the model here instead of replacing MODEL.")
+def fit_detector(model, data_path, data_format, images, out):
+    """Fit MODEL's detector-box -> landmark-box calibration on the training part of DATA.
+
+    `kerakp train` does this itself; a model trained on compact face crops (scripts/gpu_train.sh) needs it
+    afterwards on the original images, where the detector sees whole faces.
+    """
+    from kerakp.data.readers import load_dataset
+    from kerakp.runtime import load_keras_model
+    from kerakp.train import calibrate_detector, save_for_inference
+
+    if model.suffix.lower() != ".keras":
+        raise KerakpError(f"{model}: fit the calibration on the .keras model, then export it")
+    landmark_model = load_keras_model(model)
+    if landmark_model.face_box == "image":
+        raise KerakpError(f"{model}: trained on whole images (face_box: image), it uses no detector")
+    data = _subset(load_dataset(data_path, data_format), landmark_model, "train")
+    if data.schema.name != landmark_model.schema_name:
+        raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {landmark_model.schema_name}")
+    seed = landmark_model.split.get("seed", 0)
+    landmark_model.box_calibration = calibrate_detector(data, images, seed)
+    target = out or model
+    tmp = target.with_name(target.stem + ".tmp.keras")
+    save_for_inference(landmark_model, tmp)
+    tmp.replace(target)
+    for name, fitted in landmark_model.box_calibration.items():
+        click.echo(f"{name}: dx {fitted['dx']:.3f}, dy {fitted['dy']:.3f}, scale {fitted['scale']:.3f} "
+                   f"from {fitted['samples']} faces; wrote {target}")
+
+
 @main.command()
 @click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
@@ -258,7 +293,8 @@ def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
 @click.option("--markup", help="Convert the points to this markup (five or kaggle15) from any markup that has their parts.")
 @click.option("--crop", "crop_size", type=int, help="Write SIZE x SIZE face crops instead of the original images (a compact copy).")
 @click.option("--context", default=2.0, show_default=True, help="With --crop: crop side / landmark-box side.")
-def convert(data_path, out, fmt, data_format, markup, crop_size, context):
+@click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="With --crop: JPEG quality of the crops.")
+def convert(data_path, out, fmt, data_format, markup, crop_size, context, quality):
     """Write the labelled set DATA in another layout or markup into the new folder OUT.
 
     Examples: 300-W .pts to CSV: `kerakp convert ../300w_train out/300w --to ytf68`; 68 to 5 points:
@@ -270,7 +306,7 @@ def convert(data_path, out, fmt, data_format, markup, crop_size, context):
     if crop_size is not None and crop_size < 16 or context <= 0:
         raise KerakpError("--crop must be at least 16 pixels and --context positive")
     data = load_dataset(data_path, data_format)
-    written = write_dataset(data, out, fmt, markup, crop_size, context)
+    written = write_dataset(data, out, fmt, markup, crop_size, context, quality=quality)
     click.echo(f"wrote {len(data)} faces ({data.schema.name} -> {markup or fmt}): {written}")
 
 

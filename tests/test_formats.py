@@ -88,6 +88,11 @@ def test_convert_command_writes_compact_crops(synthetic_csv, tmp_path):
     data = load_dataset(tmp_path / "small")
     assert data.schema.name == "five" and data.image(0).shape == (64, 64, 3)
     assert np.nanmax(data.keypoints) < 64 and np.nanmin(data.keypoints) > 0
+    coarse = CliRunner().invoke(main, ["convert", str(synthetic_csv), str(tmp_path / "coarse"), "--to", "csv",
+                                       "--markup", "five", "--crop", "64", "--quality", "30"])
+    assert coarse.exit_code == 0, coarse.output
+    size = lambda folder: sum(f.stat().st_size for f in (tmp_path / folder / "images").iterdir())
+    assert size("coarse") < 0.6 * size("small")
 
 
 def test_imm58_reads_relative_coordinates_and_persons():

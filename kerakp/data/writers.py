@@ -36,14 +36,14 @@ def _require_complete(points: np.ndarray, fmt: str, name: str) -> None:
         raise KerakpError(f"{name}: has missing points, which the {fmt} format cannot store (use csv or ytf68)")
 
 
-def _image_file(out_dir: Path, name: str, image: np.ndarray | None, source: Path) -> None:
-    """Write a (cropped or embedded) image, or copy the source file unchanged."""
+def _image_file(out_dir: Path, name: str, image: np.ndarray | None, source: Path, quality: int = 95) -> None:
+    """Write a (cropped or embedded) image (JPEG at `quality`), or copy the source file unchanged."""
     target = out_dir / name
     target.parent.mkdir(parents=True, exist_ok=True)
     if image is None:
         shutil.copyfile(source, target)
         return
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if target.suffix.lower() in (".jpg", ".jpeg") else []
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if target.suffix.lower() in (".jpg", ".jpeg") else []
     if not cv2.imwrite(str(target), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
         raise KerakpError(f"{target}: could not write the image (unknown extension?)")
 
@@ -94,9 +94,10 @@ def _kaggle_table(data: LandmarkSet, images: list[np.ndarray], points: np.ndarra
 
 
 def write_dataset(data: LandmarkSet, out, fmt: str, markup: str | None = None, crop_size: int | None = None,
-                  context: float = 2.0, progress: bool = True) -> Path:
+                  context: float = 2.0, progress: bool = True, quality: int = 95) -> Path:
     """Write `data` as `fmt` into the new folder `out` (optionally converted to `markup`, optionally as
-    `crop_size` x `crop_size` crops of `context` times the landmark box); returns the file to read back."""
+    `crop_size` x `crop_size` crops of `context` times the landmark box, JPEG at `quality`); returns the
+    file to read back."""
     out = Path(out)
     if fmt not in WRITE_FORMATS:
         raise KerakpError(f"unknown output format '{fmt}' (known: {', '.join(WRITE_FORMATS)})")
@@ -119,7 +120,7 @@ def write_dataset(data: LandmarkSet, out, fmt: str, markup: str | None = None, c
                 images.append(image if image is not None else data.image(i))
                 continue
             folder = staging / "images" if fmt in ("ytf68", "csv") else staging
-            _image_file(folder, name, image, data.paths[i])
+            _image_file(folder, name, image, data.paths[i], quality)
             if fmt in ("pts", "asf"):
                 _require_complete(points[i], fmt, name)
                 stem = (staging / name).with_suffix("")
