@@ -1,8 +1,8 @@
 """Label new face images with a trained model (the teacher) and a confidence proxy per image.
 
-The proxy is the flip disagreement: the NME between the prediction on the image and the mirrored
-prediction on its mirror image (through the markup's flip map). A model that is sure of a face predicts
-both alike; large values mark labels to check or drop.
+The proxy is the Predictor's flip disagreement: the NME between the model's reading of the final face crop
+and the mirrored reading of the mirrored crop (through the markup's flip map). A model that is sure of a
+face reads both alike; large values mark labels to check or drop.
 """
 from __future__ import annotations
 
@@ -14,16 +14,6 @@ from tqdm import tqdm
 
 from kerakp.data.readers import LandmarkSet, person_of, read_image
 from kerakp.inference import Predictor
-from kerakp.metrics import per_image_nme
-
-
-def flip_disagreement(predictor: Predictor, image: np.ndarray, points: np.ndarray) -> float:
-    """NME between `points` and the un-mirrored prediction on the mirrored image (NaN if no face there)."""
-    mirrored = predictor.predict(image[:, ::-1].copy()).points
-    if mirrored is None:
-        return float("nan")
-    back = predictor.schema.flip_points(mirrored, image.shape[1])
-    return float(per_image_nme(points[None], back[None], predictor.schema, scale=max(image.shape[:2]))[0])
 
 
 def annotate(predictor: Predictor, items: list[tuple[str, Path]], progress: bool = True) -> tuple[LandmarkSet, pd.DataFrame]:
@@ -31,9 +21,9 @@ def annotate(predictor: Predictor, items: list[tuple[str, Path]], progress: bool
     rows, kept, points = [], [], []
     for name, path in tqdm(items, desc="annotating", unit="img", disable=not progress):
         image = read_image(path)
-        found = predictor.predict(image).points
-        score = flip_disagreement(predictor, image, found) if found is not None else float("nan")
-        rows.append((name, int(found is not None), score))
+        result = predictor.predict(image)
+        found = result.points
+        rows.append((name, int(found is not None), result.flip_nme))
         if found is not None:
             kept.append((name.replace("/", "_"), path))
             points.append(found)

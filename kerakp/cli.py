@@ -347,35 +347,42 @@ def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
 @click.option("--out", default=Path("predictions.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
 @click.option("--passes", default=2, show_default=True)
-def predict(model, paths, out, box, passes):
-    """Predict landmarks for images or folders; CSV columns image, found, x0, y0, ... in image pixels."""
+@click.option("--fallback/--no-fallback", default=True, show_default=True,
+              help="Where the detector finds no face, or none the model reads consistently, also try the whole image "
+                   "and a raster of windows: every image gets landmarks, and the detected column says whose box won.")
+def predict(model, paths, out, box, passes, fallback):
+    """Predict landmarks for images or folders; CSV columns image, found, detected, x0, y0, ... in image pixels."""
     import pandas as pd
 
-    names, points, _ = _predict_images(model, paths, box, passes)
+    names, points, detected, _ = _predict_images(model, paths, box, passes, "full" if fallback else None)
     found = ~np.isnan(points).all(axis=(1, 2))
     frame = pd.DataFrame(points.reshape(len(names), -1).round(2),
                          columns=[f"{a}{i}" for i in range(points.shape[1]) for a in "xy"])
+    frame.insert(0, "detected", detected.astype(int))
     frame.insert(0, "found", found.astype(int))
     frame.insert(0, "image", names)
     _write_csv(frame, out)
-    click.echo(f"{int(found.sum())} of {len(frame)} faces found; wrote {out}")
+    click.echo(f"landmarks for {int(found.sum())} of {len(frame)} images ({int(detected.sum())} from the detector's box); wrote {out}")
 
 
-def _predict_images(model, paths, box: str, passes: int):
-    """Image names (relative to the folder given), (N, K, 2) landmarks (NaN where no face) and the markup."""
+def _predict_images(model, paths, box: str, passes: int, fallback: str | None = None):
+    """Image names (relative to the folder given), (N, K, 2) landmarks (NaN where no face), whether the
+    detector's box gave them, and the markup."""
     from tqdm import tqdm
 
     from kerakp.data.readers import read_image
     from kerakp.inference import Predictor
 
-    predictor = Predictor(model, box=box, passes=passes)
+    predictor = Predictor(model, box=box, passes=passes, fallback=fallback)
     items = _image_list(paths)
     points = np.full((len(items), predictor.schema.num_points, 2), np.nan)
+    detected = np.zeros(len(items), dtype=bool)
     for i, (_, path) in enumerate(tqdm(items, desc="predicting", unit="img")):
         result = predictor.predict(read_image(path))
+        detected[i] = result.detected
         if result.points is not None:
             points[i] = result.points
-    return [name for name, _ in items], points, predictor.schema
+    return [name for name, _ in items], points, detected, predictor.schema
 
 
 def _write_csv(frame, out: Path) -> None:
@@ -554,7 +561,7 @@ def emotion_tag(inputs, landmarks, config_path, out, box):
     else:
         if len(inputs) < 2:
             raise KerakpError("give MODEL and at least one image or folder (or --landmarks CSV)")
-        names, points, schema = _predict_images(inputs[0], inputs[1:], box, passes=2)
+        names, points, _, schema = _predict_images(inputs[0], inputs[1:], box, passes=2)
         feats = features(points, schema)
     tags = rule.tag(feats)
     frame = pd.DataFrame({"image": names, "tag": tags, "w": feats[:, 0], "h": feats[:, 1], "c": feats[:, 2]}).round(4)

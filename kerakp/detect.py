@@ -16,7 +16,7 @@ from kerakp.errors import KerakpError
 
 
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade; returns the largest face."""
+    """OpenCV's frontal-face Haar cascade: `faces` lists every face found, calling it returns the largest."""
 
     name = "haar"
 
@@ -31,16 +31,20 @@ class HaarDetector:
         self.max_side, self.min_face_fraction = max_side, min_face_fraction
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """The largest face, or None."""
+        faces = self.faces(image)
+        return faces[0] if faces else None
+
+    def faces(self, image: np.ndarray) -> list[np.ndarray]:
+        """Every face box found, largest first."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         factor = min(1.0, self.max_side / max(gray.shape))
         if factor < 1.0:
             gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         min_side = max(20, int(self.min_face_fraction * min(gray.shape)))
         faces = self.cascade.detectMultiScale(cv2.equalizeHist(gray), 1.1, 4, minSize=(min_side, min_side))
-        if len(faces) == 0:
-            return None
-        x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-        return np.array([x, y, x + w, y + h], dtype=np.float64) / factor
+        return [np.array([x, y, x + w, y + h], dtype=np.float64) / factor
+                for x, y, w, h in sorted(faces, key=lambda f: -f[2] * f[3])]
 
 
 @dataclass

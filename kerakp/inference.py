@@ -1,11 +1,16 @@
 """The one inference path: face box -> crop -> model -> decode -> back to original pixels.
 
 `Predictor` is used by `evaluate`, `predict` and every later consumer. Box sources:
-- `detector`: the Haar cascade's largest face, mapped to a landmark box by the model's fitted calibration;
+- `detector`: the Haar cascade's faces (up to `candidates`), mapped to landmark boxes by the model's fitted
+  calibration; with `fallback="full"` also the whole image, and where the detector finds nothing a raster
+  of windows (`search_windows`). Every candidate goes through all passes, and the model keeps the one it
+  reads most consistently: the least disagreement between its points on the crop and its mirrored points
+  on the mirrored crop (a false detection or a face outside the crop reads inconsistently);
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
 - `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is
-exactly how training crops are made.
+exactly how training crops are made. A last read of that crop and its mirror (`flip_test`) gives the
+landmarks (the mean of the two readings) and the confidence proxy (their disagreement).
 """
 from __future__ import annotations
 
@@ -18,26 +23,37 @@ from kerakp.codecs import decode_regression
 from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp, whole_image_box
 from kerakp.detect import BoxCalibration, HaarDetector
 from kerakp.errors import KerakpError
+from kerakp.metrics import per_image_nme
 from kerakp.runtime import open_model
 from kerakp.schemas import Schema, get_schema
 
 BOX_SOURCES = ("detector", "oracle", "full")
 
 
+def search_windows(height: int, width: int, grid: int = 3, fraction: float = 0.5) -> list[np.ndarray]:
+    """Landmark boxes of `fraction` of the shorter image side on a `grid` x `grid` raster: where to look for
+    a face the detector missed."""
+    side = fraction * min(height, width)
+    return [np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
+            for cy in np.linspace(side / 2, height - side / 2, grid) for cx in np.linspace(side / 2, width - side / 2, grid)]
+
+
 @dataclass
 class Prediction:
-    """Keypoints (K, 2) in original pixels (None when no face was found) and the box they came from."""
+    """Keypoints (K, 2) in original pixels (None when no face was found), the box they came from, whether
+    the detector's box won, and the flip disagreement of the winner (a confidence proxy: lower is surer)."""
 
     points: np.ndarray | None
     box: np.ndarray | None
     detected: bool
+    flip_nme: float = float("nan")
 
 
 class Predictor:
     """Runs a landmark model (`.keras`, `.tflite` or `.onnx`, see `kerakp.runtime`) on whole images."""
 
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
-                 detector=None, batch_size: int = 32):
+                 detector=None, batch_size: int = 32, candidates: int = 3, doubt: float = 0.06):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
@@ -49,6 +65,7 @@ class Predictor:
         if model.face_box == "image":  # trained on whole images: crop the whole image, once
             box, passes = "full", 1
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
+        self.candidates, self.doubt = max(1, candidates), doubt
         self.detector = detector or (HaarDetector() if box == "detector" else None)
         calibration = model.box_calibration.get(getattr(self.detector, "name", ""), {})
         self.calibration = BoxCalibration(**calibration)
@@ -57,19 +74,34 @@ class Predictor:
         """Model outputs for a batch of crops (inference mode, whatever the model's file format)."""
         return np.asarray(self.model.predict_on_batch(crops.astype(np.float32)))
 
-    def face_box(self, image: np.ndarray, truth: np.ndarray | None = None) -> tuple[np.ndarray | None, bool]:
-        """The first-pass landmark box for an image, and whether the detector found a face."""
-        full = whole_image_box(*image.shape[:2], self.crop_scale)
+    def face_boxes(self, image: np.ndarray, truth: np.ndarray | None = None) -> list[np.ndarray]:
+        """First-pass landmark boxes: the oracle's, the whole image's, or the detector's faces (up to `candidates`)."""
         if self.box == "oracle":
             if truth is None:
                 raise KerakpError("--box oracle needs ground-truth landmarks")
-            return points_box(truth), True
+            return [points_box(truth)]
         if self.box == "full":
-            return full, True
-        found = self.detector(image)
-        if found is not None:
-            return self.calibration.apply(found), True
-        return (full if self.fallback == "full" else None), False
+            return [whole_image_box(*image.shape[:2], self.crop_scale)]
+        faces = self.detector.faces(image) if hasattr(self.detector, "faces") else [self.detector(image)]
+        return [self.calibration.apply(face) for face in faces[:self.candidates] if face is not None]
+
+    def fallback_boxes(self, image: np.ndarray, found: int) -> list[np.ndarray]:
+        """Where else to look when the detector's faces are missing or doubtful: the whole image, and a
+        raster of windows when the detector found nothing."""
+        if self.box != "detector" or self.fallback != "full":
+            return []
+        return [whole_image_box(*image.shape[:2], self.crop_scale)] + ([] if found else search_windows(*image.shape[:2]))
+
+    def flip_test(self, image: np.ndarray, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per landmark box: the mean of the model's points on its crop and the mirrored points on the
+        mirrored crop (K, 2, original pixels), and the NME between the two (infinity where they collapse)."""
+        crops, matrices = zip(*(self.crop(image, box) for box in boxes))
+        points = decode_regression(self.run_model(np.stack(crops + tuple(c[:, ::-1] for c in crops))), self.input_size)
+        direct, mirrored = points[:len(boxes)], self.schema.flip_points(points[len(boxes):], self.input_size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = per_image_nme(direct, mirrored, self.schema, scale=self.input_size)
+        means = [transform_points(np.linalg.inv(m), (d + r) / 2) for m, d, r in zip(matrices, direct, mirrored)]
+        return np.stack(means), np.nan_to_num(scores, nan=np.inf, posinf=np.inf)
 
     def crop(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model-input crop around a landmark box and the matrix that made it."""
@@ -92,11 +124,35 @@ class Predictor:
                 boxes[i] = points_box(points[i])
         return points
 
+    def choose(self, images: list[np.ndarray], boxes: list[list[np.ndarray]]) -> list[tuple[np.ndarray | None, float]]:
+        """Refine every image's candidate boxes through all passes, then read each result once more with
+        `flip_test`; per image the most consistent candidate's flip-averaged landmarks and its score."""
+        owners = [i for i, some in enumerate(boxes) for _ in some]
+        points = self.refine([images[i] for i in owners], [box for some in boxes for box in some])
+        chosen, start = [], 0
+        for image, some in zip(images, boxes):
+            options, start = points[start:start + len(some)], start + len(some)
+            if not options:
+                chosen.append((None, np.inf))
+                continue
+            means, scores = self.flip_test(image, [points_box(p) for p in options])
+            best = int(np.argmin(scores))
+            chosen.append((means[best], float(scores[best])))
+        return chosen
+
     def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
-        """Predict every image of a list (one face each)."""
-        boxes, detected = zip(*(self.face_box(img, None if truths is None else truths[i]) for i, img in enumerate(images)))
-        points = self.refine(images, boxes)
-        return [Prediction(p, None if p is None else points_box(p), d) for p, d in zip(points, detected)]
+        """Predict every image of a list (one face each). The detector's faces come first; where none is
+        found, or none reads consistently (`doubt`), the fallback boxes compete with them."""
+        found = [self.face_boxes(img, None if truths is None else truths[i]) for i, img in enumerate(images)]
+        first = self.choose(images, found)
+        retry = [i for i, (points, score) in enumerate(first) if (points is None or score > self.doubt)
+                 and self.fallback_boxes(images[i], len(found[i]))]
+        second = self.choose([images[i] for i in retry], [self.fallback_boxes(images[i], len(found[i])) for i in retry])
+        results = [Prediction(p, None if p is None else points_box(p), p is not None, score) for p, score in first]
+        for i, (points, score) in zip(retry, second):
+            if points is not None and (first[i][0] is None or score < first[i][1]):
+                results[i] = Prediction(points, points_box(points), False, score)
+        return results
 
     def predict(self, image: np.ndarray, truth: np.ndarray | None = None) -> Prediction:
         return self.predict_batch([image], None if truth is None else [truth])[0]

@@ -1,7 +1,8 @@
 """The live loop: camera or video → face box → the Predictor's crop/model/decode → smoothing → drawing.
 
-The Haar detector runs only when there is no track (and every `redetect_every` frames); otherwise the box
-comes from the previous frame's landmarks, so most frames cost one model call. Landmarks are smoothed with
+The detector runs only when there is no track (and every `redetect_every` frames), through the Predictor's
+whole path (its `detect` latency holds the candidates' passes); otherwise the box comes from the previous
+frame's landmarks, so most frames cost one model call (`infer`). Landmarks are smoothed with
 an exponential moving average; the expression tag (when the markup has mouth points) is majority-voted
 over recent frames. Stats (FPS, per-stage latency, detector calls, track losses, tag counts) are written
 at the end, also when the loop stops on an error.
@@ -68,19 +69,15 @@ class LandmarkTracker:
         start = time.perf_counter()
         if self.points is None or self.since_detect >= self.redetect_every:
             stats.detector_calls += 1
-            box, found = self.predictor.face_box(frame)
             self.since_detect = 0
-            if not found:
+            points = self.predictor.predict(frame).points
+            stats.stage_ms["detect"].append(1000 * (time.perf_counter() - start))
+            if points is None:
                 self.points = None
-                stats.stage_ms["detect"].append(1000 * (time.perf_counter() - start))
                 return None
-            passes = self.predictor.passes
         else:
-            box, passes = points_box(self.points), 1
-        stats.stage_ms["detect"].append(1000 * (time.perf_counter() - start))
-        start = time.perf_counter()
-        points = self.predictor.refine([frame], [box], passes)[0]
-        stats.stage_ms["infer"].append(1000 * (time.perf_counter() - start))
+            points = self.predictor.refine([frame], [points_box(self.points)], 1)[0]
+            stats.stage_ms["infer"].append(1000 * (time.perf_counter() - start))
         self.since_detect += 1
         if self._lost(points, frame.shape):
             stats.track_losses += 1

@@ -69,14 +69,19 @@ def test_evaluate_reports_end_to_end(trained, ytf68_subset, tmp_path):
 def test_predict_writes_one_row_per_image(trained, ytf68_subset, tmp_path):
     images = ytf68_subset.parent / "training"
     out = tmp_path / "pred.csv"
-    result = run("predict", trained / "model.keras", images, "--out", out)
+    result = run("predict", trained / "model.keras", images, "--out", out, "--no-fallback")
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
-    assert list(frame.columns[:4]) == ["image", "found", "x0", "y0"] and frame.shape == (60, 2 + 136)
+    assert list(frame.columns[:5]) == ["image", "found", "detected", "x0", "y0"] and frame.shape == (60, 3 + 136)
     assert set(frame["image"]) == {p.name for p in images.iterdir()}
     found = frame[frame["found"] == 1]
-    assert len(found) > 40 and not found.iloc[:, 2:].isna().any().any()
-    assert frame[frame["found"] == 0].iloc[:, 2:].isna().all().all()
+    assert len(found) > 40 and not found.iloc[:, 3:].isna().any().any() and (found["detected"] == 1).all()
+    assert frame[frame["found"] == 0].iloc[:, 3:].isna().all().all()
+    # by default every image gets landmarks; those the detector missed come from the fallback boxes
+    assert run("predict", trained / "model.keras", images, "--out", out).exit_code == 0
+    every = pd.read_csv(out)
+    assert (every["found"] == 1).all() and not every.iloc[:, 3:].isna().any().any()
+    assert set(every.loc[every["detected"] == 0, "image"]) >= set(frame.loc[frame["found"] == 0, "image"])
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +135,21 @@ def test_backend_option_sets_or_refuses_the_backend():
     assert result.exit_code == 2 and f"already running on '{current}'; cannot switch to '{other}'" in result.output
 
 
+def test_fit_detector_refits_the_box_calibration(trained, ytf68_subset, tmp_path):
+    from kerakp.runtime import load_keras_model
+
+    out = tmp_path / "fitted.keras"
+    result = run("fit-detector", trained / "model.keras", "--data", ytf68_subset, "--images", 40, "--out", out)
+    assert result.exit_code == 0, result.output
+    fitted, original = load_keras_model(out), load_keras_model(trained / "model.keras")
+    assert original.box_calibration["haar"]["samples"] <= 20 < fitted.box_calibration["haar"]["samples"] <= 40
+    assert all(np.array_equal(a, b) for a, b in zip(fitted.get_weights(), original.get_weights()))
+    wrong = run("fit-detector", tmp_path / "model.tflite", "--data", ytf68_subset)
+    assert wrong.exit_code == 2 and "fit the calibration on the .keras model" in wrong.output and not out.with_suffix(".tmp.keras").exists()
+
+
 @pytest.mark.parametrize("fmt, markup", [("ytf68", "ibug68"), ("pts", "ibug68"), ("csv5", "five")])
 def test_annotate_writes_a_trainable_set_with_flip_disagreement(trained, synthetic_csv, tmp_path, fmt, markup):
-    from kerakp.annotate import flip_disagreement
     from kerakp.data.readers import load_dataset, read_image
     from kerakp.inference import Predictor
 
@@ -143,11 +160,9 @@ def test_annotate_writes_a_trainable_set_with_flip_disagreement(trained, synthet
     labelled = load_dataset(tmp_path / "labels")
     assert labelled.schema.name == markup and len(labelled) == table["found"].sum() == 48
     assert (table["flip_nme"] >= 0).all()
-    # the proxy is what it says: prediction vs the un-mirrored prediction of the mirror image
+    # the proxy is the Predictor's flip disagreement (tests/test_inference.py checks what it measures)
     predictor = Predictor(trained / "model.keras", box="full")
-    image = read_image(images / table["image"][0])
-    own = predictor.predict(image).points
-    assert np.isclose(flip_disagreement(predictor, image, own), table["flip_nme"][0], atol=1e-3)
+    assert np.isclose(predictor.predict(read_image(images / table["image"][0])).flip_nme, table["flip_nme"][0], atol=1e-3)
     strict = run("annotate", trained / "model.keras", images, "--out", tmp_path / "strict", "--box", "full",
                  "--max-disagreement", float(table["flip_nme"].median()))
     assert strict.exit_code == 0 and len(load_dataset(tmp_path / "strict")) == (table["flip_nme"] <= table["flip_nme"].median()).sum()

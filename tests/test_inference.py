@@ -49,7 +49,7 @@ def test_full_image_box_and_passes(tiny_model):
     predictor = RecordingPredictor(tiny_model, box="full", passes=3)
     image = np.zeros((90, 120, 3), np.uint8)
     result = predictor.predict(image)
-    assert len(predictor.seen) == 3
+    assert len(predictor.seen) == 4  # three passes, then the flip test (crop and mirror in one batch)
     assert np.allclose(result.points, [59.5, 44.5])  # the image centre, pass after pass
 
 
@@ -59,6 +59,53 @@ def test_no_face_gives_no_points(tiny_model):
     assert result.points is None and not result.detected
     fallback = RecordingPredictor(tiny_model, box="detector", fallback="full").predict(np.full((200, 200, 3), 90, np.uint8))
     assert fallback.points is not None and not fallback.detected
+
+
+class FakeDetector:
+    name = "fake"
+
+    def __init__(self, *boxes):
+        self.boxes = [np.array(b, dtype=np.float64) for b in boxes]
+
+    def faces(self, image):
+        return self.boxes
+
+
+class BrightnessPredictor(Predictor):
+    """Reads bright crops as a mirror-symmetric face (consistent under flips) and dark ones as the same face
+    shifted left, whatever the flip (inconsistent): a stand-in for faces and false detections."""
+
+    def run_model(self, crops):
+        size, schema = self.input_size, self.schema
+        face = size * (0.5 + 0.3 * np.stack([np.cos(np.linspace(0, 2 * np.pi, schema.num_points, endpoint=False)),
+                                              np.sin(np.linspace(0, 2 * np.pi, schema.num_points, endpoint=False))], -1))
+        face = (face + schema.flip_points(face, size)) / 2  # symmetric: mirrored and re-indexed, it is itself
+        outputs = np.repeat(((face + 0.5) / size).reshape(1, -1), len(crops), axis=0)
+        outputs[crops.mean(axis=(1, 2, 3)) < 100, 0::2] -= 0.1
+        return outputs
+
+
+def _two_tone(dark_box) -> np.ndarray:
+    image = np.full((200, 200, 3), 200, np.uint8)
+    x0, y0, x1, y1 = dark_box
+    image[y0:y1, x0:x1] = 20
+    return image
+
+
+def test_the_most_consistent_candidate_wins(tiny_model):
+    dark, bright = (0, 0, 100, 100), (110, 110, 170, 170)
+    predictor = BrightnessPredictor(tiny_model, detector=FakeDetector(dark, bright), passes=1)
+    result = predictor.predict(_two_tone((0, 0, 120, 120)))
+    centre = (result.box[:2] + result.box[2:]) / 2
+    assert result.detected and np.all((centre > 110) & (centre < 170)) and result.flip_nme < 1e-6
+
+
+def test_a_doubtful_detection_loses_to_the_whole_image(tiny_model):
+    image = _two_tone((0, 0, 60, 60))
+    only_dark = BrightnessPredictor(tiny_model, detector=FakeDetector((5, 5, 55, 55)), passes=1)
+    assert only_dark.predict(image).detected and only_dark.predict(image).flip_nme > only_dark.doubt
+    rescued = BrightnessPredictor(tiny_model, detector=FakeDetector((5, 5, 55, 55)), passes=1, fallback="full").predict(image)
+    assert not rescued.detected and rescued.flip_nme < 1e-6
 
 
 def _iou(a, b) -> float:

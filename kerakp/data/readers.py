@@ -284,12 +284,11 @@ def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
 
 def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:
     """Names and (N, K, 2) points of a landmark CSV, reading no images: `kerakp predict` output
-    (image, found, x0, y0, ...; unfound rows are NaN), the YTF-68 layout, or the point CSV (-1 = missing)."""
+    (image, found, detected, x0, y0, ...; unfound rows are NaN), the YTF-68 layout, or the point CSV (-1 = missing)."""
     csv_path = Path(csv_path)
     frame = _read_csv(csv_path)
     missing = -1.0 if frame.columns[0] == "image_name" else None
-    if "found" in frame.columns[:2]:
-        frame = frame.drop(columns="found")
+    frame = frame.drop(columns=[c for c in ("found", "detected") if c in frame.columns[:3]])
     if frame.shape[1] < 3 or (frame.shape[1] - 1) % 2:
         raise KerakpError(f"{csv_path}: expected an image column plus 2K coordinate columns, got {frame.shape[1]} columns")
     the_schema = schema_for_points((frame.shape[1] - 1) // 2)
