@@ -348,8 +348,8 @@ def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
 @click.option("--passes", default=2, show_default=True)
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
-              help="Where the detector finds no face, or none the model reads consistently, also try the whole image "
-                   "and a raster of windows: every image gets landmarks, and the detected column says whose box won.")
+              help="Where the detector finds no face, or none the model reads consistently, also try the whole image: "
+                   "every image gets landmarks, and the detected column says whose box won.")
 def predict(model, paths, out, box, passes, fallback):
     """Predict landmarks for images or folders; CSV columns image, found, detected, x0, y0, ... in image pixels."""
     import pandas as pd

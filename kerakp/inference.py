@@ -2,8 +2,8 @@
 
 `Predictor` is used by `evaluate`, `predict` and every later consumer. Box sources:
 - `detector`: the Haar cascade's faces (up to `candidates`), mapped to landmark boxes by the model's fitted
-  calibration; with `fallback="full"` also the whole image, and where the detector finds nothing a raster
-  of windows (`search_windows`). Every candidate goes through all passes, and the model keeps the one it
+  calibration; with `fallback="full"` also the whole image, where the detector finds nothing or nothing
+  the model reads consistently. Every candidate goes through all passes, and the model keeps the one it
   reads most consistently: the least disagreement between its points on the crop and its mirrored points
   on the mirrored crop (a false detection or a face outside the crop reads inconsistently);
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
@@ -28,14 +28,6 @@ from kerakp.runtime import open_model
 from kerakp.schemas import Schema, get_schema
 
 BOX_SOURCES = ("detector", "oracle", "full")
-
-
-def search_windows(height: int, width: int, grid: int = 3, fraction: float = 0.5) -> list[np.ndarray]:
-    """Landmark boxes of `fraction` of the shorter image side on a `grid` x `grid` raster: where to look for
-    a face the detector missed."""
-    side = fraction * min(height, width)
-    return [np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
-            for cy in np.linspace(side / 2, height - side / 2, grid) for cx in np.linspace(side / 2, width - side / 2, grid)]
 
 
 @dataclass
@@ -85,12 +77,11 @@ class Predictor:
         faces = self.detector.faces(image) if hasattr(self.detector, "faces") else [self.detector(image)]
         return [self.calibration.apply(face) for face in faces[:self.candidates] if face is not None]
 
-    def fallback_boxes(self, image: np.ndarray, found: int) -> list[np.ndarray]:
-        """Where else to look when the detector's faces are missing or doubtful: the whole image, and a
-        raster of windows when the detector found nothing."""
+    def fallback_boxes(self, image: np.ndarray) -> list[np.ndarray]:
+        """Where else to look when the detector's faces are missing or doubtful: the whole image."""
         if self.box != "detector" or self.fallback != "full":
             return []
-        return [whole_image_box(*image.shape[:2], self.crop_scale)] + ([] if found else search_windows(*image.shape[:2]))
+        return [whole_image_box(*image.shape[:2], self.crop_scale)]
 
     def flip_test(self, image: np.ndarray, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per landmark box: the mean of the model's points on its crop and the mirrored points on the
@@ -146,8 +137,8 @@ class Predictor:
         found = [self.face_boxes(img, None if truths is None else truths[i]) for i, img in enumerate(images)]
         first = self.choose(images, found)
         retry = [i for i, (points, score) in enumerate(first) if (points is None or score > self.doubt)
-                 and self.fallback_boxes(images[i], len(found[i]))]
-        second = self.choose([images[i] for i in retry], [self.fallback_boxes(images[i], len(found[i])) for i in retry])
+                 and self.fallback_boxes(images[i])]
+        second = self.choose([images[i] for i in retry], [self.fallback_boxes(images[i]) for i in retry])
         results = [Prediction(p, None if p is None else points_box(p), p is not None, score) for p, score in first]
         for i, (points, score) in zip(retry, second):
             if points is not None and (first[i][0] is None or score < first[i][1]):
