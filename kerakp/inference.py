@@ -83,11 +83,11 @@ class Predictor:
             return []
         return [whole_image_box(*image.shape[:2], self.crop_scale)]
 
-    def flip_test(self, image: np.ndarray, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Per landmark box: the mean of the model's points on its crop and the mirrored points on the
-        mirrored crop (K, 2, original pixels), and the NME between the two (infinity where they collapse)."""
-        crops, matrices = zip(*(self.crop(image, box) for box in boxes))
-        points = decode_regression(self.run_model(np.stack(crops + tuple(c[:, ::-1] for c in crops))), self.input_size)
+    def flip_test(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per (image, landmark box) pair: the mean of the model's points on its crop and the mirrored points
+        on the mirrored crop (K, 2, original pixels), and the NME between the two (infinity where they collapse)."""
+        crops, matrices = zip(*(self.crop(image, box) for image, box in zip(images, boxes)))
+        points = self.read_crops(list(crops) + [c[:, ::-1] for c in crops])
         direct, mirrored = points[:len(boxes)], self.schema.flip_points(points[len(boxes):], self.input_size)
         with np.errstate(divide="ignore", invalid="ignore"):
             scores = per_image_nme(direct, mirrored, self.schema, scale=self.input_size)
@@ -99,6 +99,12 @@ class Predictor:
         matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
         return warp(image, matrix, self.input_size), matrix
 
+    def read_crops(self, crops) -> np.ndarray:
+        """The model's points (N, K, 2) in crop pixels for a sequence of crops, `batch_size` at a time."""
+        outputs = np.concatenate([self.run_model(np.stack(crops[j:j + self.batch_size]))
+                                  for j in range(0, len(crops), self.batch_size)])
+        return decode_regression(outputs, self.input_size)
+
     def refine(self, images: list[np.ndarray], boxes: list, passes: int | None = None) -> list[np.ndarray | None]:
         """Landmarks from first-pass landmark boxes (None = no face): each pass crops around the last box,
         runs the model, decodes and maps back to original pixels."""
@@ -108,9 +114,7 @@ class Predictor:
             if not live:
                 break
             crops, matrices = zip(*(self.crop(images[i], boxes[i]) for i in live))
-            outputs = np.concatenate([self.run_model(np.stack(crops[j:j + self.batch_size]))
-                                      for j in range(0, len(crops), self.batch_size)])
-            for i, matrix, out in zip(live, matrices, decode_regression(outputs, self.input_size)):
+            for i, matrix, out in zip(live, matrices, self.read_crops(crops)):
                 points[i] = transform_points(np.linalg.inv(matrix), out)
                 boxes[i] = points_box(points[i])
         return points
@@ -119,16 +123,19 @@ class Predictor:
         """Refine every image's candidate boxes through all passes, then read each result once more with
         `flip_test`; per image the most consistent candidate's flip-averaged landmarks and its score."""
         owners = [i for i, some in enumerate(boxes) for _ in some]
-        points = self.refine([images[i] for i in owners], [box for some in boxes for box in some])
+        if not owners:
+            return [(None, np.inf)] * len(images)
+        flat = [images[i] for i in owners]
+        points = self.refine(flat, [box for some in boxes for box in some])
+        means, scores = self.flip_test(flat, [points_box(p) for p in points])
         chosen, start = [], 0
-        for image, some in zip(images, boxes):
-            options, start = points[start:start + len(some)], start + len(some)
-            if not options:
+        for some in boxes:
+            if not some:
                 chosen.append((None, np.inf))
                 continue
-            means, scores = self.flip_test(image, [points_box(p) for p in options])
-            best = int(np.argmin(scores))
+            best = start + int(np.argmin(scores[start:start + len(some)]))
             chosen.append((means[best], float(scores[best])))
+            start += len(some)
         return chosen
 
     def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
@@ -136,9 +143,9 @@ class Predictor:
         found, or none reads consistently (`doubt`), the fallback boxes compete with them."""
         found = [self.face_boxes(img, None if truths is None else truths[i]) for i, img in enumerate(images)]
         first = self.choose(images, found)
-        retry = [i for i, (points, score) in enumerate(first) if (points is None or score > self.doubt)
-                 and self.fallback_boxes(images[i])]
-        second = self.choose([images[i] for i in retry], [self.fallback_boxes(images[i]) for i in retry])
+        fallbacks = [self.fallback_boxes(img) for img in images]
+        retry = [i for i, (points, score) in enumerate(first) if fallbacks[i] and (points is None or score > self.doubt)]
+        second = self.choose([images[i] for i in retry], [fallbacks[i] for i in retry])
         results = [Prediction(p, None if p is None else points_box(p), p is not None, score) for p, score in first]
         for i, (points, score) in zip(retry, second):
             if points is not None and (first[i][0] is None or score < first[i][1]):
