@@ -270,7 +270,8 @@ def fit_detector(model, data_path, data_format, images, out):
     landmark_model = load_keras_model(model)
     if landmark_model.face_box == "image":
         raise KerakpError(f"{model}: trained on whole images (face_box: image), it uses no detector")
-    data = _subset(load_dataset(data_path, data_format), landmark_model, "train")
+    data = load_dataset(data_path, data_format)
+    data = _subset(data, landmark_model, "train") if landmark_model.split else data  # no split recorded: every image
     if data.schema.name != landmark_model.schema_name:
         raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {landmark_model.schema_name}")
     seed = landmark_model.split.get("seed", 0)

@@ -144,6 +144,12 @@ def test_fit_detector_refits_the_box_calibration(trained, ytf68_subset, tmp_path
     fitted, original = load_keras_model(out), load_keras_model(trained / "model.keras")
     assert original.box_calibration["haar"]["samples"] <= 20 < fitted.box_calibration["haar"]["samples"] <= 40
     assert all(np.array_equal(a, b) for a, b in zip(fitted.get_weights(), original.get_weights()))
+    # a model that records no split fits on every image
+    from kerakp.models.landmark_model import LandmarkModel
+
+    LandmarkModel("simplecnn", "ibug68", 48, head_units=8).save(tmp_path / "nosplit.keras")
+    assert run("fit-detector", tmp_path / "nosplit.keras", "--data", ytf68_subset, "--images", 60).exit_code == 0
+    assert load_keras_model(tmp_path / "nosplit.keras").box_calibration["haar"]["samples"] > 40
     wrong = run("fit-detector", tmp_path / "model.tflite", "--data", ytf68_subset)
     assert wrong.exit_code == 2 and "fit the calibration on the .keras model" in wrong.output and not out.with_suffix(".tmp.keras").exists()
 
