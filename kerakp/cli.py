@@ -262,12 +262,12 @@ def fit_detector(model, data_path, data_format, images, out):
     afterwards on the original images, where the detector sees whole faces.
     """
     from kerakp.data.readers import load_dataset
-    from kerakp.runtime import load_keras_model
+    from kerakp.runtime import open_model
     from kerakp.train import calibrate_detector, save_for_inference
 
     if model.suffix.lower() != ".keras":
         raise KerakpError(f"{model}: fit the calibration on the .keras model, then export it")
-    landmark_model = load_keras_model(model)
+    landmark_model = open_model(model)
     if landmark_model.face_box == "image":
         raise KerakpError(f"{model}: trained on whole images (face_box: image), it uses no detector")
     data = load_dataset(data_path, data_format)
