@@ -165,8 +165,11 @@ def _run_training(data_path, data_format, config_path, out, resume, overrides):
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", "--lr", "learning_rate", type=float)
-@click.option("--head", type=click.Choice(["regression", "heatmap"]),
-              help="regression (pooled features -> dense) or heatmap (upsampled heatmaps, soft-argmax decoding).")
+@click.option("--head", type=click.Choice(["regression", "heatmap", "unet"]),
+              help="regression (pooled features -> dense), heatmap (upsampled heatmaps, soft-argmax decoding) "
+                   "or unet (heatmap with the backbone's stride-16/8/4 maps added on the way up).")
+@click.option("--init", type=click.Path(dir_okay=False),
+              help="Start from a trained .keras model wherever layers match (e.g. a new head on its backbone).")
 @click.option("--loss", type=click.Choice(["huber", "mse", "wing"]))
 @click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
 @click.option("--seed", type=int)

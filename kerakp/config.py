@@ -16,9 +16,10 @@ class TrainConfig:
 
     backbone: str = "mobilenetv2"
     weights: str = "none"            # none | imagenet | path of a local weights file
+    init: str = ""                   # a trained .keras model to start from where layer names and shapes match
     freeze_bn: bool = False          # keep BatchNorm in inference mode (else it trains with momentum 0.9)
     input_size: int = 128
-    head: str = "regression"         # regression | heatmap (soft-argmax over upsampled heatmaps)
+    head: str = "regression"         # regression | heatmap (soft-argmax over upsampled heatmaps) | unet (with skips)
     head_units: int = 256
     dropout: float = 0.2
     loss: str = "huber"              # huber | mse | wing

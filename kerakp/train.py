@@ -54,6 +54,26 @@ def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
     return data
 
 
+def start_from(model: keras.Model, path) -> int:
+    """Copy a trained model's weights into `model` wherever a variable's path (layer/name) and shape match:
+    a new head on a trained backbone, or the same model at another input size. Returns the count copied."""
+    from kerakp.runtime import open_model
+
+    source = open_model(path)
+    if not isinstance(source, keras.Model):
+        raise KerakpError(f"{path}: --init needs a .keras model (exported files hold no trainable weights)")
+    if source.backbone_name != model.backbone_name:
+        raise KerakpError(f"{path}: has backbone '{source.backbone_name}', this run trains '{model.backbone_name}'")
+    trained = {v.path: v for v in source.weights}
+    copied = 0
+    for variable in model.weights:
+        match = trained.get(variable.path)
+        if match is not None and tuple(match.shape) == tuple(variable.shape):
+            variable.assign(match.value)
+            copied += 1
+    return copied
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
     total = max(1, config.epochs * steps_per_epoch)
     warmup = min(config.warmup_epochs * steps_per_epoch, total // 2)
@@ -108,7 +128,6 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
         if initial_epoch >= config.epochs:
             raise KerakpError(f"{out}: already trained {initial_epoch} of {config.epochs} epochs; raise --epochs to continue")
     else:
-        out.mkdir(parents=True, exist_ok=True)
         split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
                  "val_images": len(val_idx), "val_persons": len(set(val_set.persons))}
         model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
@@ -116,7 +135,12 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                               calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
                                                  config.seed, progress), split,
                               config.freeze_bn, config.face_box, config.head)
+        if config.init:
+            copied = start_from(model, config.init)
+            if progress:
+                print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}")
         compile_model(model, config, len(train_seq))
+        out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
     monitor = "val_loss" if val_seq is not None else "loss"
     model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,

@@ -51,6 +51,19 @@ def test_resume_continues_the_run(trained, ytf68_subset, tmp_path):
     assert again.exit_code == 2 and "already trained 2 of 2 epochs" in again.output
 
 
+def test_train_starts_from_a_trained_model_or_refuses_one_that_does_not_fit(trained, ytf68_subset, synthetic_csv, tmp_path):
+    result = run("train", "--data", ytf68_subset, "--out", tmp_path / "heat", "--epochs", 1, "--head", "heatmap",
+                 "--init", trained / "model.keras", *TINY)
+    assert result.exit_code == 0, result.output
+    assert f"weight tensors from {trained / 'model.keras'}" in result.output   # the backbone; the head is new
+    for init, message in [(tmp_path / "none.keras", "none.keras: model file not found"),
+                          (trained / "model.keras", "has backbone 'simplecnn', this run trains 'resnet18'")]:
+        result = run("train", "--data", synthetic_csv, "--out", tmp_path / "refused", "--epochs", 1, "--init", init,
+                     *TINY, "--backbone", "resnet18")
+        assert result.exit_code == 2 and message in result.output.strip().splitlines()[-1], result.output
+        assert not (tmp_path / "refused").exists()
+
+
 def test_evaluate_reports_end_to_end(trained, ytf68_subset, tmp_path):
     result = run("evaluate", trained / "model.keras", "--data", ytf68_subset, "--subset", "val", "--out", tmp_path)
     assert result.exit_code == 0, result.output

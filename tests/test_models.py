@@ -28,7 +28,7 @@ def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set
     assert model.predict_on_batch(crops).shape == (4, 136)
 
 
-@pytest.mark.parametrize("head", ["regression", "heatmap"])
+@pytest.mark.parametrize("head", ["regression", "heatmap", "unet"])
 def test_training_lowers_the_loss(synthetic_set, head):
     model = _compiled("simplecnn", 48, lr=1e-2, head=head)
     crops, targets = KeypointSequence(synthetic_set, 48, batch_size=16)[0]
@@ -125,3 +125,30 @@ def test_heatmap_head_saves_loads_and_reaches_a_quarter_of_the_input(tmp_path):
     loaded = keras.models.load_model(tmp_path / "heat.keras")
     crops = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     assert loaded.head == "heatmap" and np.allclose(loaded.predict_on_batch(crops), model.predict_on_batch(crops), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_unet_head_adds_a_skip_at_every_upsampling_step_of_every_backbone(backbone):
+    model = LandmarkModel(backbone, "ibug68", 64, head="unet")
+    names = [layer.name for layer in model.layers]
+    steps = [name for name in names if name.startswith("heat_up")]
+    assert steps and len([name for name in names if name.startswith("heat_skip")]) == len(steps)
+    assert model.get_layer("heatmaps").output.shape[1:] == (16, 16, 68)
+
+
+def test_unet_head_started_from_a_heatmap_model_predicts_what_it_did(tmp_path):
+    from kerakp.train import start_from
+
+    keras.utils.set_random_seed(1)
+    heatmap = LandmarkModel("mobilenetv2", "ibug68", 64, head="heatmap")
+    heatmap.save(tmp_path / "heat.keras")
+    unet = LandmarkModel("mobilenetv2", "ibug68", 64, head="unet")
+    copied = start_from(unet, tmp_path / "heat.keras")
+    assert copied == len(heatmap.weights) < len(unet.weights)   # all of it; the skips' projections are new
+    crops = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    assert np.allclose(unet.predict_on_batch(crops), heatmap.predict_on_batch(crops), atol=1e-6)  # skips start silent
+    unet.save(tmp_path / "unet.keras")
+    loaded = keras.models.load_model(tmp_path / "unet.keras")
+    assert loaded.head == "unet" and np.allclose(loaded.predict_on_batch(crops), unet.predict_on_batch(crops), atol=1e-6)
+    with pytest.raises(KerakpError, match="has backbone 'mobilenetv2', this run trains 'simplecnn'"):
+        start_from(LandmarkModel("simplecnn", "five", 64), tmp_path / "heat.keras")

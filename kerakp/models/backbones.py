@@ -99,6 +99,18 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise KerakpError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})") from None
 
 
+def pyramid_layers(backbone: keras.Model, strides: tuple[int, ...]) -> list[str]:
+    """For each stride, the deepest layer whose output map is input side / stride (a U-Net skip source)."""
+    side, names = backbone.input.shape[1], []
+    for stride in strides:
+        at = [layer.name for layer in backbone.layers
+              if len(layer.output.shape) == 4 and layer.output.shape[1] == side // stride]
+        if not at:
+            raise KerakpError(f"backbone '{backbone.name}' has no feature map at stride {stride}")
+        names.append(at[-1])
+    return names
+
+
 def build_backbone(name: str, input_size: int, weights: str = "none", freeze_bn: bool = False) -> keras.Model:
     """Build a backbone. BatchNorm trains with momentum 0.9 (not keras.applications' 0.999, whose moving
     statistics lag a short fine-tune); `freeze_bn` keeps it in inference mode instead. Measured on ytf68

@@ -1,8 +1,9 @@
 """`LandmarkModel`: image (0..255 RGB) -> backbone -> head -> 2K outputs (x0, y0, ... in crop fractions).
 
-Heads: `regression` (GlobalAveragePooling -> Dense -> ReLU -> Dropout -> Dense) or `heatmap` (the feature
+Heads: `regression` (GlobalAveragePooling -> Dense -> ReLU -> Dropout -> Dense), `heatmap` (the last feature
 map upsampled to a quarter of the input, one heatmap per point, decoded to sub-pixel positions by a
-soft-argmax, so it trains on the same coordinate targets and loss: integral regression, Sun et al. 2018).
+soft-argmax, so it trains on the same coordinate targets and loss: integral regression, Sun et al. 2018) or
+`unet` (the same, with the backbone's stride-16, 8 and 4 maps added on the way up, U-Net style).
 
 The model carries what inference needs (markup, input size, crop rule, detector-box calibration,
 validation split), so a saved `.keras` file is all that later commands take.
@@ -13,7 +14,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from kerakp.models.backbones import build_backbone, get_backbone_spec
+from kerakp.models.backbones import build_backbone, get_backbone_spec, pyramid_layers
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, get_schema
 
@@ -51,7 +52,8 @@ class SoftArgmax(layers.Layer):
         return ops.reshape(ops.matmul(ops.transpose(probs, (0, 2, 1)), grid), (-1, 2 * points))
 
 
-HEADS = ("regression", "heatmap")
+HEADS = ("regression", "heatmap", "unet")
+SKIP_STRIDES = (16, 8, 4)
 
 
 def regression_head(features, num_points: int, units: int, dropout: float):
@@ -62,17 +64,27 @@ def regression_head(features, num_points: int, units: int, dropout: float):
     return layers.Dense(2 * num_points, bias_initializer=keras.initializers.Constant(0.5), name="keypoints")(x)
 
 
-def heatmap_head(features, num_points: int, units: int, input_size: int):
-    """1x1 reduction, then (bilinear x2 -> 3x3 conv -> BN -> ReLU) until a quarter of the input side."""
+def _conv_bn_relu(x, channels: int, kernel: int, conv: str, bn: str, relu: str):
+    x = layers.Conv2D(channels, kernel, padding="same", use_bias=False, name=conv)(x)
+    return layers.ReLU(name=relu)(layers.BatchNormalization(momentum=0.9, name=bn)(x))
+
+
+def heatmap_head(features, num_points: int, units: int, input_size: int, skips=()):
+    """1x1 reduction, then (bilinear x2 [+ linear 1x1 projection of the skip map of that size] -> 3x3 conv ->
+    BN -> ReLU) until a quarter of the input side. The projections' BN scales start at zero, so the skips
+    join a trained upsampling path (`--init`) without disturbing it."""
     channels = max(32, units // 4)
-    x = layers.Conv2D(channels, 1, use_bias=False, name="heat_reduce")(features)
-    x = layers.ReLU(name="heat_reduce_relu")(layers.BatchNormalization(momentum=0.9, name="heat_reduce_bn")(x))
+    x = _conv_bn_relu(features, channels, 1, "heat_reduce", "heat_reduce_bn", "heat_reduce_relu")
+    skips = {skip.shape[1]: skip for skip in skips}
     step = 0
     while x.shape[1] < input_size // 4:
         step += 1
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"heat_up{step}")(x)
-        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"heat_conv{step}")(x)
-        x = layers.ReLU(name=f"heat_relu{step}")(layers.BatchNormalization(momentum=0.9, name=f"heat_bn{step}")(x))
+        if x.shape[1] in skips:
+            lateral = layers.Conv2D(channels, 1, use_bias=False, name=f"heat_lateral{step}")(skips[x.shape[1]])
+            lateral = layers.BatchNormalization(momentum=0.9, gamma_initializer="zeros", name=f"heat_lateral_bn{step}")(lateral)
+            x = layers.Add(name=f"heat_skip{step}")([x, lateral])
+        x = _conv_bn_relu(x, channels, 3, f"heat_conv{step}", f"heat_bn{step}", f"heat_relu{step}")
     logits = layers.Conv2D(num_points, 1, name="heatmaps")(x)
     return SoftArgmax(name="keypoints")(logits)
 
@@ -91,9 +103,16 @@ class LandmarkModel(keras.Model):
         x = Preprocess(spec.preprocess, name="preprocess")(images)
         if head not in HEADS:
             raise KerakpError(f"unknown head '{head}' (known: {', '.join(HEADS)})")
-        features = build_backbone(backbone, input_size, weights, freeze_bn)(x)
+        extractor = build_backbone(backbone, input_size, weights, freeze_bn)
+        if head == "unet":
+            names = pyramid_layers(extractor, SKIP_STRIDES)
+            extractor = keras.Model(extractor.input, [extractor.output] + [extractor.get_layer(n).output for n in names],
+                                    name=f"{extractor.name}_pyramid")
+            features, *skips = extractor(x)
+        else:
+            features, skips = extractor(x), ()
         outputs = (regression_head(features, markup.num_points, head_units, dropout) if head == "regression"
-                   else heatmap_head(features, markup.num_points, head_units, input_size))
+                   else heatmap_head(features, markup.num_points, head_units, input_size, skips))
         kwargs.setdefault("name", f"kerakp_{backbone}_{schema}")
         super().__init__(inputs=images, outputs=outputs, **kwargs)
         self.backbone_name, self.schema_name, self.input_size = backbone, schema, input_size
