@@ -259,14 +259,15 @@ def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
 @click.option("--images", default=400, show_default=True, type=click.IntRange(min=1), help="Training images to fit on.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the model here instead of replacing MODEL.")
 def fit_detector(model, data_path, data_format, images, out):
-    """Fit MODEL's detector-box -> landmark-box calibration on the training part of DATA.
+    """Fit MODEL's detector-box -> landmark-box calibration and its point offsets on the training part of DATA.
 
     `kerakp train` does this itself; a model trained on compact face crops (scripts/gpu_train.sh) needs it
-    afterwards on the original images, where the detector sees whole faces.
+    afterwards on the original images, where the detector sees whole faces. The point offsets are the median
+    residuals of the model's final landmarks per point, added back at inference.
     """
     from kerakp.data.readers import load_dataset
     from kerakp.runtime import open_model
-    from kerakp.train import calibrate_detector, save_for_inference
+    from kerakp.train import calibrate_detector, calibrate_points, save_for_inference
 
     if model.suffix.lower() != ".keras":
         raise KerakpError(f"{model}: fit the calibration on the .keras model, then export it")
@@ -279,13 +280,19 @@ def fit_detector(model, data_path, data_format, images, out):
         raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {landmark_model.schema_name}")
     seed = landmark_model.split.get("seed", 0)
     landmark_model.box_calibration = calibrate_detector(data, images, seed)
+    landmark_model.point_offsets = calibrate_points(landmark_model, data, images, seed)
     target = out or model
     tmp = target.with_name(target.stem + ".tmp.keras")
     save_for_inference(landmark_model, tmp)
     tmp.replace(target)
     for name, fitted in landmark_model.box_calibration.items():
         click.echo(f"{name}: dx {fitted['dx']:.3f}, dy {fitted['dy']:.3f}, scale {fitted['scale']:.3f} "
-                   f"from {fitted['samples']} faces; wrote {target}")
+                   f"from {fitted['samples']} faces")
+    shifts = np.linalg.norm(np.reshape(landmark_model.point_offsets, (-1, 2)), axis=-1) * landmark_model.input_size
+    if len(shifts):
+        click.echo(f"point offsets: median {np.median(shifts):.2f} px, largest {shifts.max():.2f} px of a "
+                   f"{landmark_model.input_size} px crop")
+    click.echo(f"wrote {target}")
 
 
 @main.command()

@@ -38,7 +38,7 @@ class TrainConfig:
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     workers: int = 1
     use_multiprocessing: bool = False
-    calibration_images: int = 300    # training images used to fit the detector-box calibration
+    calibration_images: int = 300    # training images used to fit the detector-box calibration and point offsets
     tensorboard: bool = False
     augment: dict = field(default_factory=lambda: Augment().to_dict())
 

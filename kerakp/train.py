@@ -54,6 +54,19 @@ def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
     return data
 
 
+def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True) -> list:
+    """Fit a trained model's output offsets (`fit_point_offsets`) on up to `count` training images."""
+    from tqdm import tqdm
+
+    from kerakp.inference import fit_point_offsets
+
+    if count <= 0:
+        return []
+    chosen = np.random.default_rng(seed).permutation(len(data))[:count]
+    images = (data.image(i) for i in tqdm(chosen, desc="fitting point offsets", disable=not progress, unit="img"))
+    return fit_point_offsets(model, images, data.keypoints[chosen])
+
+
 def start_from(model: keras.Model, path) -> int:
     """Copy a trained model's weights into `model` wherever a variable's path (layer/name) and shape match:
     a new head on a trained backbone, or the same model at another input size. Returns the count copied."""
@@ -145,7 +158,9 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     monitor = "val_loss" if val_seq is not None else "loss"
     model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
               callbacks=_callbacks(out, config, monitor, resume), verbose=1 if progress else 2)
-    save_for_inference(keras.models.load_model(out / "model.keras"), out / "model.keras")  # the best epoch, without optimizer
+    best = keras.models.load_model(out / "model.keras")
+    best.point_offsets = calibrate_points(best, train_set, config.calibration_images, config.seed, progress)
+    save_for_inference(best, out / "model.keras")  # the best epoch, without optimizer state
     plot_history(out / "history.csv", out / "training_curves.png")
     (out / "split.json").write_text(json.dumps(model.split, indent=2))
     return out / "model.keras"

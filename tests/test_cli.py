@@ -148,7 +148,7 @@ def test_backend_option_sets_or_refuses_the_backend():
     assert result.exit_code == 2 and f"already running on '{current}'; cannot switch to '{other}'" in result.output
 
 
-def test_fit_detector_refits_the_box_calibration(trained, ytf68_subset, tmp_path):
+def test_fit_detector_refits_the_box_calibration_and_point_offsets(trained, ytf68_subset, tmp_path):
     from kerakp.runtime import load_keras_model
 
     out = tmp_path / "fitted.keras"
@@ -157,6 +157,8 @@ def test_fit_detector_refits_the_box_calibration(trained, ytf68_subset, tmp_path
     fitted, original = load_keras_model(out), load_keras_model(trained / "model.keras")
     assert original.box_calibration["haar"]["samples"] <= 20 < fitted.box_calibration["haar"]["samples"] <= 40
     assert all(np.array_equal(a, b) for a, b in zip(fitted.get_weights(), original.get_weights()))
+    assert np.shape(original.point_offsets) == np.shape(fitted.point_offsets) == (68, 2)   # train fits them too
+    assert not np.array_equal(original.point_offsets, fitted.point_offsets) and "point offsets: median" in result.output
     # a model that records no split fits on every image
     from kerakp.models.landmark_model import LandmarkModel
 

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from kerakp.data.geometry import points_box
+from kerakp.data.geometry import crop_from_box, points_box
 from kerakp.data.readers import load_dataset, read_image
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import BoxCalibration, HaarDetector, fit_box_calibration
 from kerakp.errors import KerakpError
-from kerakp.inference import Predictor
+from kerakp.inference import Predictor, fit_point_offsets
 from kerakp.runtime import open_model
 from kerakp.models.landmark_model import LandmarkModel
 
@@ -51,6 +51,37 @@ def test_full_image_box_and_passes(tiny_model):
     result = predictor.predict(image)
     assert len(predictor.seen) == 4  # three passes, then the flip test (crop and mirror in one batch)
     assert np.allclose(result.points, [59.5, 44.5])  # the image centre, pass after pass
+
+
+class LayoutPredictor(Predictor):
+    """A Predictor whose model answers one fixed spread of points on every crop."""
+
+    def run_model(self, crops):
+        layout = np.random.default_rng(0).uniform(0.3, 0.7, 2 * self.schema.num_points)
+        return np.tile(layout, (len(crops), 1)).astype(np.float32)
+
+
+def test_point_offsets_shift_the_landmarks_by_a_share_of_the_crop_they_were_read_from(tiny_model):
+    image = np.zeros((90, 120, 3), np.uint8)
+    plain = LayoutPredictor(tiny_model, box="full", passes=1)
+    shifted = LayoutPredictor(LandmarkModel.from_config({**tiny_model.get_config(), "point_offsets": [[0.1, -0.05]] * 68}),
+                              box="full", passes=1)
+    refined = plain.refine([image], plain.face_boxes(image))[0]
+    side = crop_from_box(points_box(refined), 1.25).side   # the flip test's crop
+    assert side > 10
+    assert np.allclose(shifted.predict(image).points - plain.predict(image).points, [0.1 * side, -0.05 * side])
+
+
+def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):
+    """Labels that sit a fixed share of the crop right of and below what the model reads: the fit finds it."""
+    model = open_model("saved_models/ytf68_mobilenetv2_heatmap.keras")
+    images = [read_image(p) for p in synthetic_set.paths[:8]]
+    reads = [r.points for r in Predictor(model, box="full").predict_batch(images)]
+    sides = np.array([1.25 * np.ptp(points, axis=0).max() for points in reads])
+    labels = np.stack(reads) + np.array([0.03, 0.02]) * sides[:, None, None]
+    offsets = np.array(fit_point_offsets(model, images, labels))
+    assert offsets.shape == (68, 2)
+    assert np.allclose(np.median(offsets, axis=0), [0.03, 0.02], atol=0.01)
 
 
 def test_no_face_gives_no_points(tiny_model):

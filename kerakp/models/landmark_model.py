@@ -5,8 +5,8 @@ map upsampled to a quarter of the input, one heatmap per point, decoded to sub-p
 soft-argmax, so it trains on the same coordinate targets and loss: integral regression, Sun et al. 2018) or
 `unet` (the same, with the backbone's stride-16, 8 and 4 maps added on the way up, U-Net style).
 
-The model carries what inference needs (markup, input size, crop rule, detector-box calibration,
-validation split), so a saved `.keras` file is all that later commands take.
+The model carries what inference needs (markup, input size, crop rule, detector-box calibration, the
+fitted offsets of its outputs, validation split), so a saved `.keras` file is all that later commands take.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class LandmarkModel(keras.Model):
     def __init__(self, backbone: str = "mobilenetv2", schema: str = "ibug68", input_size: int = 128,
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
                  box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
-                 face_box: str = "landmarks", head: str = "regression", **kwargs):
+                 face_box: str = "landmarks", head: str = "regression", point_offsets: list | None = None, **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
@@ -120,6 +120,7 @@ class LandmarkModel(keras.Model):
         self.box_calibration = dict(box_calibration or {})
         self.split = dict(split or {})
         self.freeze_bn, self.face_box, self.head = freeze_bn, face_box, head
+        self.point_offsets = [list(map(float, xy)) for xy in point_offsets or []]
 
     @property
     def schema(self) -> Schema:
@@ -131,7 +132,7 @@ class LandmarkModel(keras.Model):
             "schema": self.schema_name, "input_size": self.input_size, "head_units": self.head_units,
             "dropout": self.dropout_rate, "weights": "none", "crop_scale": self.crop_scale,
             "box_calibration": self.box_calibration, "split": self.split, "freeze_bn": self.freeze_bn,
-            "face_box": self.face_box, "head": self.head,
+            "face_box": self.face_box, "head": self.head, "point_offsets": self.point_offsets,
         }
 
     @classmethod
