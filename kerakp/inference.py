@@ -9,13 +9,14 @@
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
 - `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is
-exactly how training crops are made. A last read of that crop and its mirror (`flip_test`) gives the
-landmarks (the mean of the two readings, plus the model's fitted `point_offsets`) and the confidence proxy
-(their disagreement).
+exactly how training crops are made. A last read of that crop and its mirror (`flip_test`), each shifted
+by the model's fitted `point_offsets`, gives the landmarks (the mean of the two readings) and the
+confidence proxy (their disagreement).
 
-`fit_point_offsets` measures those offsets: the median residual of the final landmarks on labelled training
-images, per point, in crop fractions. It removes what the model reads consistently off its labels, such as a
-markup whose points sit a pixel to one side of what flip augmentation teaches as their mirror image.
+`fit_point_offsets` measures those offsets on labelled training images: per reading (direct, mirrored) and
+point, the median residual in crop fractions. They remove what a model reads consistently off its labels,
+such as a markup whose points sit a pixel to one side of their mirror image (ytf68): a model trained with
+flips reads both a little off, one trained without reads the mirrored crop two pixels off.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class Predictor:
         calibration = model.box_calibration.get(getattr(self.detector, "name", ""), {})
         self.calibration = BoxCalibration(**calibration)
         offsets = getattr(model, "point_offsets", None)
-        self.offsets = np.asarray(offsets, np.float64) if offsets else np.zeros((self.schema.num_points, 2))
+        self.offsets = np.asarray(offsets, np.float64) if offsets else np.zeros((2, self.schema.num_points, 2))
 
     def run_model(self, crops: np.ndarray) -> np.ndarray:
         """Model outputs for a batch of crops (inference mode, whatever the model's file format)."""
@@ -91,17 +92,21 @@ class Predictor:
             return []
         return [whole_image_box(*image.shape[:2], self.crop_scale)]
 
-    def flip_test(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Per (image, landmark box) pair: the mean of the model's points on its crop and the mirrored points
-        on the mirrored crop, shifted by the fitted offsets (K, 2, original pixels), and the NME between the
-        two readings (infinity where they collapse)."""
+    def read_both(self, images: list[np.ndarray], boxes: list[np.ndarray]):
+        """Per (image, landmark box) pair: the model's points on its crop and the mirrored points on the
+        mirrored crop (both K, 2, crop pixels, before offsets), and the crop matrices."""
         crops, matrices = zip(*(self.crop(image, box) for image, box in zip(images, boxes)))
         points = self.read_crops(list(crops) + [c[:, ::-1] for c in crops])
-        direct, mirrored = points[:len(boxes)], self.schema.flip_points(points[len(boxes):], self.input_size)
+        return points[:len(boxes)], self.schema.flip_points(points[len(boxes):], self.input_size), matrices
+
+    def flip_test(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per (image, landmark box) pair: the mean of the two offset readings of `read_both` (K, 2, original
+        pixels) and the NME between them (infinity where they collapse)."""
+        direct, mirrored, matrices = self.read_both(images, boxes)
+        direct, mirrored = direct + self.offsets[0] * self.input_size, mirrored + self.offsets[1] * self.input_size
         with np.errstate(divide="ignore", invalid="ignore"):
             scores = per_image_nme(direct, mirrored, self.schema, scale=self.input_size)
-        shift = self.offsets * self.input_size
-        means = [transform_points(np.linalg.inv(m), (d + r) / 2 + shift) for m, d, r in zip(matrices, direct, mirrored)]
+        means = [transform_points(np.linalg.inv(m), (d + r) / 2) for m, d, r in zip(matrices, direct, mirrored)]
         return np.stack(means), np.nan_to_num(scores, nan=np.inf, posinf=np.inf)
 
     def crop(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,16 +171,15 @@ class Predictor:
         return self.predict_batch([image], None if truth is None else [truth])[0]
 
 
-def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list[list[float]]:
-    """Per point, the median of (label - final landmark) over labelled images, in fractions of the crop side
-    (what `Predictor.flip_test` adds back), measured on the path users run from the labels' own boxes."""
+def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list:
+    """(2, K, 2) offsets in crop fractions: per reading of the flip test (direct, mirrored) and point, the
+    median of label - reading over labelled images, read from the labels' own boxes through all passes."""
     predictor = Predictor(model, box="oracle", passes=passes)
-    predictor.offsets[:] = 0.0
     pairs, residuals = zip(images, keypoints), []
     while chunk := list(islice(pairs, predictor.batch_size)):
-        batch, truths = zip(*chunk)
-        for truth, result in zip(truths, predictor.predict_batch(list(batch), list(truths))):
-            if result.points is not None:
-                side = crop_from_box(points_box(result.points), predictor.crop_scale).side
-                residuals.append((truth - result.points) / side)
-    return np.nanmedian(np.stack(residuals), axis=0).tolist() if residuals else []
+        batch, truths = map(list, zip(*chunk))
+        refined = predictor.refine(batch, [points_box(truth) for truth in truths])
+        direct, mirrored, matrices = predictor.read_both(batch, [points_box(points) for points in refined])
+        labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
+        residuals.append(np.stack([labels - direct, labels - mirrored], axis=1) / predictor.input_size)
+    return np.nanmedian(np.concatenate(residuals), axis=0).tolist() if residuals else []

@@ -17,7 +17,7 @@ def model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "tiny.keras"
     LandmarkModel("mobilenetv2", "ibug68", 48, head_units=16, crop_scale=1.3,
                   box_calibration={"haar": {"dx": 0.0, "dy": 0.1, "scale": 0.9, "samples": 3}},
-                  point_offsets=[[0.01, -0.02]] * 68).save(path)
+                  point_offsets=[[[0.01, -0.02]] * 68] * 2).save(path)
     return path
 
 

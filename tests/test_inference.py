@@ -64,7 +64,7 @@ class LayoutPredictor(Predictor):
 def test_point_offsets_shift_the_landmarks_by_a_share_of_the_crop_they_were_read_from(tiny_model):
     image = np.zeros((90, 120, 3), np.uint8)
     plain = LayoutPredictor(tiny_model, box="full", passes=1)
-    shifted = LayoutPredictor(LandmarkModel.from_config({**tiny_model.get_config(), "point_offsets": [[0.1, -0.05]] * 68}),
+    shifted = LayoutPredictor(LandmarkModel.from_config({**tiny_model.get_config(), "point_offsets": [[[0.1, -0.05]] * 68] * 2}),
                               box="full", passes=1)
     refined = plain.refine([image], plain.face_boxes(image))[0]
     side = crop_from_box(points_box(refined), 1.25).side   # the flip test's crop
@@ -79,9 +79,9 @@ def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):
     reads = [r.points for r in Predictor(model, box="full").predict_batch(images)]
     sides = np.array([1.25 * np.ptp(points, axis=0).max() for points in reads])
     labels = np.stack(reads) + np.array([0.03, 0.02]) * sides[:, None, None]
-    offsets = np.array(fit_point_offsets(model, images, labels))
-    assert offsets.shape == (68, 2)
-    assert np.allclose(np.median(offsets, axis=0), [0.03, 0.02], atol=0.01)
+    offsets = np.array(fit_point_offsets(model, images, labels))   # (direct, mirrored reading) x 68 points x (x, y)
+    assert offsets.shape == (2, 68, 2)
+    assert np.allclose(np.median(offsets.mean(axis=0), axis=0), [0.03, 0.02], atol=0.01)
 
 
 def test_no_face_gives_no_points(tiny_model):

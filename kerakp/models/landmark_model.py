@@ -120,7 +120,7 @@ class LandmarkModel(keras.Model):
         self.box_calibration = dict(box_calibration or {})
         self.split = dict(split or {})
         self.freeze_bn, self.face_box, self.head = freeze_bn, face_box, head
-        self.point_offsets = [list(map(float, xy)) for xy in point_offsets or []]
+        self.point_offsets = np.asarray(point_offsets, np.float64).tolist() if point_offsets else []
 
     @property
     def schema(self) -> Schema:
