@@ -158,6 +158,29 @@ def test_haar_calibration_maps_detector_boxes_to_landmark_boxes():
     assert calibrated > 0.7 and calibrated > raw + 0.05
 
 
+class CascadeThatNeedsSize:
+    """Stands in for the Haar cascade: finds one face, at (10, 10) 40 px wide, only in images >= 200 px tall."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def detectMultiScale(self, gray, *args, **kwargs):
+        self.shapes.append(gray.shape)
+        return np.array([[10, 10, 40, 40]]) if gray.shape[0] >= 200 else ()
+
+
+def test_haar_takes_a_second_look_at_twice_the_size_of_a_small_image():
+    detector = HaarDetector()
+    detector.cascade = CascadeThatNeedsSize()
+    faces = detector.faces(np.zeros((120, 150, 3), np.uint8))
+    assert detector.cascade.shapes == [(120, 150), (240, 300)]
+    assert np.allclose(faces, [[5, 5, 25, 25]])                   # mapped back to the image's pixels
+    detector.cascade = CascadeThatNeedsSize()
+    assert detector.faces(np.zeros((400, 500, 3), np.uint8)) and detector.cascade.shapes == [(400, 500)]
+    detector.cascade = CascadeThatNeedsSize()
+    assert detector.faces(np.zeros((100, 400, 3), np.uint8)) == [] and len(detector.cascade.shapes) == 1  # 800 > 640
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(KerakpError, match="absent.keras: model file not found"):
         open_model(tmp_path / "absent.keras")
