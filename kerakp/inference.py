@@ -61,7 +61,8 @@ class Predictor:
         self.schema: Schema = get_schema(model.schema_name)
         self.input_size: int = model.input_size
         self.crop_scale: float = model.crop_scale
-        if model.face_box == "image":  # trained on whole images: crop the whole image, once
+        self.whole_image = model.face_box == "image"
+        if self.whole_image:  # trained on whole images: every read crops the whole image
             box, passes = "full", 1
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
         self.candidates, self.doubt = max(1, candidates), doubt
@@ -91,6 +92,10 @@ class Predictor:
         if self.box != "detector" or self.fallback != "full":
             return []
         return [whole_image_box(*image.shape[:2], self.crop_scale)]
+
+    def final_box(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Where the flip test reads: around the refined landmarks, or the whole image for a model trained on it."""
+        return whole_image_box(*image.shape[:2], self.crop_scale) if self.whole_image else points_box(points)
 
     def read_both(self, images: list[np.ndarray], boxes: list[np.ndarray]):
         """Per (image, landmark box) pair: the model's points on its crop and the mirrored points on the
@@ -142,7 +147,7 @@ class Predictor:
             return [(None, np.inf)] * len(images)
         flat = [images[i] for i in owners]
         points = self.refine(flat, [box for some in boxes for box in some])
-        means, scores = self.flip_test(flat, [points_box(p) for p in points])
+        means, scores = self.flip_test(flat, [self.final_box(image, p) for image, p in zip(flat, points)])
         chosen, start = [], 0
         for some in boxes:
             if not some:
@@ -173,13 +178,15 @@ class Predictor:
 
 def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list:
     """(2, K, 2) offsets in crop fractions: per reading of the flip test (direct, mirrored) and point, the
-    median of label - reading over labelled images, read from the labels' own boxes through all passes."""
+    median of label - reading over labelled images, read from the labels' own boxes (or the whole image, for a
+    model trained on it) through all passes."""
     predictor = Predictor(model, box="oracle", passes=passes)
     pairs, residuals = zip(images, keypoints), []
     while chunk := list(islice(pairs, predictor.batch_size)):
         batch, truths = map(list, zip(*chunk))
-        refined = predictor.refine(batch, [points_box(truth) for truth in truths])
-        direct, mirrored, matrices = predictor.read_both(batch, [points_box(points) for points in refined])
+        refined = predictor.refine(batch, [predictor.face_boxes(image, truth)[0] for image, truth in zip(batch, truths)])
+        direct, mirrored, matrices = predictor.read_both(batch, [predictor.final_box(image, points)
+                                                                 for image, points in zip(batch, refined)])
         labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
         residuals.append(np.stack([labels - direct, labels - mirrored], axis=1) / predictor.input_size)
     return np.nanmedian(np.concatenate(residuals), axis=0).tolist() if residuals else []

@@ -84,6 +84,15 @@ def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):
     assert np.allclose(np.median(offsets.mean(axis=0), axis=0), [0.03, 0.02], atol=0.01)
 
 
+def test_a_model_trained_on_whole_images_reads_the_flip_test_on_the_whole_image():
+    model = LandmarkModel("simplecnn", "nose_tip", 48, head_units=8, crop_scale=1.0, face_box="image")
+    predictor = RecordingPredictor(model, box="detector", passes=2)
+    image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    predictor.predict(image)
+    (first,), (direct, mirrored) = predictor.seen   # one pass, then the flip test on the same crop
+    assert np.array_equal(direct, first) and np.array_equal(mirrored, first[:, ::-1])
+
+
 def test_no_face_gives_no_points(tiny_model):
     predictor = RecordingPredictor(tiny_model, box="detector")
     result = predictor.predict(np.full((200, 200, 3), 90, np.uint8))
