@@ -1,8 +1,7 @@
 """One model interface for every file format: `.keras` (Keras, any backend), `.tflite` (LiteRT) and `.onnx`
 (ONNX Runtime). Each exposes what the `Predictor` needs: `predict_on_batch(crops)` and the model's kerakp
 metadata (`schema_name`, `input_size`, `crop_scale`, `box_calibration`, `split`, `face_box`, `point_offsets`).
-Exported files keep that
-metadata in the `<file>.json` written beside them by `kerakp export`.
+Exported files keep that metadata in the `<file>.json` written beside them by `kerakp export`.
 """
 from __future__ import annotations
 
