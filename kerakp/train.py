@@ -28,17 +28,31 @@ from kerakp.plots import plot_history
 from kerakp.schemas import get_schema
 
 
-def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True) -> dict:
-    """Fit the Haar-box -> landmark-box mapping on up to `count` training images."""
+def _sample(data: LandmarkSet, count: int, seed: int, desc: str, progress: bool):
+    """Up to `count` training images (decoded as they are consumed, with a progress bar) and their keypoints;
+    the same `seed` picks the same images."""
     from tqdm import tqdm
 
+    chosen = np.random.default_rng(seed).permutation(len(data))[:count]
+    return (data.image(i) for i in tqdm(chosen, desc=desc, disable=not progress, unit="img")), data.keypoints[chosen]
+
+
+def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True) -> dict:
+    """Fit the Haar-box -> landmark-box mapping on up to `count` training images."""
     if count <= 0:
         return {}
     detector = HaarDetector()
-    chosen = np.random.default_rng(seed).permutation(len(data))[:count]
-    images = (data.image(i) for i in tqdm(chosen, desc="fitting detector boxes", disable=not progress, unit="img"))
-    calibration = fit_box_calibration(detector, images, data.keypoints[chosen])
+    calibration = fit_box_calibration(detector, *_sample(data, count, seed, "fitting detector boxes", progress))
     return {detector.name: calibration.to_dict()}
+
+
+def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True) -> list:
+    """Fit a trained model's output offsets (`fit_point_offsets`) on up to `count` training images."""
+    from kerakp.inference import fit_point_offsets
+
+    if count <= 0:
+        return []
+    return fit_point_offsets(model, *_sample(data, count, seed, "fitting point offsets", progress))
 
 
 def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
@@ -52,19 +66,6 @@ def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
     elif data.schema.norm is None:
         raise KerakpError(f"markup '{data.schema.name}' has one point, too few to crop around; set face_box: image")
     return data
-
-
-def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True) -> list:
-    """Fit a trained model's output offsets (`fit_point_offsets`) on up to `count` training images."""
-    from tqdm import tqdm
-
-    from kerakp.inference import fit_point_offsets
-
-    if count <= 0:
-        return []
-    chosen = np.random.default_rng(seed).permutation(len(data))[:count]
-    images = (data.image(i) for i in tqdm(chosen, desc="fitting point offsets", disable=not progress, unit="img"))
-    return fit_point_offsets(model, images, data.keypoints[chosen])
 
 
 def start_from(model: keras.Model, path) -> int:

@@ -75,13 +75,13 @@ def heatmap_head(features, num_points: int, units: int, input_size: int, skips=(
     join a trained upsampling path (`--init`) without disturbing it."""
     channels = max(32, units // 4)
     x = _conv_bn_relu(features, channels, 1, "heat_reduce", "heat_reduce_bn", "heat_reduce_relu")
-    skips = {skip.shape[1]: skip for skip in skips}
+    skip_at = {skip.shape[1]: skip for skip in skips}   # map side -> backbone map of that side
     step = 0
     while x.shape[1] < input_size // 4:
         step += 1
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"heat_up{step}")(x)
-        if x.shape[1] in skips:
-            lateral = layers.Conv2D(channels, 1, use_bias=False, name=f"heat_lateral{step}")(skips[x.shape[1]])
+        if x.shape[1] in skip_at:
+            lateral = layers.Conv2D(channels, 1, use_bias=False, name=f"heat_lateral{step}")(skip_at[x.shape[1]])
             lateral = layers.BatchNormalization(momentum=0.9, gamma_initializer="zeros", name=f"heat_lateral_bn{step}")(lateral)
             x = layers.Add(name=f"heat_skip{step}")([x, lateral])
         x = _conv_bn_relu(x, channels, 3, f"heat_conv{step}", f"heat_bn{step}", f"heat_relu{step}")
