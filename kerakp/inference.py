@@ -3,7 +3,8 @@
 `Predictor` is used by `evaluate`, `predict` and every later consumer. Box sources:
 - `detector`: the Haar cascade's faces (up to `candidates`), mapped to landmark boxes by the model's fitted
   calibration; with `fallback="full"` also the whole image, where the detector finds nothing or nothing
-  the model reads consistently. Every candidate goes through all passes, and the model keeps the one it
+  the model reads consistently (`doubt`); the whole image then replaces a detected face only if it reads
+  clearly more consistently (`margin` times its disagreement at most). Every candidate goes through all passes, and the model keeps the one it
   reads most consistently: the least disagreement between its points on the crop and its mirrored points
   on the mirrored crop (a false detection or a face outside the crop reads inconsistently);
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
@@ -52,7 +53,7 @@ class Predictor:
     """Runs a landmark model (`.keras`, `.tflite` or `.onnx`, see `kerakp.runtime`) on whole images."""
 
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
-                 detector=None, batch_size: int = 32, candidates: int = 3, doubt: float = 0.06):
+                 detector=None, batch_size: int = 32, candidates: int = 3, doubt: float = 0.06, margin: float = 0.7):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
@@ -65,7 +66,7 @@ class Predictor:
         if self.whole_image:  # trained on whole images: every read crops the whole image
             box, passes = "full", 1
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
-        self.candidates, self.doubt = max(1, candidates), doubt
+        self.candidates, self.doubt, self.margin = max(1, candidates), doubt, margin
         self.detector = detector or (HaarDetector() if box == "detector" else None)
         calibration = model.box_calibration.get(getattr(self.detector, "name", ""), {})
         self.calibration = BoxCalibration(**calibration)
@@ -160,7 +161,9 @@ class Predictor:
 
     def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
         """Predict every image of a list (one face each). The detector's faces come first; where none is
-        found, or none reads consistently (`doubt`), the fallback boxes compete with them."""
+        found, or none reads consistently (`doubt`), the fallback boxes compete with them and win by reading at
+        most `margin` times the detector's disagreement: a whole image can hold a face-like pattern that reads
+        a little more consistently than a real but hard face."""
         found = [self.face_boxes(img, None if truths is None else truths[i]) for i, img in enumerate(images)]
         first = self.choose(images, found)
         fallbacks = [self.fallback_boxes(img) for img in images]
@@ -168,7 +171,7 @@ class Predictor:
         second = self.choose([images[i] for i in retry], [fallbacks[i] for i in retry])
         results = [Prediction(p, None if p is None else points_box(p), p is not None, score) for p, score in first]
         for i, (points, score) in zip(retry, second):
-            if points is not None and (first[i][0] is None or score < first[i][1]):
+            if points is not None and (first[i][0] is None or score < first[i][1] * self.margin):
                 results[i] = Prediction(points, points_box(points), False, score)
         return results
 

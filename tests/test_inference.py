@@ -148,6 +148,28 @@ def test_a_doubtful_detection_loses_to_the_whole_image(tiny_model):
     assert not rescued.detected and rescued.flip_nme < 1e-6
 
 
+
+class ScriptedPredictor(Predictor):
+    """The detector's face reads with disagreement 0.10 at one place, the whole image with `fallback_score`
+    at another."""
+
+    def __init__(self, model, fallback_score: float):
+        super().__init__(model, detector=FakeDetector((50, 50, 150, 150)), fallback="full")
+        self.fallback_score = fallback_score
+
+    def choose(self, images, boxes):
+        whole = [np.array_equal(some[0], self.fallback_boxes(image)[0]) for image, some in zip(images, boxes)]
+        return [(np.full((self.schema.num_points, 2), 10.0 if w else 100.0), self.fallback_score if w else 0.10)
+                for w in whole]
+
+
+def test_the_whole_image_replaces_a_detected_face_only_by_a_margin(tiny_model):
+    image = np.full((200, 200, 3), 90, np.uint8)
+    kept = ScriptedPredictor(tiny_model, fallback_score=0.08).predict(image)
+    assert kept.detected and kept.points[0, 0] == 100.0
+    replaced = ScriptedPredictor(tiny_model, fallback_score=0.05).predict(image)
+    assert not replaced.detected and replaced.points[0, 0] == 10.0
+
 def _iou(a, b) -> float:
     inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
     return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
