@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Reproduce a shipped heatmap model, every stage in order, then its float16 TFLite export and its validation
+# report:
+#   scripts/train_heatmap.sh ytf68     # saved_models/ytf68_mobilenetv2_heatmap.{keras,tflite}
+#   scripts/train_heatmap.sh 300w      # saved_models/300w_mobilenetv2_heatmap.{keras,tflite}
+# Stage 1 (from ImageNet) runs here unless STAGE1=model.keras names one trained elsewhere (the shipped ones
+# were trained on a GPU: scripts/gpu_train.sh, then kerakp fit-detector). On 2 CPU cores stage 1 takes
+# 1-2 hours, each later stage 20-35 minutes. Settings: DATA, RUNS, OUT, WEIGHTS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+  ytf68) data=../shared/data/ytf68; stages="noflip 160" ;;
+  300w) data=../shared/data/300w_train; stages="192 224" ;;
+  *) echo "usage: scripts/train_heatmap.sh ytf68|300w" >&2; exit 2 ;;
+esac
+name=$1_mobilenetv2_heatmap
+DATA=${DATA:-$data}
+RUNS=${RUNS:-runs/$name}
+OUT=${OUT:-saved_models/$name}
+WEIGHTS=${WEIGHTS:-../shared/weights/mobilenetv2_1.0_imagenet_notop.weights.h5}
+
+model=${STAGE1:-}
+if [ -z "$model" ]; then
+  kerakp train --config "configs/$name.yaml" --data "$DATA" --weights "$WEIGHTS" --out "$RUNS/stage1"
+  model=$RUNS/stage1/model.keras
+fi
+for stage in $stages; do
+  kerakp train --config "configs/${name}_$stage.yaml" --data "$DATA" --init "$model" --out "$RUNS/$stage"
+  model=$RUNS/$stage/model.keras
+done
+cp "$model" "$OUT.keras"
+kerakp export "$OUT.keras" --format tflite --quantize float16 --calibration "$DATA" --out "$OUT.tflite"
+kerakp evaluate "$OUT.tflite" --data "$DATA" --subset val --out "$RUNS/eval"
