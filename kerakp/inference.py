@@ -4,9 +4,10 @@
 - `detector`: the Haar cascade's faces (up to `candidates`), mapped to landmark boxes by the model's fitted
   calibration; with `fallback="full"` also the whole image, where the detector finds nothing or nothing
   the model reads consistently (`doubt`); the whole image then replaces a detected face only if it reads
-  clearly more consistently (`margin` times its disagreement at most). Every candidate goes through all passes, and the model keeps the one it
-  reads most consistently: the least disagreement between its points on the crop and its mirrored points
-  on the mirrored crop (a false detection or a face outside the crop reads inconsistently);
+  clearly more consistently (`margin` times its disagreement at most). Every candidate goes through all
+  passes, and the model keeps the one it reads most consistently: the least disagreement between its points
+  on the crop and its mirrored points on the mirrored crop (a false detection or a face outside the crop
+  reads inconsistently);
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
 - `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   ytf68) data=../shared/data/ytf68; stages="noflip 160" ;;
-  300w) data=../shared/data/300w_train; stages="192 224" ;;
+  300w) data=../shared/data/300w_train; stages="192" ;;
   *) echo "usage: scripts/train_heatmap.sh ytf68|300w" >&2; exit 2 ;;
 esac
 name=$1_mobilenetv2_heatmap

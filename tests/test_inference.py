@@ -148,7 +148,6 @@ def test_a_doubtful_detection_loses_to_the_whole_image(tiny_model):
     assert not rescued.detected and rescued.flip_nme < 1e-6
 
 
-
 class ScriptedPredictor(Predictor):
     """The detector's face reads with disagreement 0.10 at one place, the whole image with `fallback_score`
     at another."""
@@ -169,6 +168,7 @@ def test_the_whole_image_replaces_a_detected_face_only_by_a_margin(tiny_model):
     assert kept.detected and kept.points[0, 0] == 100.0
     replaced = ScriptedPredictor(tiny_model, fallback_score=0.05).predict(image)
     assert not replaced.detected and replaced.points[0, 0] == 10.0
+
 
 def _iou(a, b) -> float:
     inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))

@@ -43,3 +43,34 @@ def test_shipped_model_scores_as_its_card_says(name):
     points, _, _ = predict_set(predictor, data, progress=False)
     nme = per_image_nme(points, data.keypoints, data.schema)
     assert np.mean(nme) < 1.5 * card_nme and np.median(nme) < card_nme
+
+
+STUB = """#!/bin/sh
+echo "$@" >> "$CALLS"
+if [ "$1" = train ]; then while [ $# -gt 1 ]; do [ "$1" = --out ] && mkdir -p "$2" && touch "$2/model.keras"; shift; done; fi
+"""
+
+
+@pytest.mark.parametrize("markup", ["ytf68", "300w"])
+def test_training_script_chains_existing_configs(markup, tmp_path):
+    """scripts/train_heatmap.sh (run with a stand-in `kerakp` that records its calls): every stage's config
+    exists, each stage starts from the previous one's model, and the last one is exported and evaluated."""
+    import os
+    import subprocess
+
+    (tmp_path / "bin").mkdir()
+    stub = tmp_path / "bin" / "kerakp"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"),
+           "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "model")}
+    subprocess.run(["bash", str(SAVED.parent / "scripts" / "train_heatmap.sh"), markup], env=env, check=True)
+    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    trains, (export, evaluate) = calls[:-2], calls[-2:]
+    previous = None
+    for call in trains:
+        assert call[0] == "train" and (SAVED.parent / call[call.index("--config") + 1]).is_file()
+        assert previous is None or call[call.index("--init") + 1] == previous
+        previous = call[call.index("--out") + 1] + "/model.keras"
+    assert len(trains) >= 2 and (tmp_path / "model.keras").is_file()
+    assert export[:2] == ["export", str(tmp_path / "model.keras")] and evaluate[:2] == ["evaluate", str(tmp_path / "model.tflite")]
