@@ -95,9 +95,12 @@ class Predictor:
             return []
         return [whole_image_box(*image.shape[:2], self.crop_scale)]
 
-    def final_box(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Where the flip test reads: around the refined landmarks, or the whole image for a model trained on it."""
-        return whole_image_box(*image.shape[:2], self.crop_scale) if self.whole_image else points_box(points)
+    def final_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
+        """Where the flip test reads, per (image, first-pass landmark box): around the landmarks refined through
+        all passes, or the whole image for a model trained on it."""
+        refined = self.refine(images, boxes)
+        return [whole_image_box(*image.shape[:2], self.crop_scale) if self.whole_image else points_box(points)
+                for image, points in zip(images, refined)]
 
     def read_both(self, images: list[np.ndarray], boxes: list[np.ndarray]):
         """Per (image, landmark box) pair: the model's points on its crop and the mirrored points on the
@@ -148,8 +151,7 @@ class Predictor:
         if not owners:
             return [(None, np.inf)] * len(images)
         flat = [images[i] for i in owners]
-        points = self.refine(flat, [box for some in boxes for box in some])
-        means, scores = self.flip_test(flat, [self.final_box(image, p) for image, p in zip(flat, points)])
+        means, scores = self.flip_test(flat, self.final_boxes(flat, [box for some in boxes for box in some]))
         chosen, start = [], 0
         for some in boxes:
             if not some:
@@ -188,9 +190,8 @@ def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list:
     pairs, residuals = zip(images, keypoints), []
     while chunk := list(islice(pairs, predictor.batch_size)):
         batch, truths = map(list, zip(*chunk))
-        refined = predictor.refine(batch, [predictor.face_boxes(image, truth)[0] for image, truth in zip(batch, truths)])
-        direct, mirrored, matrices = predictor.read_both(batch, [predictor.final_box(image, points)
-                                                                 for image, points in zip(batch, refined)])
+        first = [predictor.face_boxes(image, truth)[0] for image, truth in zip(batch, truths)]
+        direct, mirrored, matrices = predictor.read_both(batch, predictor.final_boxes(batch, first))
         labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
         residuals.append(np.stack([labels - direct, labels - mirrored], axis=1) / predictor.input_size)
     return np.nanmedian(np.concatenate(residuals), axis=0).tolist() if residuals else []

@@ -1,5 +1,7 @@
 """The shipped models: each loads on a fresh install, runs the whole inference path, and still scores on its
 own validation persons what its card says (a guard against changes to the path that users run)."""
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +57,6 @@ if [ "$1" = train ]; then while [ $# -gt 1 ]; do [ "$1" = --out ] && mkdir -p "$
 def test_training_script_chains_existing_configs(markup, tmp_path):
     """scripts/train_heatmap.sh (run with a stand-in `kerakp` that records its calls): every stage's config
     exists, each stage starts from the previous one's model, and the last one is exported and evaluated."""
-    import os
-    import subprocess
-
     (tmp_path / "bin").mkdir()
     stub = tmp_path / "bin" / "kerakp"
     stub.write_text(STUB)
