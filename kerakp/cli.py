@@ -175,10 +175,13 @@ def _run_training(data_path, data_format, config_path, out, resume, overrides):
 @click.option("--seed", type=int)
 @click.option("--workers", type=int, help="Data-loading workers.")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Also write TensorBoard logs.")
+@click.option("--extra-data", multiple=True, type=click.Path(path_type=Path),
+              help="Another labelled set of the same markup to train on (repeatable); never validated on.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. augment.rotation=10.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
-def train(data_path, data_format, config_path, out, resume, sets, **options):
+def train(data_path, data_format, config_path, out, resume, sets, extra_data, **options):
     """Train a landmark model; writes model.keras, history and curves into --out."""
+    options["extra_data"] = [str(path) for path in extra_data] or None
     model_path = _run_training(data_path, data_format, config_path, out, resume, _overrides(options, sets))
     click.echo(f"model: {model_path}\ncurves: {out / 'training_curves.png'}")
 

@@ -36,6 +36,7 @@ class TrainConfig:
     crop_scale: float = 1.25         # crop side / landmark-box side
     face_box: str = "landmarks"      # landmarks: crop around the face | image: the whole image (faces that fill it)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
+    extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
     workers: int = 1
     use_multiprocessing: bool = False
     calibration_images: int = 300    # training images used to fit the detector-box calibration and point offsets

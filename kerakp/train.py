@@ -18,7 +18,7 @@ import yaml
 from kerakp.config import TrainConfig
 from kerakp.data.augment import Augment
 from kerakp.data.geometry import whole_image_box
-from kerakp.data.readers import LandmarkSet, split_by_person
+from kerakp.data.readers import LandmarkSet, join_sets, load_dataset, split_by_person
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import HaarDetector, fit_box_calibration
 from kerakp.errors import KerakpError
@@ -128,10 +128,11 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     data = prepare(data, config)
     train_idx, val_idx = split_by_person(data, config.val_fraction, config.seed)
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
+    extra = [prepare(load_dataset(path), config).as_markup(data.schema) for path in config.extra_data]
     aug = Augment.from_dict(config.augment)
     loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing)
-    train_seq = KeypointSequence(train_set, config.input_size, config.batch_size, aug, config.crop_scale,
-                                 shuffle=True, seed=config.seed, **loader)
+    train_seq = KeypointSequence(join_sets([train_set, *extra]), config.input_size, config.batch_size, aug,
+                                 config.crop_scale, shuffle=True, seed=config.seed, **loader)
     val_seq = KeypointSequence(val_set, config.input_size, config.batch_size, None, config.crop_scale, **loader) if val_idx else None
     initial_epoch = 0
     if resume:
@@ -143,7 +144,8 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
             raise KerakpError(f"{out}: already trained {initial_epoch} of {config.epochs} epochs; raise --epochs to continue")
     else:
         split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
-                 "val_images": len(val_idx), "val_persons": len(set(val_set.persons))}
+                 "val_images": len(val_idx), "val_persons": len(set(val_set.persons)),
+                 "extra_images": sum(len(e) for e in extra)}
         model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
                               config.weights, config.crop_scale,
                               calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,

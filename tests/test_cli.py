@@ -64,6 +64,20 @@ def test_train_starts_from_a_trained_model_or_refuses_one_that_does_not_fit(trai
         assert not (tmp_path / "refused").exists()
 
 
+def test_extra_data_is_trained_on_and_never_validated_on(synthetic_csv, tmp_path):
+    from kerakp.data.synthetic import write_synthetic_set
+
+    extra = write_synthetic_set(tmp_path / "extra", num_images=12, images_per_person=4, size=96, seed=3, progress=False)
+    result = run("train", "--data", synthetic_csv, "--extra-data", extra, "--out", tmp_path / "run", "--epochs", 1, *TINY)
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["extra_images"] == 12 and split["train_images"] + split["val_images"] == 48
+    assert str(extra) in (tmp_path / "run" / "config.yaml").read_text()
+    result = run("train", "--data", synthetic_csv, "--extra-data", tmp_path / "absent", "--out", tmp_path / "none", *TINY)
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].endswith("absent: no such file or folder")
+    assert not (tmp_path / "none").exists()
+
+
 def test_evaluate_reports_end_to_end(trained, ytf68_subset, tmp_path):
     result = run("evaluate", trained / "model.keras", "--data", ytf68_subset, "--subset", "val", "--out", tmp_path)
     assert result.exit_code == 0, result.output

@@ -1,4 +1,5 @@
 """Readers: each layout in original pixels, NaN for missing points, and one clear line for each bad input."""
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -6,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kerakp.data.readers import load_dataset, person_of, photo_of, read_image, read_pts_file, split_by_person
+from kerakp.data.readers import join_sets, load_dataset, person_of, photo_of, read_image, read_pts_file, split_by_person
 from kerakp.errors import KerakpError
+from kerakp.schemas import get_schema
 
 from conftest import shared_path
 
@@ -130,3 +132,16 @@ def test_person_split_keeps_persons_apart(synthetic_set):
     assert 0.15 * len(synthetic_set) <= len(val) <= 0.35 * len(synthetic_set)
     assert split_by_person(synthetic_set, 0.25, seed=0) == (train, val)
     assert person_of("Luis_Fonsi_21.jpg") == "Luis_Fonsi" and person_of("helen_232194_1.jpg") == "helen_232194"
+
+
+def test_join_sets_keeps_every_face_and_its_crop_box(synthetic_set):
+    first, second = synthetic_set.subset(range(10)), synthetic_set.subset(range(10, 16))
+    joined = join_sets([first, second])
+    assert len(joined) == 16 and joined.boxes is None
+    assert np.array_equal(joined.keypoints, synthetic_set.keypoints[:16]) and joined.paths == synthetic_set.paths[:16]
+    boxed = join_sets([first, replace(second, boxes=np.tile([1.0, 2.0, 30.0, 40.0], (6, 1)))])
+    assert np.allclose(boxed.boxes[0], first.crop_box(0)) and np.allclose(boxed.boxes[10], [1, 2, 30, 40])
+    with pytest.raises(KerakpError, match="cannot join markups ibug68, nose_tip"):
+        join_sets([first, second.as_markup(get_schema("nose_tip"))])
+    with pytest.raises(KerakpError, match="cannot join sets with embedded images to sets of image files"):
+        join_sets([first, replace(second, pixels=np.zeros((6, 8, 8, 3), np.uint8))])

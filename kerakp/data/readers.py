@@ -78,6 +78,29 @@ class LandmarkSet:
         )
 
 
+def join_sets(sets: list[LandmarkSet]) -> LandmarkSet:
+    """Sets of one markup as one: images from files or embedded pixels, not a mix; each face keeps its crop box."""
+    first = sets[0]
+    if len({s.schema.name for s in sets}) > 1:
+        raise KerakpError(f"cannot join markups {', '.join(sorted({s.schema.name for s in sets}))}")
+    embedded = {s.pixels is not None for s in sets}
+    if len(embedded) > 1:
+        raise KerakpError("cannot join sets with embedded images to sets of image files")
+    if len(sets) == 1:
+        return first
+    boxes = None if all(s.boxes is None for s in sets) else np.stack([s.crop_box(i) for s in sets for i in range(len(s))])
+    return LandmarkSet(
+        first.schema,
+        [p for s in sets for p in s.paths],
+        np.concatenate([s.keypoints for s in sets]),
+        [f"{s.source}:{person}" for s in sets for person in s.persons],
+        boxes,
+        " + ".join(s.source for s in sets),
+        [n for s in sets for n in s.names],
+        np.concatenate([s.pixels for s in sets]) if True in embedded else None,
+    )
+
+
 def person_of(file_name: str) -> str:
     """Person id from a file name: `Luis_Fonsi_21.jpg` -> `Luis_Fonsi`, `helen_232194_1.jpg` -> `helen_232194`."""
     stem = Path(file_name).stem
