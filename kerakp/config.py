@@ -91,6 +91,10 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     config = TrainConfig(**values)
     if config.face_box not in ("landmarks", "image"):
         raise KerakpError(f"config key 'face_box': expected landmarks or image, got {config.face_box!r}")
+    if isinstance(config.extra_data, str):
+        config.extra_data = [config.extra_data]
+    if not isinstance(config.extra_data, list) or not all(isinstance(p, str) for p in config.extra_data):
+        raise KerakpError(f"config key 'extra_data': expected a list of paths, got {config.extra_data!r}")
     for f in fields(TrainConfig):
         value, default = getattr(config, f.name), getattr(TrainConfig(), f.name)
         if isinstance(default, bool) and not isinstance(value, bool) \

@@ -127,6 +127,7 @@ def test_bad_inputs_get_one_line_and_exit_2(untrained_model, synthetic_csv, tmp_
         (["train", "--data", synthetic_csv, "--set", "epochz=3"], "unknown config key 'epochz'"),
         (["train", "--data", synthetic_csv, "--set", "epochs=ten"], "config key 'epochs': expected int"),
         (["train", "--data", synthetic_csv, "--config", tmp_path / "none.yaml"], "none.yaml: config file not found"),
+        (["train", "--data", synthetic_csv, "--set", "extra_data=[3]"], "config key 'extra_data': expected a list of paths"),
         (["evaluate", tmp_path / "none.keras", "--data", synthetic_csv], "none.keras: model file not found"),
         (["evaluate", untrained_model, "--data", synthetic_csv, "--subset", "val"], "records no validation split"),
     ]
