@@ -97,7 +97,7 @@ def join_sets(sets: list[LandmarkSet]) -> LandmarkSet:
         boxes,
         " + ".join(s.source for s in sets),
         [n for s in sets for n in s.names],
-        np.concatenate([s.pixels for s in sets]) if True in embedded else None,
+        np.concatenate([s.pixels for s in sets]) if embedded == {True} else None,
     )
 
 
