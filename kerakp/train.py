@@ -68,6 +68,18 @@ def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
     return data
 
 
+def extra_sets(config: TrainConfig, schema) -> list[LandmarkSet]:
+    """The recipe's `extra_data` sets, prepared like the main set and in its markup."""
+    sets = []
+    for path in config.extra_data:
+        extra = prepare(load_dataset(path), config)
+        try:
+            sets.append(extra.as_markup(schema))
+        except KerakpError as err:
+            raise KerakpError(f"{path}: markup {extra.schema.name}, this run trains {schema.name} ({err})") from None
+    return sets
+
+
 def start_from(model: keras.Model, path) -> int:
     """Copy a trained model's weights into `model` wherever a variable's path (layer/name) and shape match:
     a new head on a trained backbone, or the same model at another input size. Returns the count copied."""
@@ -128,7 +140,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     data = prepare(data, config)
     train_idx, val_idx = split_by_person(data, config.val_fraction, config.seed)
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
-    extra = [prepare(load_dataset(path), config).as_markup(data.schema) for path in config.extra_data]
+    extra = extra_sets(config, data.schema)
     aug = Augment.from_dict(config.augment)
     loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing)
     train_seq = KeypointSequence(join_sets([train_set, *extra]), config.input_size, config.batch_size, aug,

@@ -75,6 +75,14 @@ def test_extra_data_is_trained_on_and_never_validated_on(synthetic_csv, tmp_path
     assert str(extra) in (tmp_path / "run" / "config.yaml").read_text()
     result = run("train", "--data", synthetic_csv, "--extra-data", tmp_path / "absent", "--out", tmp_path / "none", *TINY)
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].endswith("absent: no such file or folder")
+    five = tmp_path / "five"
+    five.mkdir()
+    (five / "a_1.jpg").write_bytes(next((synthetic_csv.parent / "images").iterdir()).read_bytes())
+    header = "image_name," + ",".join(f"point_{i}_{a}" for i in range(1, 6) for a in "xy")
+    (five / "points.csv").write_text(header + "\na_1.jpg,10,20,30,20,20,30,12,40,28,40\n")
+    result = run("train", "--data", synthetic_csv, "--extra-data", five / "points.csv", "--out", tmp_path / "none", *TINY)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {five / 'points.csv'}: markup five, this run trains ibug68")
     assert not (tmp_path / "none").exists()
 
 
