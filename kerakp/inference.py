@@ -144,6 +144,12 @@ class Predictor:
                 boxes[i] = points_box(points[i])
         return points
 
+    def track(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Landmarks (K, 2, original pixels) from one read of the crop around a landmark box, shifted by the
+        direct reading's `point_offsets`: the live loop's read of a tracked frame."""
+        crop, matrix = self.crop(image, box)
+        return transform_points(np.linalg.inv(matrix), self.read_crops([crop])[0] + self.offsets[0] * self.input_size)
+
     def choose(self, images: list[np.ndarray], boxes: list[list[np.ndarray]]) -> list[tuple[np.ndarray | None, float]]:
         """Refine every image's candidate boxes through all passes, then read each result once more with
         `flip_test`; per image the most consistent candidate's flip-averaged landmarks and its score."""

@@ -2,10 +2,10 @@
 
 The detector runs only when there is no track (and every `redetect_every` frames), through the Predictor's
 whole path (its `detect` latency holds the candidates' passes); otherwise the box comes from the previous
-frame's landmarks, so most frames cost one model call (`infer`). Landmarks are smoothed with
-an exponential moving average; the expression tag (when the markup has mouth points) is majority-voted
-over recent frames. Stats (FPS, per-stage latency, detector calls, track losses, tag counts) are written
-at the end, also when the loop stops on an error.
+frame's landmarks, so most frames cost one model call (`infer`: `Predictor.track`, with the model's point
+offsets as on detection frames). Landmarks are smoothed with an exponential moving average; the expression
+tag (when the markup has mouth points) is majority-voted over recent frames. Stats (FPS, per-stage latency,
+detector calls, track losses, tag counts) are written at the end, also when the loop stops on an error.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class LandmarkTracker:
                 self.points = None
                 return None
         else:
-            points = self.predictor.refine([frame], [points_box(self.points)], 1)[0]
+            points = self.predictor.track(frame, points_box(self.points))
             stats.stage_ms["infer"].append(1000 * (time.perf_counter() - start))
         self.since_detect += 1
         if self._lost(points, frame.shape):

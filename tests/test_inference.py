@@ -70,6 +70,8 @@ def test_point_offsets_shift_the_landmarks_by_a_share_of_the_crop_they_were_read
     side = crop_from_box(points_box(refined), 1.25).side   # the flip test's crop
     assert side > 10
     assert np.allclose(shifted.predict(image).points - plain.predict(image).points, [0.1 * side, -0.05 * side])
+    box = points_box(refined)   # the live loop's tracked frames read with the direct offsets too
+    assert np.allclose(shifted.track(image, box) - plain.track(image, box), [0.1 * side, -0.05 * side])
 
 
 def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):
