@@ -11,9 +11,12 @@ import numpy as np
 
 from kerakp import __version__
 from kerakp.errors import KerakpError
+from kerakp.inference import DEFAULT_TURN
 
 DEFAULT_QUICKSTART = Path("runs/quickstart")
 BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
+TURN_HELP = ("Degrees: also read the chosen face with its crop turned this far each way, and average the three "
+             "readings (test-time augmentation: four more model calls per image); 0 turns it off.")
 DATA_FORMATS = ["auto", "ytf68", "pts", "csv", "asf", "kaggle"]  # kerakp.data.readers.FORMATS
 
 
@@ -236,12 +239,12 @@ def _subset(data, model, subset: str):
     return data.subset(chosen)
 
 
-def _evaluate(model_path, data_path, data_format, box, passes, out, subset):
+def _evaluate(model_path, data_path, data_format, box, passes, out, subset, turn: float = DEFAULT_TURN):
     from kerakp.data.readers import load_dataset
     from kerakp.evaluate import evaluate, format_metrics
     from kerakp.inference import Predictor
 
-    predictor = Predictor(model_path, box=box, passes=passes, fallback="full")
+    predictor = Predictor(model_path, box=box, passes=passes, fallback="full", turn=turn)
     data = load_dataset(data_path, data_format)
     if data.schema.name != predictor.schema.name:  # a model of a derived markup (nose_tip from imm58)
         try:
@@ -330,12 +333,13 @@ def convert(data_path, out, fmt, data_format, markup, crop_size, context, qualit
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "oracle", "full"]), help=BOX_HELP)
 @click.option("--passes", default=2, show_default=True, help="Crop passes; each re-crops around the last prediction.")
+@click.option("--turn", default=DEFAULT_TURN, show_default=True, type=click.FloatRange(0, 45), help=TURN_HELP)
 @click.option("--subset", default="all", show_default=True, type=click.Choice(["all", "val", "train"]),
               help="Evaluate on the model's own person-wise validation split (val), its training part, or all.")
 @click.option("--out", default=Path("runs/evaluate"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
-def evaluate(model, data_path, data_format, box, passes, subset, out):
+def evaluate(model, data_path, data_format, box, passes, turn, subset, out):
     """Measure MODEL end to end on labelled data: NME, PCK, AUC, failure rate; CED and grid plots."""
-    _evaluate(model, data_path, data_format, box, passes, out, subset)
+    _evaluate(model, data_path, data_format, box, passes, out, subset, turn)
 
 
 def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
@@ -360,15 +364,16 @@ def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", default=Path("predictions.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
-@click.option("--passes", default=2, show_default=True)
+@click.option("--passes", default=2, show_default=True, help="Crop passes; each re-crops around the last prediction.")
+@click.option("--turn", default=DEFAULT_TURN, show_default=True, type=click.FloatRange(0, 45), help=TURN_HELP)
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
               help="Where the detector finds no face, or none the model reads consistently, also try the whole image: "
                    "every image gets landmarks, and the detected column says whose box won.")
-def predict(model, paths, out, box, passes, fallback):
+def predict(model, paths, out, box, passes, turn, fallback):
     """Predict landmarks for images or folders; CSV columns image, found, detected, x0, y0, ... in image pixels."""
     import pandas as pd
 
-    names, points, detected, _ = _predict_images(model, paths, box, passes, "full" if fallback else None)
+    names, points, detected, _ = _predict_images(model, paths, box, passes, "full" if fallback else None, turn)
     found = ~np.isnan(points).all(axis=(1, 2))
     frame = pd.DataFrame(points.reshape(len(names), -1).round(2),
                          columns=[f"{a}{i}" for i in range(points.shape[1]) for a in "xy"])
@@ -379,7 +384,7 @@ def predict(model, paths, out, box, passes, fallback):
     click.echo(f"landmarks for {int(found.sum())} of {len(frame)} images ({int(detected.sum())} from the detector's box); wrote {out}")
 
 
-def _predict_images(model, paths, box: str, passes: int, fallback: str | None = None):
+def _predict_images(model, paths, box: str, passes: int, fallback: str | None = None, turn: float = DEFAULT_TURN):
     """Image names (relative to the folder given), (N, K, 2) landmarks (NaN where no face), whether the
     detector's box gave them, and the markup."""
     from tqdm import tqdm
@@ -387,7 +392,7 @@ def _predict_images(model, paths, box: str, passes: int, fallback: str | None = 
     from kerakp.data.readers import read_image
     from kerakp.inference import Predictor
 
-    predictor = Predictor(model, box=box, passes=passes, fallback=fallback)
+    predictor = Predictor(model, box=box, passes=passes, fallback=fallback, turn=turn)
     items = _image_list(paths)
     points = np.full((len(items), predictor.schema.num_points, 2), np.nan)
     detected = np.zeros(len(items), dtype=bool)

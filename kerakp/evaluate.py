@@ -50,6 +50,7 @@ def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", 
     metrics = {
         "box": predictor.box + (" (ground-truth boxes: not an end-to-end result)" if predictor.box == "oracle" else ""),
         "passes": predictor.passes,
+        "turn": predictor.turn,
         "markup": data.schema.name,
         "data": data.source,
         **summarize(preds[predicted], data.keypoints[predicted], data.schema, scaled),

@@ -93,12 +93,14 @@ def test_evaluate_reports_end_to_end(trained, ytf68_subset, tmp_path):
     for key in ("nme", "pck@0.05", "pck@0.10", "auc@0.5", "auc@0.08", "failure@0.08", "mae_px", "rmse_px",
                 "mean_point_error_px", "detector_misses"):
         assert key in metrics
-    assert metrics["box"] == "detector" and 0 < metrics["images"] < 60
+    assert metrics["box"] == "detector" and 0 < metrics["images"] < 60 and metrics["turn"] == 12.0
     per_image = pd.read_csv(tmp_path / "per_image.csv")
     assert len(per_image) == metrics["images"] and np.isclose(per_image["nme"].mean(), metrics["nme"])
     assert (tmp_path / "ced.png").stat().st_size > 1000 and (tmp_path / "grid.png").stat().st_size > 1000
-    oracle = run("evaluate", trained / "model.keras", "--data", ytf68_subset, "--box", "oracle", "--out", tmp_path / "o")
+    oracle = run("evaluate", trained / "model.keras", "--data", ytf68_subset, "--box", "oracle", "--turn", "0",
+                 "--out", tmp_path / "o")
     assert "ground-truth boxes: not an end-to-end result" in oracle.output
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["turn"] == 0
 
 
 def test_predict_writes_one_row_per_image(trained, ytf68_subset, tmp_path):

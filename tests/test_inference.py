@@ -46,7 +46,7 @@ def test_decode_maps_back_through_the_crop(tiny_model, synthetic_set):
 
 
 def test_full_image_box_and_passes(tiny_model):
-    predictor = RecordingPredictor(tiny_model, box="full", passes=3)
+    predictor = RecordingPredictor(tiny_model, box="full", passes=3, turn=0)
     image = np.zeros((90, 120, 3), np.uint8)
     result = predictor.predict(image)
     assert len(predictor.seen) == 4  # three passes, then the flip test (crop and mirror in one batch)
@@ -63,15 +63,30 @@ class LayoutPredictor(Predictor):
 
 def test_point_offsets_shift_the_landmarks_by_a_share_of_the_crop_they_were_read_from(tiny_model):
     image = np.zeros((90, 120, 3), np.uint8)
-    plain = LayoutPredictor(tiny_model, box="full", passes=1)
+    plain = LayoutPredictor(tiny_model, box="full", passes=1, turn=0)
     shifted = LayoutPredictor(LandmarkModel.from_config({**tiny_model.get_config(), "point_offsets": [[[0.1, -0.05]] * 68] * 2}),
-                              box="full", passes=1)
+                              box="full", passes=1, turn=0)
     refined = plain.refine([image], plain.face_boxes(image))[0]
     side = crop_from_box(points_box(refined), 1.25).side   # the flip test's crop
     assert side > 10
     assert np.allclose(shifted.predict(image).points - plain.predict(image).points, [0.1 * side, -0.05 * side])
     box = points_box(refined)   # the live loop's tracked frames read with the direct offsets too
     assert np.allclose(shifted.track(image, box) - plain.track(image, box), [0.1 * side, -0.05 * side])
+
+
+def test_turned_reads_rotate_about_the_crop_centre_both_ways(tiny_model):
+    """A model that reads one fixed layout Q on every crop: the reads of the crop turned by -t and +t degrees
+    are Q turned back by +t and -t about the crop centre, so their mean is Q pulled in by cos t, no sideways
+    shift; the result is the mean of that and the unturned read."""
+    image = np.zeros((90, 120, 3), np.uint8)
+    plain = LayoutPredictor(tiny_model, box="full", passes=1, turn=0)
+    turned = LayoutPredictor(tiny_model, box="full", passes=1, turn=20)
+    first = plain.predict(image)
+    read_again, _ = plain.flip_test([image], [first.box])   # the unturned read of the result's own box
+    centre = (first.box[:2] + first.box[2:]) / 2
+    expected = (first.points + 2 * (centre + np.cos(np.deg2rad(20)) * (read_again[0] - centre))) / 3
+    assert np.allclose(turned.predict(image).points, expected, atol=1e-3)
+    assert turned.predict(image).flip_nme == first.flip_nme   # the score stays the unturned read's
 
 
 def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):
@@ -157,7 +172,7 @@ class ScriptedPredictor(Predictor):
     at another."""
 
     def __init__(self, model, fallback_score: float):
-        super().__init__(model, detector=FakeDetector((50, 50, 150, 150)), fallback="full")
+        super().__init__(model, detector=FakeDetector((50, 50, 150, 150)), fallback="full", turn=0)
         self.fallback_score = fallback_score
 
     def choose(self, images, boxes):

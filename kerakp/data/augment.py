@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from kerakp.data.geometry import about_centre
+from kerakp.data.geometry import about_centre, rotation
 
 
 @dataclass
@@ -34,12 +34,11 @@ class Augment:
 
 def random_affine(rng: np.random.Generator, aug: Augment, size: int) -> tuple[np.ndarray, bool]:
     """A random 3 x 3 crop-space matrix and whether it mirrors the image."""
-    angle = np.deg2rad(rng.uniform(-aug.rotation, aug.rotation))
+    angle = rng.uniform(-aug.rotation, aug.rotation)
     zoom = 1.0 + rng.uniform(-aug.scale, aug.scale)
     shear = rng.uniform(-aug.shear, aug.shear)
     flipped = bool(rng.random() < aug.flip)
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    linear = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) * zoom
+    linear = rotation(angle) @ np.array([[1.0, shear], [0.0, 1.0]]) * zoom
     if flipped:
         linear = np.diag([-1.0, 1.0]) @ linear
     matrix = about_centre(linear, size)

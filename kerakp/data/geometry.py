@@ -59,6 +59,12 @@ def about_centre(linear: np.ndarray, size: int) -> np.ndarray:
     return back @ m @ to_origin
 
 
+def rotation(degrees: float) -> np.ndarray:
+    """2 x 2 matrix turning image coordinates (y down) by `degrees`: clockwise on screen for positive angles."""
+    angle = np.deg2rad(degrees)
+    return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 3 x 3 affine matrix to (..., 2) points; NaN points stay NaN."""
     return points @ matrix[:2, :2].T + matrix[:2, 2]
