@@ -71,22 +71,37 @@ def apply_overrides(values: dict, overrides: dict) -> dict:
     return values
 
 
+def read_recipe(path: Path, children: tuple = ()) -> dict:
+    """A YAML recipe's keys, flattened (`augment.rotation`); a `base:` key names another recipe (relative to
+    this one's folder) whose keys this one starts from and changes."""
+    if not path.is_file():
+        raise KerakpError(f"{path}: config file not found" + (f" (the base of {children[-1]})" if children else ""))
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise KerakpError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise KerakpError(f"{path}: expected a mapping of config keys")
+    flat = {}
+    if "base" in loaded:
+        base = loaded.pop("base")
+        if not isinstance(base, str):
+            raise KerakpError(f"{path}: config key 'base': expected a recipe file name, got {base!r}")
+        base_path = path.parent / base
+        if base_path.resolve() in [p.resolve() for p in (*children, path)]:
+            raise KerakpError(f"{path}: config key 'base': {base} is already in this chain of bases (a loop)")
+        flat = read_recipe(base_path, (*children, path))
+    flat.update({k: v for k, v in loaded.items() if k != "augment"})
+    flat.update({f"augment.{k}": v for k, v in (loaded.get("augment") or {}).items()})
+    return flat
+
+
 def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
-    """Defaults <- YAML recipe <- overrides; unknown keys and wrong types get one clear line."""
+    """Defaults <- YAML recipe (and the recipes it is based on) <- overrides; unknown keys and wrong types get
+    one clear line."""
     values = TrainConfig().to_dict()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise KerakpError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise KerakpError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise KerakpError(f"{path}: expected a mapping of config keys")
-        flat = {k: v for k, v in loaded.items() if k != "augment"}
-        flat.update({f"augment.{k}": v for k, v in (loaded.get("augment") or {}).items()})
-        values = apply_overrides(values, flat)
+        values = apply_overrides(values, read_recipe(Path(path)))
     values = apply_overrides(values, overrides or {})
     config = TrainConfig(**values)
     if config.face_box not in ("landmarks", "image"):

@@ -1,0 +1,45 @@
+"""Training recipes: YAML over the defaults, `base:` chains, one clear line for a bad recipe."""
+import re
+from pathlib import Path
+
+import pytest
+
+from kerakp.config import load_config
+from kerakp.errors import KerakpError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_shipped_recipe_loads():
+    recipes = [p for p in sorted(CONFIGS.glob("*.yaml")) if p.name != "emotion.yaml"]   # emotion: a tag rule
+    assert len(recipes) > 10
+    for recipe in recipes:
+        load_config(recipe)
+
+
+def test_a_based_recipe_is_its_base_with_its_own_keys_changed():
+    tune, tune_192 = load_config(CONFIGS / "ytf68_mobilenetv2_heatmap_tune.yaml"), load_config(
+        CONFIGS / "ytf68_mobilenetv2_heatmap_tune_192.yaml")
+    assert tune_192.input_size == 192 and {**tune.to_dict(), "input_size": 192} == tune_192.to_dict()
+    assert load_config(CONFIGS / "ytf68_mobilenetv2_heatmap_mix300w_192.yaml").extra_data == ["../shared/data/300w_train"]
+
+
+def test_base_keys_merge_augment_and_yield_to_overrides(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "root.yaml").write_text("epochs: 7\nbatch_size: 8\naugment:\n  flip: 0.0\n  rotation: 5.0\n")
+    (tmp_path / "child.yaml").write_text("base: sub/root.yaml\nepochs: 9\naugment:\n  rotation: 25.0\n")
+    config = load_config(tmp_path / "child.yaml", {"batch_size": 4})
+    assert (config.epochs, config.batch_size, config.augment["flip"], config.augment["rotation"]) == (9, 4, 0.0, 25.0)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "base: missing.yaml\n"}, "missing.yaml: config file not found (the base of"),
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "b.yaml: config key 'base': a.yaml is already in this chain of bases (a loop)"),
+    ({"a.yaml": "base: [b.yaml]\n"}, "config key 'base': expected a recipe file name"),
+    ({"a.yaml": "base: b.yaml\n", "b.yaml": "epochz: 3\n"}, "unknown config key 'epochz'"),
+])
+def test_a_bad_base_gets_one_clear_line(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(KerakpError, match=re.escape(message)):
+        load_config(tmp_path / "a.yaml")
