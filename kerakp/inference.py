@@ -69,8 +69,8 @@ class Predictor:
         self.input_size: int = model.input_size
         self.crop_scale: float = model.crop_scale
         self.whole_image = model.face_box == "image"
-        if self.whole_image:  # trained on whole images: every read crops the whole image
-            box, passes = "full", 1
+        if self.whole_image:  # trained on whole images: every read crops the whole image, unturned
+            box, passes, turn = "full", 1, 0.0
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
         self.candidates, self.doubt, self.margin, self.turn = max(1, candidates), doubt, margin, turn
         self.detector = detector or (HaarDetector() if box == "detector" else None)
@@ -190,7 +190,7 @@ class Predictor:
         for i, (points, score) in zip(retry, second):
             if points is not None and (first[i][0] is None or score < first[i][1] * self.margin):
                 results[i] = Prediction(points, points_box(points), False, score)
-        return self.read_turned(images, results) if self.turn and not self.whole_image else results
+        return self.read_turned(images, results) if self.turn else results
 
     def read_turned(self, images: list[np.ndarray], results: list[Prediction]) -> list[Prediction]:
         """The results' landmarks averaged with the flip tests of their boxes' crops turned by -`turn` and

@@ -56,7 +56,8 @@ def test_kaggle_trains_with_missing_points_and_writes_a_submission(kaggle_files,
     assert data.schema.name == "kaggle15" and np.isnan(data.keypoints[8:, 2]).all()
     metrics = train_and_evaluate(kaggle_files / "train" / "training.csv", tmp_path, "--config", CONFIGS / "kaggle15.yaml")
     assert metrics["markup"] == "kaggle15" and np.isfinite(metrics["nme"])
-    assert metrics["box"] == "full" and metrics["passes"] == 1  # the model's whole-image rule wins over --box
+    # the model's whole-image rule wins over --box, --passes and --turn
+    assert metrics["box"] == "full" and metrics["passes"] == 1 and metrics["turn"] == 0
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert np.isfinite(history["loss"]).all()
     result = run("kaggle-submit", tmp_path / "run" / "model.keras", "--test", kaggle_files / "test.csv",
