@@ -4,8 +4,8 @@ for each `--turn` setting, on a model's own validation persons.
     python scripts/bench_path.py MODEL --data DATA [--turns 0,12] [--images 60] [--threads 1]
 
 Accuracy: `kerakp evaluate MODEL --data DATA --subset val --turn T` on every validation image. Cost: the
-median milliseconds of `Predictor.predict` over the first `--images` validation images (each timed once,
-after one untimed warm-up call), the model on `--threads` threads. Writes benchmarks/path_<model>.json and
+median milliseconds of `Predictor.predict` over the first `--images` validation images (each timed once;
+the evaluation before it warms the model up), the model on `--threads` threads. Writes benchmarks/path_<model>.json and
 the "Whole path per image" section of BENCHMARKS.md (one row per model and setting, rows of other models kept).
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def bench(args) -> list[dict]:
         predictor = Predictor(model, fallback="full", turn=turn)
         with tempfile.TemporaryDirectory() as out:
             metrics = evaluate(predictor, data, out, progress=False)
-        times = [time_calls(lambda: predictor.predict(image), runs=1, warmup=1)["median_ms"] for image in images]
+        times = [time_calls(lambda: predictor.predict(image), runs=1, warmup=0)["median_ms"] for image in images]
         rows.append({"model": args.model.name, "turn": turn, "images": metrics["images"], "nme": metrics["nme"],
                      "nme_median": metrics["nme_median"], "failure@0.08": metrics["failure@0.08"],
                      "ms_per_image_median": float(np.median(times)), "timed_images": len(images)})
