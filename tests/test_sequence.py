@@ -100,3 +100,15 @@ def test_warp_puts_pixels_where_the_matrix_says(rng):
         ys, xs = np.nonzero(crop)
         found = np.array([np.average(xs, weights=crop[ys, xs]), np.average(ys, weights=crop[ys, xs])])
         assert np.abs(found - transform_points(matrix, np.array([col, row], float))).max() < 0.35
+
+
+def test_occlusion_paints_one_block_and_keeps_the_points(synthetic_set):
+    plain = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**NO_AUGMENT))
+    occluded = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**{**NO_AUGMENT, "occlusion": 1.0}))
+    for index in range(4):
+        (crop, points), (crop_o, points_o) = plain.sample(index), occluded.sample(index)
+        assert np.array_equal(points, points_o)
+        changed = np.argwhere(np.abs(crop_o - crop).max(axis=-1) > 0)
+        rows, cols = np.ptp(changed, axis=0) + 1
+        assert 0.15 * 64 - 1 <= min(rows, cols) and max(rows, cols) <= 0.4 * 64  # one block of the promised size
+        assert len(changed) <= rows * cols

@@ -1,5 +1,5 @@
-"""Training augmentation: one random affine in crop space (flip, rotation, scale, shift, shear) plus
-photometric changes (brightness, contrast, optional CLAHE). Geometry is a matrix, so keypoints follow
+"""Training augmentation: one random affine in crop space (flip, rotation, scale, shift, shear), photometric
+changes (brightness, contrast, optional CLAHE) and an optional occluding block (a hand, a microphone). Geometry is a matrix, so keypoints follow
 the image exactly; a horizontal flip also re-indexes the points through the markup's flip map."""
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class Augment:
     brightness: float = 0.2    # max relative brightness change
     contrast: float = 0.2      # max relative contrast change
     clahe: float = 0.0         # probability of CLAHE on the lightness channel
+    occlusion: float = 0.0     # probability of a flat block over part of the crop (the points keep their labels)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Augment":
@@ -58,3 +59,17 @@ def photometric(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np
     brightness = 1.0 + rng.uniform(-aug.brightness, aug.brightness)
     out = ((out - mean) * contrast + mean) * brightness
     return np.clip(out, 0, 255)
+
+
+def occlude(image: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """With probability `aug.occlusion`, paint one block (each side 15-40 % of the crop's) of a random grey
+    level plus noise somewhere on the float image; the model learns to place the hidden points from the rest."""
+    if aug.occlusion <= 0 or rng.random() >= aug.occlusion:
+        return image
+    size = image.shape[0]
+    height, width = (rng.uniform(0.15, 0.4, 2) * size).astype(int)
+    top, left = rng.integers(0, size - height), rng.integers(0, size - width)
+    block = rng.uniform(0, 255) + rng.normal(0, 20, (height, width, 1))
+    image = image.copy()
+    image[top:top + height, left:left + width] = np.clip(block, 0, 255)
+    return image

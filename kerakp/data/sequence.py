@@ -1,9 +1,9 @@
 """`KeypointSequence`: batches of face crops and regression targets for `model.fit`.
 
 Each sample: decode the image once (cached), crop a square around its landmark box (`crop_scale` times
-the box side, the same rule inference uses), apply a random affine and photometric augmentation when
-training, and encode the keypoints. Randomness comes from (seed, epoch, index), so a batch is the same
-whatever worker builds it.
+the box side, the same rule inference uses), apply a random affine, photometric augmentation and an
+optional occluding block when training, and encode the keypoints. Randomness comes from (seed, epoch,
+index), so a batch is the same whatever worker builds it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from kerakp.codecs import encode_regression
-from kerakp.data.augment import Augment, photometric, random_affine
+from kerakp.data.augment import Augment, occlude, photometric, random_affine
 from kerakp.data.geometry import crop_from_box, crop_matrix, transform_points, warp
 from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
@@ -67,7 +67,7 @@ class KeypointSequence(keras.utils.PyDataset):
         if flipped:
             crop_points = crop_points[list(self.data.schema.flip)]
         if self.augment is not None:
-            crop = photometric(crop, rng, self.augment)
+            crop = occlude(photometric(crop, rng, self.augment), rng, self.augment)
         return crop.astype(np.float32), crop_points
 
     def __getitem__(self, batch: int):
