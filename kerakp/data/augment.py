@@ -1,6 +1,7 @@
 """Training augmentation: one random affine in crop space (flip, rotation, scale, shift, shear), photometric
-changes (brightness, contrast, optional CLAHE) and an optional occluding block (a hand, a microphone). Geometry is a matrix, so keypoints follow
-the image exactly; a horizontal flip also re-indexes the points through the markup's flip map."""
+changes (brightness, contrast, optional CLAHE) and an optional occluding block (a hand, a microphone).
+Geometry is a matrix, so keypoints follow the image exactly; a horizontal flip also re-indexes the points
+through the markup's flip map."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
