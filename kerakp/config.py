@@ -116,6 +116,9 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
                 or isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)) \
                 or isinstance(default, str) and not isinstance(value, str):
             raise KerakpError(f"config key '{f.name}': expected {type(default).__name__}, got {value!r}")
+    for key, value in config.augment.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise KerakpError(f"config key 'augment.{key}': expected a number, got {value!r}")
     for f in fields(TrainConfig):
         if type(getattr(TrainConfig(), f.name)) is int:
             if float(getattr(config, f.name)) != int(getattr(config, f.name)):

@@ -136,6 +136,7 @@ def test_bad_inputs_get_one_line_and_exit_2(untrained_model, synthetic_csv, tmp_
         (["train", "--data", synthetic_csv, "--backbone", "vgg7"], "unknown backbone 'vgg7'"),
         (["train", "--data", synthetic_csv, "--set", "epochz=3"], "unknown config key 'epochz'"),
         (["train", "--data", synthetic_csv, "--set", "epochs=ten"], "config key 'epochs': expected int"),
+        (["train", "--data", synthetic_csv, "--set", "augment.occlusion=half"], "config key 'augment.occlusion': expected a number"),
         (["train", "--data", synthetic_csv, "--config", tmp_path / "none.yaml"], "none.yaml: config file not found"),
         (["train", "--data", synthetic_csv, "--set", "extra_data=[3]"], "config key 'extra_data': expected a list of paths"),
         (["evaluate", tmp_path / "none.keras", "--data", synthetic_csv], "none.keras: model file not found"),
