@@ -8,6 +8,10 @@ import yaml
 
 from kerakp.data.augment import Augment
 from kerakp.errors import KerakpError
+from kerakp.models.landmark_model import HEADS
+from kerakp.models.losses import LOSSES
+
+CHOICES = {"face_box": ("landmarks", "image"), "head": HEADS, "loss": LOSSES}   # keys with a fixed set of values
 
 
 @dataclass
@@ -104,8 +108,9 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
         values = apply_overrides(values, read_recipe(Path(path)))
     values = apply_overrides(values, overrides or {})
     config = TrainConfig(**values)
-    if config.face_box not in ("landmarks", "image"):
-        raise KerakpError(f"config key 'face_box': expected landmarks or image, got {config.face_box!r}")
+    for key, allowed in CHOICES.items():
+        if getattr(config, key) not in allowed:
+            raise KerakpError(f"config key '{key}': expected one of {', '.join(allowed)}, got {getattr(config, key)!r}")
     if isinstance(config.extra_data, str):
         config.extra_data = [config.extra_data]
     if not isinstance(config.extra_data, list) or not all(isinstance(p, str) for p in config.extra_data):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kerakp.config import load_config
+from kerakp.config import CHOICES, load_config
 from kerakp.errors import KerakpError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -43,3 +43,15 @@ def test_a_bad_base_gets_one_clear_line(tmp_path, files, message):
         (tmp_path / name).write_text(text)
     with pytest.raises(KerakpError, match=re.escape(message)):
         load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("key, value", [("loss", "hinge"), ("head", "dense"), ("face_box", "body")])
+def test_a_value_outside_a_keys_choices_is_refused_when_the_recipe_loads(key, value):
+    with pytest.raises(KerakpError, match=re.escape(f"config key '{key}': expected one of {', '.join(CHOICES[key])}, got '{value}'")):
+        load_config(None, {key: value})
+
+
+def test_the_command_line_offers_the_recipes_choices():
+    from kerakp.cli import train
+    offered = {p.name: tuple(p.type.choices) for p in train.params if p.name in CHOICES}
+    assert offered == {key: CHOICES[key] for key in offered} and {"loss", "head"} <= set(offered)

@@ -8,6 +8,8 @@ from keras import ops
 
 from kerakp.errors import KerakpError
 
+LOSSES = ("huber", "mse", "wing")
+
 
 def _masked(y_true, y_pred):
     valid = ops.logical_not(ops.isnan(y_true))
@@ -25,8 +27,8 @@ class MaskedKeypointLoss(keras.losses.Loss):
     """Per-sample mean of an elementwise loss over the coordinates that are labelled."""
 
     def __init__(self, kind: str = "huber", delta: float = 0.01, wing_w: float = 0.05, wing_epsilon: float = 0.01, **kwargs):
-        if kind not in ("huber", "mse", "wing"):
-            raise KerakpError(f"unknown loss '{kind}' (known: huber, mse, wing)")
+        if kind not in LOSSES:
+            raise KerakpError(f"unknown loss '{kind}' (known: {', '.join(LOSSES)})")
         kwargs.setdefault("name", f"masked_{kind}")
         super().__init__(**kwargs)
         self.kind, self.delta, self.wing_w, self.wing_epsilon = kind, delta, wing_w, wing_epsilon
