@@ -17,6 +17,7 @@ DEFAULT_QUICKSTART = Path("runs/quickstart")
 BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
 TURN_HELP = ("Degrees: also read the chosen face with its crop turned this far each way, and average the three "
              "readings (test-time augmentation: four more model calls per image); 0 turns it off.")
+PASSES_HELP = "Crop passes; each re-crops around the last prediction (turned level for a model trained upright)."
 DATA_FORMATS = ["auto", "ytf68", "pts", "csv", "asf", "kaggle"]  # kerakp.data.readers.FORMATS
 
 
@@ -332,7 +333,7 @@ def convert(data_path, out, fmt, data_format, markup, crop_size, context, qualit
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path))
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "oracle", "full"]), help=BOX_HELP)
-@click.option("--passes", default=2, show_default=True, help="Crop passes; each re-crops around the last prediction.")
+@click.option("--passes", default=2, show_default=True, help=PASSES_HELP)
 @click.option("--turn", default=DEFAULT_TURN, show_default=True, type=click.FloatRange(0, 45), help=TURN_HELP)
 @click.option("--subset", default="all", show_default=True, type=click.Choice(["all", "val", "train"]),
               help="Evaluate on the model's own person-wise validation split (val), its training part, or all.")
@@ -364,7 +365,7 @@ def _image_list(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", default=Path("predictions.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
-@click.option("--passes", default=2, show_default=True, help="Crop passes; each re-crops around the last prediction.")
+@click.option("--passes", default=2, show_default=True, help=PASSES_HELP)
 @click.option("--turn", default=DEFAULT_TURN, show_default=True, type=click.FloatRange(0, 45), help=TURN_HELP)
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
               help="Where the detector finds no face, or none the model reads consistently, also try the whole image: "

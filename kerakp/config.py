@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     crop_scale: float = 1.25         # crop side / landmark-box side
     face_box: str = "landmarks"      # landmarks: crop around the face | image: the whole image (faces that fill it)
+    upright: bool = False            # turn each crop so the outer eye corners lie level (labels in training, the last pass's points at inference)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
     workers: int = 1
@@ -129,4 +130,6 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
             if float(getattr(config, f.name)) != int(getattr(config, f.name)):
                 raise KerakpError(f"config key '{f.name}': expected a whole number, got {getattr(config, f.name)!r}")
             setattr(config, f.name, int(getattr(config, f.name)))
+    if config.upright and config.face_box == "image":
+        raise KerakpError("config key 'upright': needs face_box: landmarks (a whole-image crop is read as it is)")
     return config

@@ -39,7 +39,8 @@ def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.nda
         if labelled.schema.name != model.schema_name:
             raise KerakpError(f"{labelled.source}: markup {labelled.schema.name}, but the model predicts {model.schema_name}")
         chosen = np.random.default_rng(seed).permutation(len(labelled))[:count]
-        return KeypointSequence(labelled.subset(chosen), model.input_size, batch_size=len(chosen), crop_scale=model.crop_scale)[0]
+        return KeypointSequence(labelled.subset(chosen), model.input_size, batch_size=len(chosen),
+                                crop_scale=model.crop_scale, upright=model.upright)[0]
 
 
 def crop_nme(outputs: np.ndarray, targets: np.ndarray, schema) -> float:

@@ -11,7 +11,8 @@
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
 - `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is
-exactly how training crops are made. A last read of that crop and its mirror (`flip_test`), each shifted
+exactly how training crops are made (for a model trained `upright`, turned so the previous prediction's outer
+eye corners lie level, as its training crops were turned by their labels'). A last read of that crop and its mirror (`flip_test`), each shifted
 by the model's fitted `point_offsets`, gives the landmarks (the mean of the two readings) and the
 confidence proxy (their disagreement). With `turn` (degrees), the chosen face is flip-tested once more
 with its crop turned each way by `turn` around its centre, and the landmarks are the mean of the three
@@ -31,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from kerakp.codecs import decode_regression
-from kerakp.data.geometry import (about_centre, crop_from_box, crop_matrix, points_box, rotation, transform_points,
-                                   warp, whole_image_box)
+from kerakp.data.geometry import (about_centre, crop_from_box, crop_matrix, level_turn, points_box, rotation,
+                                   transform_points, warp, whole_image_box)
 from kerakp.detect import BoxCalibration, HaarDetector
 from kerakp.errors import KerakpError
 from kerakp.metrics import per_image_nme
@@ -69,6 +70,7 @@ class Predictor:
         self.input_size: int = model.input_size
         self.crop_scale: float = model.crop_scale
         self.whole_image = model.face_box == "image"
+        self.upright = getattr(model, "upright", False) and not self.whole_image
         if self.whole_image:  # trained on whole images: every read crops the whole image, unturned
             box, passes, turn = "full", 1, 0.0
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
@@ -100,24 +102,30 @@ class Predictor:
             return []
         return [whole_image_box(*image.shape[:2], self.crop_scale)]
 
-    def final_boxes(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
+    def view(self, points: np.ndarray) -> tuple[np.ndarray, float]:
+        """Where the next read crops around predicted landmarks: their box, and the turn (degrees) that sets
+        their outer eye corners level for a model trained `upright` (else 0)."""
+        return points_box(points), level_turn(points, self.schema.norm) if self.upright else 0.0
+
+    def final_views(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
         """Where the flip test reads, per (image, first-pass landmark box): around the landmarks refined through
-        all passes, or the whole image for a model trained on it."""
+        all passes (`view`), or the whole image for a model trained on it."""
         refined = self.refine(images, boxes)
-        return [whole_image_box(*image.shape[:2], self.crop_scale) if self.whole_image else points_box(points)
+        return [(whole_image_box(*image.shape[:2], self.crop_scale), 0.0) if self.whole_image else self.view(points)
                 for image, points in zip(images, refined)]
 
-    def read_both(self, images: list[np.ndarray], boxes: list[np.ndarray], angle: float = 0.0):
-        """Per (image, landmark box) pair: the model's points on its crop (turned by `angle` degrees) and the
+    def read_both(self, images: list[np.ndarray], views: list[tuple[np.ndarray, float]], angle: float = 0.0):
+        """Per (image, view) pair: the model's points on its crop (turned by `angle` degrees more) and the
         mirrored points on the mirrored crop (both K, 2, crop pixels, before offsets), and the crop matrices."""
-        crops, matrices = zip(*(self.crop(image, box, angle) for image, box in zip(images, boxes)))
+        crops, matrices = zip(*(self.crop(image, box, turn + angle) for image, (box, turn) in zip(images, views)))
         points = self.read_crops(list(crops) + [c[:, ::-1] for c in crops])
-        return points[:len(boxes)], self.schema.flip_points(points[len(boxes):], self.input_size), matrices
+        return points[:len(views)], self.schema.flip_points(points[len(views):], self.input_size), matrices
 
-    def flip_test(self, images: list[np.ndarray], boxes: list[np.ndarray], angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Per (image, landmark box) pair: the mean of the two offset readings of `read_both` (K, 2, original
-        pixels) and the NME between them (infinity where they collapse)."""
-        direct, mirrored, matrices = self.read_both(images, boxes, angle)
+    def flip_test(self, images: list[np.ndarray], views: list[tuple[np.ndarray, float]],
+                  angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per (image, view) pair: the mean of the two offset readings of `read_both` (K, 2, original pixels)
+        and the NME between them (infinity where they collapse)."""
+        direct, mirrored, matrices = self.read_both(images, views, angle)
         direct, mirrored = direct + self.offsets[0] * self.input_size, mirrored + self.offsets[1] * self.input_size
         with np.errstate(divide="ignore", invalid="ignore"):
             scores = per_image_nme(direct, mirrored, self.schema, scale=self.input_size)
@@ -139,23 +147,24 @@ class Predictor:
         return decode_regression(outputs, self.input_size)
 
     def refine(self, images: list[np.ndarray], boxes: list, passes: int | None = None) -> list[np.ndarray | None]:
-        """Landmarks from first-pass landmark boxes (None = no face): each pass crops around the last box,
-        runs the model, decodes and maps back to original pixels."""
-        boxes, points = list(boxes), [None] * len(images)
-        live = [i for i, b in enumerate(boxes) if b is not None]
+        """Landmarks from first-pass landmark boxes (None = no face): each pass crops around the last
+        prediction's `view` (the first: the box, unturned), runs the model, decodes and maps back to original
+        pixels."""
+        views, points = [(box, 0.0) for box in boxes], [None] * len(images)
+        live = [i for i, box in enumerate(boxes) if box is not None]
         for _ in range(passes or self.passes):
             if not live:
                 break
-            crops, matrices = zip(*(self.crop(images[i], boxes[i]) for i in live))
+            crops, matrices = zip(*(self.crop(images[i], *views[i]) for i in live))
             for i, matrix, out in zip(live, matrices, self.read_crops(crops)):
                 points[i] = transform_points(np.linalg.inv(matrix), out)
-                boxes[i] = points_box(points[i])
+                views[i] = self.view(points[i])
         return points
 
-    def track(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """Landmarks (K, 2, original pixels) from one read of the crop around a landmark box, shifted by the
-        direct reading's `point_offsets`: the live loop's read of a tracked frame."""
-        crop, matrix = self.crop(image, box)
+    def track(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Landmarks (K, 2, original pixels) from one read of the crop around earlier landmarks (`view`),
+        shifted by the direct reading's `point_offsets`: the live loop's read of a tracked frame."""
+        crop, matrix = self.crop(image, *self.view(points))
         return transform_points(np.linalg.inv(matrix), self.read_crops([crop])[0] + self.offsets[0] * self.input_size)
 
     def choose(self, images: list[np.ndarray], boxes: list[list[np.ndarray]]) -> list[tuple[np.ndarray | None, float]]:
@@ -165,7 +174,7 @@ class Predictor:
         if not owners:
             return [(None, np.inf)] * len(images)
         flat = [images[i] for i in owners]
-        means, scores = self.flip_test(flat, self.final_boxes(flat, [box for some in boxes for box in some]))
+        means, scores = self.flip_test(flat, self.final_views(flat, [box for some in boxes for box in some]))
         chosen, start = [], 0
         for some in boxes:
             if not some:
@@ -193,13 +202,13 @@ class Predictor:
         return self.read_turned(images, results) if self.turn else results
 
     def read_turned(self, images: list[np.ndarray], results: list[Prediction]) -> list[Prediction]:
-        """The results' landmarks averaged with the flip tests of their boxes' crops turned by -`turn` and
-        +`turn` degrees (the box and score stay those of the unturned read)."""
+        """The results' landmarks averaged with the flip tests of their crops (`view`) turned by -`turn` and
+        +`turn` degrees more (the box and score stay those of the unturned read)."""
         found = [i for i, result in enumerate(results) if result.points is not None]
         if not found:
             return results
-        faces, boxes = [images[i] for i in found], [results[i].box for i in found]
-        turned = [self.flip_test(faces, boxes, angle)[0] for angle in (-self.turn, self.turn)]
+        faces, views = [images[i] for i in found], [self.view(results[i].points) for i in found]
+        turned = [self.flip_test(faces, views, angle)[0] for angle in (-self.turn, self.turn)]
         for j, i in enumerate(found):
             results[i].points = (results[i].points + turned[0][j] + turned[1][j]) / 3
         return results
@@ -217,7 +226,7 @@ def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list:
     while chunk := list(islice(pairs, predictor.batch_size)):
         batch, truths = map(list, zip(*chunk))
         first = [predictor.face_boxes(image, truth)[0] for image, truth in zip(batch, truths)]
-        direct, mirrored, matrices = predictor.read_both(batch, predictor.final_boxes(batch, first))
+        direct, mirrored, matrices = predictor.read_both(batch, predictor.final_views(batch, first))
         labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
         residuals.append(np.stack([labels - direct, labels - mirrored], axis=1) / predictor.input_size)
     return np.nanmedian(np.concatenate(residuals), axis=0).tolist() if residuals else []

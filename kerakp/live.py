@@ -76,7 +76,7 @@ class LandmarkTracker:
                 self.points = None
                 return None
         else:
-            points = self.predictor.track(frame, points_box(self.points))
+            points = self.predictor.track(frame, self.points)
             stats.stage_ms["infer"].append(1000 * (time.perf_counter() - start))
         self.since_detect += 1
         if self._lost(points, frame.shape):

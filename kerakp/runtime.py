@@ -1,6 +1,7 @@
 """One model interface for every file format: `.keras` (Keras, any backend), `.tflite` (LiteRT) and `.onnx`
 (ONNX Runtime). Each exposes what the `Predictor` needs: `predict_on_batch(crops)` and the model's kerakp
-metadata (`schema_name`, `input_size`, `crop_scale`, `box_calibration`, `split`, `face_box`, `point_offsets`).
+metadata (`schema_name`, `input_size`, `crop_scale`, `box_calibration`, `split`, `face_box`, `point_offsets`,
+`upright`).
 Exported files keep that metadata in the `<file>.json` written beside them by `kerakp export`.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ExportedModel:
         self.box_calibration, self.split = config.get("box_calibration", {}), config.get("split", {})
         self.face_box = config.get("face_box", "landmarks")
         self.point_offsets = config.get("point_offsets", [])
+        self.upright = config.get("upright", False)
 
 
 class LiteRTModel(ExportedModel):

@@ -144,8 +144,9 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     aug = Augment.from_dict(config.augment)
     loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing)
     train_seq = KeypointSequence(join_sets([train_set, *extra]), config.input_size, config.batch_size, aug,
-                                 config.crop_scale, shuffle=True, seed=config.seed, **loader)
-    val_seq = KeypointSequence(val_set, config.input_size, config.batch_size, None, config.crop_scale, **loader) if val_idx else None
+                                 config.crop_scale, shuffle=True, seed=config.seed, upright=config.upright, **loader)
+    val_seq = (KeypointSequence(val_set, config.input_size, config.batch_size, None, config.crop_scale,
+                                upright=config.upright, **loader) if val_idx else None)
     initial_epoch = 0
     if resume:
         if not (out / "last.keras").is_file() or not (out / "history.csv").is_file():
@@ -162,7 +163,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                               config.weights, config.crop_scale,
                               calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
                                                  config.seed, progress), split,
-                              config.freeze_bn, config.face_box, config.head)
+                              config.freeze_bn, config.face_box, config.head, upright=config.upright)
         if config.init:
             copied = start_from(model, config.init)
             if progress:

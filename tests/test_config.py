@@ -51,6 +51,12 @@ def test_a_value_outside_a_keys_choices_is_refused_when_the_recipe_loads(key, va
         load_config(None, {key: value})
 
 
+def test_upright_crops_need_a_face_to_turn():
+    with pytest.raises(KerakpError, match=re.escape("config key 'upright': needs face_box: landmarks")):
+        load_config(None, {"upright": True, "face_box": "image"})
+    assert load_config(None, {"upright": True}).upright
+
+
 def test_the_command_line_offers_the_recipes_choices():
     from kerakp.cli import train
     offered = {p.name: tuple(p.type.choices) for p in train.params if p.name in CHOICES}

@@ -17,7 +17,7 @@ def model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "tiny.keras"
     LandmarkModel("mobilenetv2", "ibug68", 48, head_units=16, crop_scale=1.3,
                   box_calibration={"haar": {"dx": 0.0, "dy": 0.1, "scale": 0.9, "samples": 3}},
-                  point_offsets=[[[0.01, -0.02]] * 68] * 2).save(path)
+                  point_offsets=[[[0.01, -0.02]] * 68] * 2, upright=True).save(path)
     return path
 
 
@@ -60,6 +60,7 @@ def test_every_format_runs_the_same_predictor(model_path, exported, synthetic_se
         predictor = Predictor(model_path.with_name(name), box="oracle", passes=2)
         assert predictor.crop_scale == 1.3 and predictor.model.box_calibration["haar"]["dy"] == 0.1
         assert np.allclose(predictor.offsets, [0.01, -0.02])   # the sidecar carries the fitted offsets
+        assert predictor.upright   # and the crop rule
         results[name] = np.stack([r.points for r in predictor.predict_batch(images, truths)])
     assert np.abs(results["tiny.tflite"] - results["tiny.keras"]).max() < 1e-2
     assert np.abs(results["tiny.onnx"] - results["tiny.keras"]).max() < 1e-2

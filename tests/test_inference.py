@@ -70,8 +70,8 @@ def test_point_offsets_shift_the_landmarks_by_a_share_of_the_crop_they_were_read
     side = crop_from_box(points_box(refined), 1.25).side   # the flip test's crop
     assert side > 10
     assert np.allclose(shifted.predict(image).points - plain.predict(image).points, [0.1 * side, -0.05 * side])
-    box = points_box(refined)   # the live loop's tracked frames read with the direct offsets too
-    assert np.allclose(shifted.track(image, box) - plain.track(image, box), [0.1 * side, -0.05 * side])
+    # the live loop's tracked frames read with the direct offsets too
+    assert np.allclose(shifted.track(image, refined) - plain.track(image, refined), [0.1 * side, -0.05 * side])
 
 
 def test_turned_reads_rotate_about_the_crop_centre_both_ways(tiny_model):
@@ -82,11 +82,33 @@ def test_turned_reads_rotate_about_the_crop_centre_both_ways(tiny_model):
     plain = LayoutPredictor(tiny_model, box="full", passes=1, turn=0)
     turned = LayoutPredictor(tiny_model, box="full", passes=1, turn=20)
     first = plain.predict(image)
-    read_again, _ = plain.flip_test([image], [first.box])   # the unturned read of the result's own box
+    read_again, _ = plain.flip_test([image], [plain.view(first.points)])   # the unturned read of the result's own box
     centre = (first.box[:2] + first.box[2:]) / 2
     expected = (first.points + 2 * (centre + np.cos(np.deg2rad(20)) * (read_again[0] - centre))) / 3
     assert np.allclose(turned.predict(image).points, expected, atol=1e-3)
     assert turned.predict(image).flip_nme == first.flip_nme   # the score stays the unturned read's
+
+
+def test_an_upright_model_reads_later_passes_turned_level_by_the_last_pass(tiny_model):
+    """Each pass after the first, the flip test and the turned reads crop around the last points turned so
+    their outer eye corners lie level; a plain model's crops, and every first pass, are unturned."""
+    class Recording(LayoutPredictor):
+        def crop(self, image, box, angle=0.0):
+            self.angles = getattr(self, "angles", []) + [angle]
+            return super().crop(image, box, angle)
+
+    image = np.zeros((90, 120, 3), np.uint8)
+    upright = Recording(LandmarkModel.from_config({**tiny_model.get_config(), "upright": True}), box="full", passes=3, turn=10)
+    plain = Recording(tiny_model, box="full", passes=3, turn=10)
+    result = upright.predict(image)
+    plain.predict(image)
+    assert plain.angles == [0.0] * 4 + [-10.0, 10.0]   # three passes, the flip test, the two turned reads
+    first = plain.refine([image], plain.face_boxes(image), passes=1)[0]
+    left, right = upright.schema.norm
+    level = lambda points: -np.degrees(np.arctan2(*(points[right] - points[left])[::-1]))
+    assert abs(level(first)) > 1   # the layout is tilted
+    assert upright.angles[0] == 0 and np.isclose(upright.angles[1], level(first))
+    assert np.allclose(upright.angles[-2:], level(result.points) + np.array([-10, 10]))   # turned reads of the result
 
 
 def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):

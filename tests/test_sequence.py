@@ -41,6 +41,20 @@ def test_a_flip_mirrors_the_image_and_swaps_the_sides(synthetic_set):
     assert points_f[left_eye, 0].mean() < points_f[right_eye, 0].mean()
 
 
+def test_upright_crops_level_the_outer_eye_corners_about_the_crop_centre(synthetic_set):
+    plain = KeypointSequence(synthetic_set, 64, batch_size=4)
+    upright = KeypointSequence(synthetic_set, 64, batch_size=4, upright=True)
+    left, right = synthetic_set.schema.norm
+    tilts = []
+    for i in range(8):
+        (_, points), (_, level) = plain.sample(i), upright.sample(i)
+        tilts.append(np.degrees(np.arctan2(*(points[right] - points[left])[::-1])))
+        assert abs(level[right, 1] - level[left, 1]) < 1e-6 and level[right, 0] > level[left, 0]
+        centre = (points_box(points)[:2] + points_box(points)[2:]) / 2   # the crop centre, where the turn pivots
+        assert np.allclose(np.linalg.norm(level - centre, axis=1), np.linalg.norm(points - centre, axis=1))
+    assert np.ptp(tilts) > 5   # the synthetic faces are tilted, so the check above is not idle
+
+
 def test_same_seed_same_batches_new_epoch_new_batches(synthetic_set):
     def batch(seed, epochs=0):
         seq = KeypointSequence(synthetic_set, 48, batch_size=8, augment=Augment(), shuffle=True, seed=seed)

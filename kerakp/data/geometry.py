@@ -65,6 +65,14 @@ def rotation(degrees: float) -> np.ndarray:
     return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
 
 
+def level_turn(points: np.ndarray, pair) -> float:
+    """Degrees (for `rotation`) that turn the line from `points[pair[0]]` to `points[pair[1]]` level (the outer
+    eye corners, for a markup's normalising pair); 0 when either point is missing."""
+    (x0, y0), (x1, y1) = points[pair[0]], points[pair[1]]
+    angle = -np.degrees(np.arctan2(y1 - y0, x1 - x0))
+    return 0.0 if np.isnan(angle) else float(angle)
+
+
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 3 x 3 affine matrix to (..., 2) points; NaN points stay NaN."""
     return points @ matrix[:2, :2].T + matrix[:2, 2]

@@ -1,7 +1,8 @@
 """`KeypointSequence`: batches of face crops and regression targets for `model.fit`.
 
 Each sample: decode the image once (cached), crop a square around its landmark box (`crop_scale` times
-the box side, the same rule inference uses), apply a random affine, photometric augmentation and an
+the box side, the same rule inference uses; with `upright`, turned about its centre so the outer eye corners
+lie level), apply a random affine, photometric augmentation and an
 optional occluding block when training, and encode the keypoints. Randomness comes from (seed, epoch,
 index), so a batch is the same whatever worker builds it.
 """
@@ -14,7 +15,7 @@ import numpy as np
 
 from kerakp.codecs import encode_regression
 from kerakp.data.augment import Augment, occlude, photometric, random_affine
-from kerakp.data.geometry import crop_from_box, crop_matrix, transform_points, warp
+from kerakp.data.geometry import about_centre, crop_from_box, crop_matrix, level_turn, rotation, transform_points, warp
 from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
 
@@ -23,12 +24,13 @@ class KeypointSequence(keras.utils.PyDataset):
     """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing)."""
 
     def __init__(self, data: LandmarkSet, input_size: int, batch_size: int = 32, augment: Augment | None = None,
-                 crop_scale: float = 1.25, shuffle: bool = False, seed: int = 0, **kwargs):
+                 crop_scale: float = 1.25, shuffle: bool = False, seed: int = 0, upright: bool = False, **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
         self.data, self.input_size, self.batch_size = data, input_size, batch_size
         self.augment, self.crop_scale, self.shuffle, self.seed = augment, crop_scale, shuffle, seed
+        self.upright = upright
         self.epoch = 0
         self._images: dict[int, np.ndarray] = {}
         self._order = self._make_order()
@@ -57,6 +59,8 @@ class KeypointSequence(keras.utils.PyDataset):
         if box is None:
             raise KerakpError(f"{self.data.paths[index]}: no labelled points to crop around")
         matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
+        if self.upright:
+            matrix = about_centre(rotation(level_turn(points, self.data.schema.norm)), self.input_size) @ matrix
         flipped = False
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])

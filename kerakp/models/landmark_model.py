@@ -96,7 +96,8 @@ class LandmarkModel(keras.Model):
     def __init__(self, backbone: str = "mobilenetv2", schema: str = "ibug68", input_size: int = 128,
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
                  box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
-                 face_box: str = "landmarks", head: str = "regression", point_offsets: list | None = None, **kwargs):
+                 face_box: str = "landmarks", head: str = "regression", point_offsets: list | None = None,
+                 upright: bool = False, **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
@@ -119,7 +120,7 @@ class LandmarkModel(keras.Model):
         self.head_units, self.dropout_rate, self.crop_scale = head_units, dropout, crop_scale
         self.box_calibration = dict(box_calibration or {})
         self.split = dict(split or {})
-        self.freeze_bn, self.face_box, self.head = freeze_bn, face_box, head
+        self.freeze_bn, self.face_box, self.head, self.upright = freeze_bn, face_box, head, upright
         self.point_offsets = np.asarray(point_offsets, np.float64).tolist() if point_offsets else []
 
     @property
@@ -133,6 +134,7 @@ class LandmarkModel(keras.Model):
             "dropout": self.dropout_rate, "weights": "none", "crop_scale": self.crop_scale,
             "box_calibration": self.box_calibration, "split": self.split, "freeze_bn": self.freeze_bn,
             "face_box": self.face_box, "head": self.head, "point_offsets": self.point_offsets,
+            "upright": self.upright,
         }
 
     @classmethod
