@@ -47,7 +47,8 @@ class LiveStats:
 
 
 class LandmarkTracker:
-    """Landmarks frame after frame: detector when untracked, previous landmarks' box otherwise."""
+    """Landmarks frame after frame: detector when untracked, otherwise a crop around the previous landmarks
+    (`Predictor.track`)."""
 
     def __init__(self, predictor: Predictor, redetect_every: int = 30, momentum: float = 0.5):
         self.predictor, self.redetect_every, self.momentum = predictor, redetect_every, momentum

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   ytf68) data=../shared/data/ytf68; stages="noflip 160 mix300w tune mix300w tune mix300w_192 tune_192 mix300w_unet tune_unet mix300w_occ tune_occ mix300w_wing tune_wing" ;;
-  300w) data=../shared/data/300w_train; stages="192 192_more unet unet occ wing wing light" ;;
+  300w) data=../shared/data/300w_train; stages="192 192_more unet unet occ wing wing light upright upright" ;;
   *) echo "usage: scripts/train_heatmap.sh ytf68|300w" >&2; exit 2 ;;
 esac
 name=$1_mobilenetv2_heatmap
