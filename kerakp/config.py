@@ -39,7 +39,7 @@ class TrainConfig:
     seed: int = 0
     crop_scale: float = 1.25         # crop side / landmark-box side
     face_box: str = "landmarks"      # landmarks: crop around the face | image: the whole image (faces that fill it)
-    upright: bool = False            # turn each crop so the outer eye corners lie level (labels in training, the last pass's points at inference)
+    upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
     workers: int = 1

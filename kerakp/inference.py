@@ -12,11 +12,12 @@
 - `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is
 exactly how training crops are made (for a model trained `upright`, turned so the previous prediction's outer
-eye corners lie level, as its training crops were turned by their labels'). A last read of that crop and its mirror (`flip_test`), each shifted
-by the model's fitted `point_offsets`, gives the landmarks (the mean of the two readings) and the
-confidence proxy (their disagreement). With `turn` (degrees), the chosen face is flip-tested once more
-with its crop turned each way by `turn` around its centre, and the landmarks are the mean of the three
-(test-time augmentation: four more model reads per image; not for models that read the whole image).
+eye corners lie level, as its training crops were turned by their labels'). A last read of that crop and its
+mirror (`flip_test`), each shifted by the model's fitted `point_offsets`, gives the landmarks (the mean of the
+two readings) and the confidence proxy (their disagreement). With `turn` (degrees), the chosen face is
+flip-tested once more with its crop turned each way by `turn` around its centre, and the landmarks are the
+mean of the three (test-time augmentation: four more model reads per image; not for models that read the
+whole image).
 
 `fit_point_offsets` measures those offsets on labelled training images: per reading (direct, mirrored) and
 point, the median residual in crop fractions. They remove what a model reads consistently off its labels,

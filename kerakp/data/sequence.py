@@ -2,9 +2,9 @@
 
 Each sample: decode the image once (cached), crop a square around its landmark box (`crop_scale` times
 the box side, the same rule inference uses; with `upright`, turned about its centre so the outer eye corners
-lie level), apply a random affine, photometric augmentation and an
-optional occluding block when training, and encode the keypoints. Randomness comes from (seed, epoch,
-index), so a batch is the same whatever worker builds it.
+lie level), apply a random affine, photometric augmentation and an optional occluding block when training,
+and encode the keypoints. Randomness comes from (seed, epoch, index), so a batch is the same whatever
+worker builds it.
 """
 from __future__ import annotations
 
