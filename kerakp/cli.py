@@ -176,7 +176,7 @@ def _run_training(data_path, data_format, config_path, out, resume, overrides):
               help="Start from a trained .keras model wherever layers match (e.g. a new head on its backbone).")
 @click.option("--loss", type=click.Choice(["huber", "mse", "wing"]))
 @click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
-@click.option("--seed", type=int)
+@click.option("--seed", type=int, help="Seeds the person split, augmentation, initial weights and dropout.")
 @click.option("--workers", type=int, help="Data-loading workers.")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Also write TensorBoard logs.")
 @click.option("--extra-data", multiple=True, type=click.Path(path_type=Path),

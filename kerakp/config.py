@@ -36,7 +36,7 @@ class TrainConfig:
     clipnorm: float = 1.0
     patience: int = 8                # EarlyStopping on val_loss; restores the best weights
     val_fraction: float = 0.15       # person-wise validation split
-    seed: int = 0
+    seed: int = 0                    # the person split, augmentation, initial weights and dropout
     crop_scale: float = 1.25         # crop side / landmark-box side
     face_box: str = "landmarks"      # landmarks: crop around the face | image: the whole image (faces that fill it)
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)

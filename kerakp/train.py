@@ -156,6 +156,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
         if initial_epoch >= config.epochs:
             raise KerakpError(f"{out}: already trained {initial_epoch} of {config.epochs} epochs; raise --epochs to continue")
     else:
+        keras.utils.set_random_seed(config.seed)   # initial weights and dropout, as the split and augmentation
         split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
                  "val_images": len(val_idx), "val_persons": len(set(val_set.persons)),
                  "extra_images": sum(len(e) for e in extra)}

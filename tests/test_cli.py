@@ -64,6 +64,18 @@ def test_train_starts_from_a_trained_model_or_refuses_one_that_does_not_fit(trai
         assert not (tmp_path / "refused").exists()
 
 
+def test_the_seed_makes_a_run_repeatable(synthetic_csv, tmp_path):
+    """The seed fixes the split, the augmentation, the initial weights and dropout: the same seed trains the
+    same losses, another seed others."""
+    def losses(seed, name):
+        result = run("train", "--data", synthetic_csv, "--out", tmp_path / name, "--epochs", 2, "--seed", seed, *TINY)
+        assert result.exit_code == 0, result.output
+        return pd.read_csv(tmp_path / name / "history.csv")[["loss", "val_loss"]].to_numpy()
+
+    first = losses(0, "a")
+    assert np.allclose(losses(0, "b"), first, rtol=1e-5) and not np.allclose(losses(1, "c"), first, rtol=1e-3)
+
+
 def test_extra_data_is_trained_on_and_never_validated_on(synthetic_csv, tmp_path):
     from kerakp.data.synthetic import write_synthetic_set
 
