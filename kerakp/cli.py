@@ -12,6 +12,7 @@ import numpy as np
 from kerakp import __version__
 from kerakp.errors import KerakpError
 from kerakp.inference import DEFAULT_TURN
+from kerakp.models import HEADS, LOSSES
 
 DEFAULT_QUICKSTART = Path("runs/quickstart")
 BOX_HELP = "Face box: Haar detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
@@ -169,12 +170,12 @@ def _run_training(data_path, data_format, config_path, out, resume, overrides):
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--learning-rate", "--lr", "learning_rate", type=float)
-@click.option("--head", type=click.Choice(["regression", "heatmap", "unet"]),
+@click.option("--head", type=click.Choice(HEADS),
               help="regression (pooled features -> dense), heatmap (upsampled heatmaps, soft-argmax decoding) "
                    "or unet (heatmap with the backbone's stride-16/8/4 maps added on the way up).")
 @click.option("--init", type=click.Path(dir_okay=False),
               help="Start from a trained .keras model wherever layers match (e.g. a new head on its backbone).")
-@click.option("--loss", type=click.Choice(["huber", "mse", "wing"]))
+@click.option("--loss", type=click.Choice(LOSSES))
 @click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
 @click.option("--seed", type=int, help="Seeds the person split, augmentation, initial weights and dropout.")
 @click.option("--workers", type=int, help="Data-loading workers.")

@@ -8,8 +8,7 @@ import yaml
 
 from kerakp.data.augment import Augment
 from kerakp.errors import KerakpError
-from kerakp.models.landmark_model import HEADS
-from kerakp.models.losses import LOSSES
+from kerakp.models import HEADS, LOSSES
 
 CHOICES = {"face_box": ("landmarks", "image"), "head": HEADS, "loss": LOSSES}   # keys with a fixed set of values
 

@@ -61,3 +61,11 @@ def test_the_command_line_offers_the_recipes_choices():
     from kerakp.cli import train
     offered = {p.name: tuple(p.type.choices) for p in train.params if p.name in CHOICES}
     assert offered == {key: CHOICES[key] for key in offered} and {"loss", "head"} <= set(offered)
+
+
+def test_the_command_line_loads_no_keras_until_a_command_needs_it():
+    """The choices come from `kerakp.models` itself, so `kerakp --help` stays quick."""
+    import subprocess
+    import sys
+    code = "import sys, kerakp.cli; print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

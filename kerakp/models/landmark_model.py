@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from kerakp.models import HEADS
 from kerakp.models.backbones import build_backbone, get_backbone_spec, pyramid_layers
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, get_schema
@@ -52,7 +53,6 @@ class SoftArgmax(layers.Layer):
         return ops.reshape(ops.matmul(ops.transpose(probs, (0, 2, 1)), grid), (-1, 2 * points))
 
 
-HEADS = ("regression", "heatmap", "unet")
 SKIP_STRIDES = (16, 8, 4)
 
 

@@ -7,8 +7,7 @@ import keras
 from keras import ops
 
 from kerakp.errors import KerakpError
-
-LOSSES = ("huber", "mse", "wing")
+from kerakp.models import LOSSES
 
 
 def _masked(y_true, y_pred):
