@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from kerakp.codecs import decode_regression
-from kerakp.data.geometry import (about_centre, crop_from_box, crop_matrix, level_turn, points_box, rotation,
-                                   transform_points, warp, whole_image_box)
+from kerakp.data.geometry import box_crop_matrix, level_turn, points_box, transform_points, warp, whole_image_box
 from kerakp.detect import BoxCalibration, HaarDetector
 from kerakp.errors import KerakpError
 from kerakp.metrics import per_image_nme
@@ -136,9 +135,7 @@ class Predictor:
     def crop(self, image: np.ndarray, box: np.ndarray, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Model-input crop around a landmark box, turned by `angle` degrees about its centre, and the matrix
         that made it."""
-        matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
-        if angle:
-            matrix = about_centre(rotation(angle), self.input_size) @ matrix
+        matrix = box_crop_matrix(box, self.crop_scale, self.input_size, angle)
         return warp(image, matrix, self.input_size), matrix
 
     def read_crops(self, crops) -> np.ndarray:

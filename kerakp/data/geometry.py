@@ -49,6 +49,14 @@ def crop_matrix(crop: CropBox, size: int) -> np.ndarray:
     return np.array([[s, 0, half - s * crop.cx], [0, s, half - s * crop.cy], [0, 0, 1]], dtype=np.float64)
 
 
+def box_crop_matrix(box, scale: float, size: int, turn: float = 0.0) -> np.ndarray:
+    """3 x 3 matrix taking original pixels to the `size` x `size` model-input crop around a landmark box
+    (`crop_from_box`), turned by `turn` degrees about the crop's centre: the one crop rule of training and
+    inference."""
+    matrix = crop_matrix(crop_from_box(box, scale), size)
+    return about_centre(rotation(turn), size) @ matrix if turn else matrix
+
+
 def about_centre(linear: np.ndarray, size: int) -> np.ndarray:
     """Embed a 2 x 2 linear map acting about the centre of a `size` x `size` crop as a 3 x 3 matrix."""
     half = (size - 1) / 2

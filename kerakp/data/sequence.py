@@ -15,7 +15,7 @@ import numpy as np
 
 from kerakp.codecs import encode_regression
 from kerakp.data.augment import Augment, occlude, photometric, random_affine
-from kerakp.data.geometry import about_centre, crop_from_box, crop_matrix, level_turn, rotation, transform_points, warp
+from kerakp.data.geometry import box_crop_matrix, level_turn, transform_points, warp
 from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
 
@@ -58,9 +58,8 @@ class KeypointSequence(keras.utils.PyDataset):
         box = self.data.crop_box(index)
         if box is None:
             raise KerakpError(f"{self.data.paths[index]}: no labelled points to crop around")
-        matrix = crop_matrix(crop_from_box(box, self.crop_scale), self.input_size)
-        if self.upright:
-            matrix = about_centre(rotation(level_turn(points, self.data.schema.norm)), self.input_size) @ matrix
+        turn = level_turn(points, self.data.schema.norm) if self.upright else 0.0
+        matrix = box_crop_matrix(box, self.crop_scale, self.input_size, turn)
         flipped = False
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
