@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from kerakp.data.geometry import crop_from_box, crop_matrix, transform_points, warp
+from kerakp.data.geometry import box_crop_matrix, transform_points, warp
 from kerakp.data.readers import KAGGLE_SIZE, LandmarkSet
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, convert_points, get_schema
@@ -52,7 +52,7 @@ def _crop(data: LandmarkSet, index: int, size: int, context: float) -> tuple[np.
     box = data.crop_box(index)
     if box is None:
         raise KerakpError(f"{data.names[index]}: no labelled points to crop around")
-    matrix = crop_matrix(crop_from_box(box, context), size)
+    matrix = box_crop_matrix(box, context, size)
     return warp(data.image(index), matrix, size), transform_points(matrix, data.keypoints[index])
 
 
