@@ -3,7 +3,6 @@ validation split end to end, and write a table (markdown and JSON), a combined C
 inference time."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,9 @@ import pandas as pd
 
 from kerakp.config import TrainConfig
 from kerakp.data.readers import LandmarkSet, split_by_person
+from kerakp.errors import KerakpError
 from kerakp.evaluate import evaluate
+from kerakp.io import refuse_existing, remove, write_json, write_text
 from kerakp.inference import Predictor
 from kerakp.plots import plot_ced, plot_tradeoff
 from kerakp.timing import time_calls
@@ -58,6 +59,7 @@ def compare(config: TrainConfig, backbones: list[str], data: LandmarkSet, out_di
     rows, curves = [], {}
     for backbone in backbones:
         run = out / backbone
+        remove(run)   # a folder refused or allowed by `compare_backbones`
         weights = local_weights(backbone, weights_dir) if config.weights == "none" else config.weights
         started = time.perf_counter()
         model_path = train(TrainConfig(**{**config.to_dict(), "backbone": backbone, "weights": weights}), data, run, progress=progress)
@@ -75,8 +77,25 @@ def compare(config: TrainConfig, backbones: list[str], data: LandmarkSet, out_di
             "epochs": len(pd.read_csv(run / "history.csv")), "train_s": seconds,
         })
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("nme")
-    (out / "compare.json").write_text(json.dumps({"box": box, "val_images": len(val), "rows": table.to_dict("records")}, indent=2))
-    (out / "compare.md").write_text(markdown_table(table))
+    write_json(out / "compare.json", {"box": box, "val_images": len(val), "rows": table.to_dict("records")})
+    write_text(out / "compare.md", markdown_table(table))
     plot_ced(curves, out / "ced.png", limit=ced_limit(curves), title=f"CED, {len(val)} validation images ({box} boxes)")
     plot_tradeoff({r["backbone"]: (r["keras_ms"], r["nme"]) for r in rows}, out / "nme_vs_latency.png")
     return table
+
+
+def compare_backbones(backbones: str, data, config=None, overrides: dict | None = None, out="runs/compare",
+                      box: str = "detector", weights_dir=None, format: str = "auto", overwrite: bool = False) -> pd.DataFrame:
+    """`compare` from command-line values: comma-separated backbone names, a data path, a recipe and its overrides."""
+    from kerakp.config import load_config
+    from kerakp.data.readers import load_dataset
+    from kerakp.models.backbones import get_backbone_spec
+
+    names = [b.strip() for b in backbones.split(",") if b.strip()]
+    for name in names:
+        get_backbone_spec(name)
+    if len(set(names)) != len(names) or not names:
+        raise KerakpError("--backbones must name each backbone once")
+    refuse_existing(out, overwrite)
+    recipe = load_config(config, overrides)
+    return compare(recipe, names, load_dataset(data, format), out, box, Path(weights_dir) if weights_dir else None)

@@ -11,11 +11,18 @@ from kerakp.errors import KerakpError
 from kerakp.models import HEADS, LOSSES
 
 CHOICES = {"face_box": ("landmarks", "image"), "head": HEADS, "loss": LOSSES}   # keys with a fixed set of values
+RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allowed)
+    "input_size": (32, 1024, True), "head_units": (1, 1 << 16, True), "dropout": (0.0, 0.999, True),
+    "huber_delta": (0.0, 1.0, False), "epochs": (1, 100_000, True), "batch_size": (1, 65_536, True),
+    "learning_rate": (0.0, 10.0, False), "weight_decay": (0.0, 1.0, True), "warmup_epochs": (0, 100_000, True),
+    "clipnorm": (0.0, 1e6, False), "patience": (1, 100_000, True), "val_fraction": (0.0, 0.9, True),
+    "crop_scale": (0.0, 10.0, False), "workers": (1, 256, True), "calibration_images": (0, 1_000_000, True),
+}
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of `kerakp train`; the YAML recipes in `configs/` set a subset of these."""
+    """Every knob of `kerakp train`; the YAML recipes (kerakp/recipes/, `recipes()`) set a subset of these."""
 
     backbone: str = "mobilenetv2"
     weights: str = "none"            # none | imagenet | path of a local weights file
@@ -43,7 +50,8 @@ class TrainConfig:
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
     workers: int = 1
     use_multiprocessing: bool = False
-    calibration_images: int = 300    # training images used to fit the detector-box calibration and point offsets
+    calibration_images: int = 300    # training images used to fit the detector-box calibrations and point offsets
+    detector: str = ""               # the face detector whose box calibration to fit ("": every detector)
     tensorboard: bool = False
     augment: dict = field(default_factory=lambda: Augment().to_dict())
 
@@ -75,11 +83,28 @@ def apply_overrides(values: dict, overrides: dict) -> dict:
     return values
 
 
+def recipes() -> dict[str, Path]:
+    """The recipes packaged with kerakp (kerakp/recipes/), by name: `--config NAME` finds them."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("kerakp") / "recipes"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml")) if p.stem != "emotion"}
+
+
+def recipe_path(name, near: Path | None = None) -> Path:
+    """A recipe file: the path as given (relative to `near`, a recipe naming its base), else the packaged
+    recipe of that name (with or without `.yaml`)."""
+    path = (near / name) if near is not None else Path(name)
+    packaged = recipes().get(Path(str(name)).stem if str(name).endswith(".yaml") else str(name))
+    return path if path.is_file() or packaged is None or len(Path(str(name)).parts) > 1 else packaged
+
+
 def read_recipe(path: Path, children: tuple = ()) -> dict:
     """A YAML recipe's keys, flattened (`augment.rotation`); a `base:` key names another recipe (relative to
-    this one's folder) whose keys this one starts from and changes."""
+    this one's folder, or a packaged one) whose keys this one starts from and changes."""
     if not path.is_file():
-        raise KerakpError(f"{path}: config file not found" + (f" (the base of {children[-1]})" if children else ""))
+        raise KerakpError(f"{path}: config file not found" + (f" (the base of {children[-1]})" if children
+                          else f" (packaged recipes: {', '.join(recipes())})"))
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -91,7 +116,7 @@ def read_recipe(path: Path, children: tuple = ()) -> dict:
         base = loaded.pop("base")
         if not isinstance(base, str):
             raise KerakpError(f"{path}: config key 'base': expected a recipe file name, got {base!r}")
-        base_path = path.parent / base
+        base_path = recipe_path(base, path.parent)
         if base_path.resolve() in [p.resolve() for p in (*children, path)]:
             raise KerakpError(f"{path}: config key 'base': {base} is already in this chain of bases (a loop)")
         flat = read_recipe(base_path, (*children, path))
@@ -105,7 +130,7 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     one clear line."""
     values = TrainConfig().to_dict()
     if path is not None:
-        values = apply_overrides(values, read_recipe(Path(path)))
+        values = apply_overrides(values, read_recipe(recipe_path(path)))
     values = apply_overrides(values, overrides or {})
     config = TrainConfig(**values)
     for key, allowed in CHOICES.items():
@@ -129,6 +154,16 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
             if float(getattr(config, f.name)) != int(getattr(config, f.name)):
                 raise KerakpError(f"config key '{f.name}': expected a whole number, got {getattr(config, f.name)!r}")
             setattr(config, f.name, int(getattr(config, f.name)))
+    for key, (low, high, closed) in RANGES.items():
+        value = getattr(config, key)
+        if not (low <= value if closed else low < value) or not value <= high or value != value:
+            raise KerakpError(f"config key '{key}': expected a value from {low}{'' if closed else ' (excluded)'} "
+                              f"to {high}, got {value!r}")
+    if config.detector:
+        from kerakp.detect import DETECTORS
+
+        if config.detector not in DETECTORS:
+            raise KerakpError(f"unknown detector '{config.detector}' (known: {', '.join(DETECTORS)})")
     if config.upright and config.face_box == "image":
         raise KerakpError("config key 'upright': needs face_box: landmarks (a whole-image crop is read as it is)")
     return config

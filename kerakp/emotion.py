@@ -152,6 +152,53 @@ def fit_rule(feats: np.ndarray, labels, steps: int = 32) -> EmotionRule:
     return best
 
 
+def tag_table(names: list[str], points: np.ndarray, schema: Schema, rule: EmotionRule | None = None):
+    """A table image, tag, w, h, c for the faces' (N, K, 2) points; a face of NaN points gets an empty tag."""
+    import pandas as pd
+
+    feats = features(points, schema) if len(points) else np.empty((0, 3))
+    return pd.DataFrame({"image": names, "tag": (rule or EmotionRule()).tag(feats),
+                         "w": feats[:, 0], "h": feats[:, 1], "c": feats[:, 2]}).round(4)
+
+
+def landmark_features(landmarks) -> tuple[list[str], np.ndarray]:
+    """Image names and (N, 3) features of a landmark CSV (`kerakp predict` output or ground truth)."""
+    from kerakp.data.readers import read_landmark_table
+
+    names, points, schema = read_landmark_table(landmarks)
+    return names, features(points, schema)
+
+
+def calibrate(landmarks, labels_path, start: EmotionRule) -> tuple[EmotionRule, dict]:
+    """Fit the rule's thresholds on labelled faces: the landmark CSV and a labels CSV (an image column and a
+    label, expression or tag column). Returns the fitted rule and, for `before` (`start`) and `after`, the
+    accuracy and confusion counts on these faces."""
+    from kerakp.data.readers import read_table
+
+    names, feats = landmark_features(landmarks)
+    table = read_table(labels_path)
+    column = next((c for c in ("label", "expression", "tag") if c in table.columns), None)
+    image_column = next((c for c in ("image", "image_name") if c in table.columns), table.columns[0])
+    if column is None:
+        raise KerakpError(f"{labels_path}: needs a 'label' or 'expression' column")
+    labels = dict(zip(table[image_column], table[column]))
+    known = [i for i, name in enumerate(names) if name in labels and not np.isnan(feats[i]).any()]
+    if len(known) < 10:
+        raise KerakpError(f"{labels_path}: only {len(known)} labelled faces match {landmarks}; need at least 10")
+    truth, feats = normalise_labels([labels[names[i]] for i in known]), feats[known]
+    after = fit_rule(feats, truth)
+    report = {title: {"faces": len(known), "accuracy": accuracy(truth, rule.tag(feats)), "confusion": confusion(truth, rule.tag(feats))}
+              for title, rule in (("before", start), ("after", after))}
+    return after, report
+
+
+def save_rule(rule: EmotionRule, path, note: str = "") -> Path:
+    """Write a rule's thresholds as YAML (atomically), under a comment line."""
+    from kerakp.io import write_text
+
+    return write_text(path, (f"# {note}\n" if note else "") + yaml.safe_dump({k: round(v, 4) for k, v in rule.to_dict().items()}, sort_keys=False))
+
+
 class TagSmoother:
     """Majority vote over the last `window` tags of a video; a tie keeps the tag shown before."""
 

@@ -5,14 +5,15 @@ and the best predictions) into an output folder.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kerakp.data.readers import LandmarkSet
+from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
+from kerakp.io import replacing, strict_json, write_json
 from kerakp.metrics import per_image_nme, summarize
 from kerakp.plots import plot_ced, plot_grid
 
@@ -25,7 +26,7 @@ def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progre
     preds = np.full(data.keypoints.shape, np.nan)
     detected = np.zeros(len(data), dtype=bool)
     sides = np.zeros(len(data))
-    with tqdm(total=len(data), desc="evaluating", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(data), desc="evaluating", unit="img", disable=None if progress else True) as bar:
         for start in range(0, len(data), chunk):
             stop = min(start + chunk, len(data))
             images = [data.image(i) for i in range(start, stop)]
@@ -40,15 +41,19 @@ def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progre
 
 
 def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", progress: bool = True) -> dict:
-    """Score a model on a labelled set; returns the metrics and writes the report files."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Score a model on a labelled set; returns the metrics and writes the report files into `out_dir`, all
+    at once when they are complete. Images whose points are all missing are left out and counted."""
+    labelled = ~np.isnan(data.keypoints).all(axis=(1, 2))
+    if not labelled.any():
+        raise KerakpError(f"{data.source}: no image has a labelled point")
+    unlabelled, data = int((~labelled).sum()), data.subset(np.flatnonzero(labelled))
     preds, detected, sides = predict_set(predictor, data, progress=progress)
     predicted = ~np.isnan(preds).all(axis=(1, 2))
     # markups without a normalising pair (one point) divide by the longer image side, the whole-image crop's
     scaled = sides[predicted] if data.schema.norm is None else None
     metrics = {
         "box": predictor.box + (" (ground-truth boxes: not an end-to-end result)" if predictor.box == "oracle" else ""),
+        "detector": getattr(predictor.detector, "name", None),
         "passes": predictor.passes,
         "turn": predictor.turn,
         "markup": data.schema.name,
@@ -56,20 +61,22 @@ def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", 
         **summarize(preds[predicted], data.keypoints[predicted], data.schema, scaled),
         "detector_misses": int((~detected).sum()) if predictor.box == "detector" else 0,
         "unpredicted": int((~predicted).sum()),
+        "unlabelled": unlabelled,
     }
     nme = np.full(len(data), np.nan)
     nme[predicted] = per_image_nme(preds[predicted], data.keypoints[predicted], data.schema, scaled)
-    pd.DataFrame({"image": data.names, "nme": nme, "detected": detected.astype(int)}).to_csv(out / "per_image.csv", index=False)
-    name = label or Path(data.source).name
-    plot_ced({name: nme[predicted]}, out / "ced.png", title=f"CED ({predictor.box} boxes)")
     ranked = [i for i in np.argsort(np.nan_to_num(nme, nan=-1.0)) if predicted[i]]
     worst, best = ranked[::-1][:8], ranked[:4]
     shown = worst + best
     titles = [f"worst NME {nme[i]:.3f}" for i in worst] + [f"best NME {nme[i]:.3f}" for i in best]
-    plot_grid([data.image(i) for i in shown], [data.keypoints[i] for i in shown],
-              [preds[i] for i in shown], titles, out / "grid.png")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    with replacing(out_dir, folder=True) as out:
+        pd.DataFrame({"image": data.names, "nme": nme, "detected": detected.astype(int)}).to_csv(out / "per_image.csv", index=False)
+        name = label or Path(data.source).name
+        plot_ced({name: nme[predicted]}, out / "ced.png", title=f"CED ({predictor.box} boxes)")
+        plot_grid([data.image(i) for i in shown], [data.keypoints[i] for i in shown],
+                  [preds[i] for i in shown], titles, out / "grid.png")
+        write_json(out / "metrics.json", metrics)
+    return strict_json(metrics)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -77,7 +84,7 @@ def format_metrics(metrics: dict) -> str:
     keys = ["images", "nme", "nme_median", "pck@0.05", "pck@0.10", "auc@0.5", "auc@0.08", "failure@0.08",
             "mae_px", "rmse_px", "mean_point_error_px", "detector_misses"]
     lines = [f"{'box':<22}{metrics['box']}"]
-    for key in keys:
+    for key in keys + (["unlabelled"] if metrics.get("unlabelled") else []):
         value = metrics[key]
         lines.append(f"{key:<22}{value:.4f}" if isinstance(value, float) else f"{key:<22}{value}")
     return "\n".join(lines)

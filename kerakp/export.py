@@ -1,29 +1,71 @@
 """`export`: a trained model as TFLite, ONNX or a TensorFlow SavedModel, checked against the Keras model.
 
-The file is written under a temporary name and renamed into place only after the parity check: the
-exported model and the Keras model run the same face crops, and the report (max absolute difference of
-the normalised coordinates, NME of each against the crops' landmarks) is stored in `<file>.json` with the
-model's kerakp metadata, which the runtime needs to crop and decode. A float export that differs by more
-than `FLOAT_TOLERANCE` fails, and so does a quantized one that adds more than `QUANTIZED_NME_TOLERANCE`
-to the crop-space NME (int8 softmax heatmaps, for example, collapse). TensorFlow is imported here and nowhere in training or inference.
+`FORMATS` is the table of export formats. The file is written in a staging folder and moved into place only
+after the parity check: the export and the Keras model run the same face crops; a float export that differs
+by more than `FLOAT_TOLERANCE`, or a quantized one that adds more than `QUANTIZED_NME_TOLERANCE` to the
+crop NME, is refused. The report and the model's info go to `<file>.json`, which the runtime reads.
+TensorFlow is imported here and nowhere in training or inference.
 """
 from __future__ import annotations
 
-import json
-import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from kerakp.errors import KerakpError
+from kerakp.io import refuse_existing, remove, write_json
 from kerakp.quiet import native_stderr_silenced
+from kerakp.runtime import LiteRTModel, OnnxModel, SavedModel
 
-FORMATS = {"tflite": ".tflite", "onnx": ".onnx", "savedmodel": ""}
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 FLOAT_TOLERANCE = 1e-4
-QUANTIZED_NME_TOLERANCE = 0.01  # crop-space NME a quantized export may add (int8 MobileNetV2 regression: < 0.003)
+QUANTIZED_NME_TOLERANCE = 0.01  # crop-space NME a quantized export may add (int8 softmax heatmaps collapse)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: the file suffix ("" for a folder), the quantizations it takes, how it is written
+    (`write(model, path, quantize, crops)`) and which runtime opens it (`kerakp.runtime`)."""
+
+    suffix: str
+    quantizations: tuple[str, ...]
+    write: Callable
+    runtime: type
+
+
+def _write_tflite(model, path: Path, quantize: str, crops: np.ndarray) -> None:
+    import tensorflow as tf
+
+    options = {}
+    if quantize != "none":
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        options["target_spec"] = {"supported_types": [tf.float16]}
+    elif quantize == "int8":
+        options["representative_dataset"] = lambda: ([crop[None]] for crop in crops.astype(np.float32))
+    with native_stderr_silenced():  # the converter reports its quantization settings from C++
+        model.export(str(path), format="litert", verbose=False, **options)
+
+
+def _write_onnx(model, path: Path, quantize: str, crops: np.ndarray) -> None:
+    with warnings.catch_warnings():  # tf2onnx probes np.object, which NumPy 2 warns about
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(path), format="onnx", verbose=False)
+
+
+def _write_savedmodel(model, path: Path, quantize: str, crops: np.ndarray) -> None:
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+FORMATS = {
+    "tflite": ExportFormat(".tflite", ("none", "float16", "dynamic", "int8"), _write_tflite, LiteRTModel),
+    "onnx": ExportFormat(".onnx", ("none",), _write_onnx, OnnxModel),
+    "savedmodel": ExportFormat("", ("none",), _write_savedmodel, SavedModel),
+}
+QUANTIZATIONS = tuple(dict.fromkeys(q for spec in FORMATS.values() for q in spec.quantizations))
 
 
 def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,11 +78,10 @@ def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.nda
     with tempfile.TemporaryDirectory() as tmp:
         labelled = load_dataset(data) if data is not None else load_dataset(
             write_synthetic_set(tmp, count, 4, 160, seed=seed, progress=False))
-        if labelled.schema.name != model.schema_name:
-            raise KerakpError(f"{labelled.source}: markup {labelled.schema.name}, but the model predicts {model.schema_name}")
+        if labelled.schema.name != model.info.markup:
+            raise KerakpError(f"{labelled.source}: markup {labelled.schema.name}, but the model predicts {model.info.markup}")
         chosen = np.random.default_rng(seed).permutation(len(labelled))[:count]
-        return KeypointSequence(labelled.subset(chosen), model.input_size, batch_size=len(chosen),
-                                crop_scale=model.crop_scale, upright=model.upright)[0]
+        return KeypointSequence(labelled.subset(chosen), model.info.crop, batch_size=len(chosen))[0]
 
 
 def crop_nme(outputs: np.ndarray, targets: np.ndarray, schema) -> float:
@@ -52,54 +93,18 @@ def crop_nme(outputs: np.ndarray, targets: np.ndarray, schema) -> float:
     return float(np.mean(per_image_nme(outputs.reshape(shape), targets.reshape(shape), schema, scale=1.0)))
 
 
-def _converter_options(quantize: str, crops: np.ndarray) -> dict:
-    import tensorflow as tf
-
-    if quantize == "none":
-        return {}
-    options = {"optimizations": [tf.lite.Optimize.DEFAULT]}
-    if quantize == "float16":
-        options["target_spec"] = {"supported_types": [tf.float16]}
-    elif quantize == "int8":
-        options["representative_dataset"] = lambda: ([crop[None]] for crop in crops.astype(np.float32))
-    return options
-
-
-def _write(model, fmt: str, quantize: str, path: Path, crops: np.ndarray) -> None:
-    if fmt == "tflite":
-        with native_stderr_silenced():  # the converter reports its quantization settings from C++
-            model.export(str(path), format="litert", verbose=False, **_converter_options(quantize, crops))
-    elif fmt == "onnx":
-        with warnings.catch_warnings():  # tf2onnx probes np.object, which NumPy 2 warns about
-            warnings.simplefilter("ignore", FutureWarning)
-            model.export(str(path), format="onnx", verbose=False)
-    else:
-        model.export(str(path), format="tf_saved_model", verbose=False)
-
-
-def _run_export(path: Path, fmt: str, crops: np.ndarray, config: dict) -> np.ndarray:
-    if fmt == "savedmodel":
-        import tensorflow as tf
-
-        serve = tf.saved_model.load(str(path)).signatures["serve"]
-        return next(iter(serve(tf.constant(crops, tf.float32)).values())).numpy()
-    from kerakp.runtime import LiteRTModel, OnnxModel
-
-    return (LiteRTModel if fmt == "tflite" else OnnxModel)(path, config=config).predict_on_batch(crops)
-
-
-def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=None, calibration=None) -> dict:
-    """Export, check and place the file; returns the report also written to `<out>.json`."""
+def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=None, calibration=None,
+                 overwrite: bool = False) -> dict:
+    """Export, check and place the file (default: beside the model, named after it and the quantization; an
+    existing file only with `overwrite`); returns the report also written to `<out>.json`."""
     import keras
 
-    from kerakp.runtime import load_keras_model
+    from kerakp.runtime import load_keras_model, sidecar_of
 
     if fmt not in FORMATS:
         raise KerakpError(f"unknown export format '{fmt}' (known: {', '.join(FORMATS)})")
-    if quantize not in QUANTIZATIONS:
-        raise KerakpError(f"unknown quantization '{quantize}' (known: {', '.join(QUANTIZATIONS)})")
-    if quantize != "none" and fmt != "tflite":
-        raise KerakpError(f"--quantize {quantize} is for TFLite; {fmt} exports are float32")
+    if quantize not in FORMATS[fmt].quantizations:
+        raise KerakpError(f"--quantize {quantize} is not for {fmt} (it takes: {', '.join(FORMATS[fmt].quantizations)})")
     if quantize == "int8" and calibration is None:
         raise KerakpError("--quantize int8 needs --calibration DATA: face crops from the training data set its ranges")
     if keras.backend.backend() != "tensorflow":
@@ -108,18 +113,20 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
     model_path = Path(model_path)
     if not model_path.is_file():
         raise KerakpError(f"{model_path}: model file not found")
+    suffix = ("" if quantize == "none" else f"_{quantize}") + FORMATS[fmt].suffix
+    out = (Path(out) if out else model_path.with_name(model_path.stem + suffix)).absolute()
+    refuse_existing(out, overwrite)
+    refuse_existing(sidecar_of(out), overwrite)
     model = load_keras_model(model_path)
-    suffix = ("" if quantize == "none" else f"_{quantize}") + FORMATS[fmt]
-    out = Path(out) if out else model_path.with_name(model_path.stem + suffix)
     crops, targets = face_crops(model, calibration, count=200 if quantize == "int8" else 64)
+    reference = np.asarray(model.predict_on_batch(crops))  # also builds the graph the ONNX exporter traces
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".kerakp-export-", dir=out.parent))
-    try:
-        staged = staging / (out.name if fmt != "savedmodel" else "savedmodel")
-        reference = np.asarray(model.predict_on_batch(crops))  # also builds the graph the ONNX exporter traces
-        _write(model, fmt, quantize, staged, crops)
+    with tempfile.TemporaryDirectory(prefix=".kerakp-export-", dir=out.parent) as folder:
+        staging = Path(folder)
+        staged = staging / out.name
+        FORMATS[fmt].write(model, staged, quantize, crops)
         try:
-            exported = _run_export(staged, fmt, crops, model.get_config())
+            exported = FORMATS[fmt].runtime(staged, config=model.get_config()).predict_on_batch(crops)
         except KerakpError as err:  # name the user's file, not the staging copy
             raise KerakpError(f"{out.name}: {str(err).split(': ', 1)[-1]}; nothing written") from None
         report = {
@@ -137,11 +144,9 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
         if quantize != "none" and report["parity"]["nme_change"] > QUANTIZED_NME_TOLERANCE:
             raise KerakpError(f"{out.name}: {quantize} quantization ruins this model (crop NME {report['parity']['nme_keras']:.4f} -> "
                               f"{report['parity']['nme_export']:.4f}); try --quantize dynamic or float16; nothing written")
-        (staging / "report.json").write_text(json.dumps(report, indent=2))
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        write_json(staging / "report.json", report)
+        remove(out)
         staged.replace(out)
-        (staging / "report.json").replace(out.with_name(out.name + ".json"))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "report.json").replace(sidecar_of(out))
+    report["file"] = str(out)
     return report

@@ -1,23 +1,23 @@
 """The one inference path: face box -> crop -> model -> decode -> back to original pixels.
 
-`Predictor` is used by `evaluate`, `predict` and every later consumer. Box sources:
-- `detector`: the Haar cascade's faces (up to `candidates`), mapped to landmark boxes by the model's fitted
-  calibration; with `fallback="full"` also the whole image, where the detector finds nothing or nothing
-  the model reads consistently (`doubt`); the whole image then replaces a detected face only if it reads
-  clearly more consistently (`margin` times its disagreement at most). Every candidate goes through all
-  passes, and the model keeps the one it reads most consistently: the least disagreement between its points
-  on the crop and its mirrored points on the mirrored crop (a false detection or a face outside the crop
-  reads inconsistently);
+`Predictor` is used by `evaluate`, `predict`, `annotate`, `live` and every later consumer. Box sources:
+- `detector`: the faces of a detector from `kerakp.detect.DETECTORS` (default BlazeFace), mapped to landmark
+  boxes by the model's calibration for that detector; with `fallback="full"` also the whole image, where the
+  detector finds nothing or nothing the model reads consistently (`doubt`); the whole image then replaces a
+  detected face only if it reads clearly more consistently (`margin` times its disagreement at most);
 - `oracle`: the tight box of the ground-truth landmarks (for diagnosis; reports label it);
 - `full`: the whole image (always, for models trained with `face_box: image`, which take one pass).
 After the first pass, each further pass re-crops around the previous prediction's landmark box, which is
 exactly how training crops are made (for a model trained `upright`, turned so the previous prediction's outer
 eye corners lie level, as its training crops were turned by their labels'). A last read of that crop and its
 mirror (`flip_test`), each shifted by the model's fitted `point_offsets`, gives the landmarks (the mean of the
-two readings) and the confidence proxy (their disagreement). With `turn` (degrees), the chosen face is
-flip-tested once more with its crop turned each way by `turn` around its centre, and the landmarks are the
-mean of the three (test-time augmentation: four more model reads per image; not for models that read the
-whole image).
+two readings) and the confidence proxy (their disagreement). With `turn` (degrees), a face is flip-tested once
+more with its crop turned each way by `turn` around its centre, and the landmarks are the mean of the three
+(test-time augmentation: four more model reads per face; not for models that read the whole image).
+
+`predict_faces` returns every face of each image (several people); `predict_batch` one face per image, the
+candidate the model reads most consistently (a false detection or a face outside the crop reads
+inconsistently), which is what `evaluate` scores against an image's one labelled face.
 
 `fit_point_offsets` measures those offsets on labelled training images: per reading (direct, mirrored) and
 point, the median residual in crop fractions. They remove what a model reads consistently off its labels,
@@ -29,83 +29,106 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from kerakp.codecs import decode_regression
-from kerakp.data.geometry import box_crop_matrix, level_turn, points_box, transform_points, warp, whole_image_box
-from kerakp.detect import BoxCalibration, HaarDetector
+from kerakp.data.geometry import box_crop_matrix, box_iou, level_turn, points_box, transform_points, warp, whole_image_box
+from kerakp.detect import DEFAULT_DETECTOR, Detector, calibration_for, get_detector
 from kerakp.errors import KerakpError
 from kerakp.metrics import per_image_nme
 from kerakp.runtime import open_model
-from kerakp.schemas import Schema, get_schema
+from kerakp.schemas import Schema
 
 BOX_SOURCES = ("detector", "oracle", "full")
-DEFAULT_TURN = 12.0  # degrees; validation NME of the shipped models: ytf68 0.0403 -> 0.0396, 300-W 0.0353 -> 0.0346
+DEFAULT_TURN = 12.0  # degrees (BENCHMARKS.md, "Turned reads")
+
+
+class Candidate(NamedTuple):
+    """A first-pass landmark box, the detector's score for it (NaN elsewhere) and whether a detector gave it."""
+
+    box: np.ndarray
+    score: float
+    detected: bool
 
 
 @dataclass
 class Prediction:
-    """Keypoints (K, 2) in original pixels (None when no face was found), the box they came from, whether
-    the detector's box won, and the flip disagreement of the winner (a confidence proxy: lower is surer)."""
+    """Keypoints (K, 2) in original pixels (None when no face was found), their box, whether a detector's
+    box gave them, the flip disagreement (a confidence proxy: lower is surer) and the detector's score
+    (NaN where the box came from elsewhere)."""
 
     points: np.ndarray | None
     box: np.ndarray | None
     detected: bool
     flip_nme: float = float("nan")
+    score: float = float("nan")
 
 
 class Predictor:
     """Runs a landmark model (`.keras`, `.tflite` or `.onnx`, see `kerakp.runtime`) on whole images."""
 
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
-                 detector=None, batch_size: int = 32, candidates: int = 3, doubt: float = 0.06, margin: float = 0.7,
-                 turn: float = DEFAULT_TURN):
+                 detector: str | Detector = DEFAULT_DETECTOR, batch_size: int = 32, candidates: int = 3,
+                 doubt: float = 0.06, margin: float = 0.7, turn: float = DEFAULT_TURN, overlap: float = 0.5,
+                 max_roll: float = 15.0, dark: float = 55.0):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
             model = open_model(model)
-        self.model = model
-        self.schema: Schema = get_schema(model.schema_name)
-        self.input_size: int = model.input_size
-        self.crop_scale: float = model.crop_scale
-        self.whole_image = model.face_box == "image"
-        self.upright = getattr(model, "upright", False) and not self.whole_image
+        self.model, self.info = model, model.info
+        self.schema: Schema = self.info.schema
+        self.input_size: int = self.info.crop.size
+        self.crop_scale: float = self.info.crop.scale
+        self.whole_image = self.info.crop.whole_image
+        self.upright = self.info.crop.upright and not self.whole_image
         if self.whole_image:  # trained on whole images: every read crops the whole image, unturned
             box, passes, turn = "full", 1, 0.0
         self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
         self.candidates, self.doubt, self.margin, self.turn = max(1, candidates), doubt, margin, turn
-        self.detector = detector or (HaarDetector() if box == "detector" else None)
-        calibration = model.box_calibration.get(getattr(self.detector, "name", ""), {})
-        self.calibration = BoxCalibration(**calibration)
-        offsets = getattr(model, "point_offsets", None)
+        self.overlap, self.max_roll, self.dark = overlap, max_roll, dark
+        self.detector = self._calibration = None
+        if self.box == "detector":
+            self.detector = get_detector(detector) if isinstance(detector, str) else detector
+        offsets = self.info.point_offsets
         self.offsets = np.asarray(offsets, np.float64) if offsets else np.zeros((2, self.schema.num_points, 2))
+
+    @property
+    def calibration(self):
+        """The model's box calibration for the detector, looked up (and warned about, if missing) when first used."""
+        if self._calibration is None:
+            self._calibration = calibration_for(self.info, self.detector)
+        return self._calibration
 
     def run_model(self, crops: np.ndarray) -> np.ndarray:
         """Model outputs for a batch of crops (inference mode, whatever the model's file format)."""
         return np.asarray(self.model.predict_on_batch(crops.astype(np.float32)))
 
-    def face_boxes(self, image: np.ndarray, truth: np.ndarray | None = None) -> list[np.ndarray]:
-        """First-pass landmark boxes: the oracle's, the whole image's, or the detector's faces (up to `candidates`)."""
+    def face_boxes(self, image: np.ndarray, truth: np.ndarray | None = None, limit: int | None = None) -> list[Candidate]:
+        """First-pass landmark boxes: the oracle's, the whole image's, or the detector's faces (up to `limit`,
+        surest first)."""
         if self.box == "oracle":
             if truth is None:
                 raise KerakpError("--box oracle needs ground-truth landmarks")
-            return [points_box(truth)]
+            return [Candidate(points_box(truth), np.nan, True)]
         if self.box == "full":
-            return [whole_image_box(*image.shape[:2], self.crop_scale)]
-        faces = self.detector.faces(image) if hasattr(self.detector, "faces") else [self.detector(image)]
-        return [self.calibration.apply(face) for face in faces[:self.candidates] if face is not None]
+            return [Candidate(whole_image_box(*image.shape[:2], self.crop_scale), np.nan, False)]
+        return [Candidate(self.calibration.apply(face.box), face.score, True) for face in self.detector.faces(image)[:limit]]
 
-    def fallback_boxes(self, image: np.ndarray) -> list[np.ndarray]:
+    def fallback_boxes(self, image: np.ndarray) -> list[Candidate]:
         """Where else to look when the detector's faces are missing or doubtful: the whole image."""
         if self.box != "detector" or self.fallback != "full":
             return []
-        return [whole_image_box(*image.shape[:2], self.crop_scale)]
+        return [Candidate(whole_image_box(*image.shape[:2], self.crop_scale), np.nan, False)]
 
     def view(self, points: np.ndarray) -> tuple[np.ndarray, float]:
         """Where the next read crops around predicted landmarks: their box, and the turn (degrees) that sets
-        their outer eye corners level for a model trained `upright` (else 0)."""
-        return points_box(points), level_turn(points, self.schema.norm) if self.upright else 0.0
+        their outer eye corners level for a model trained `upright`; for any other model, the turn that brings
+        a head rolled further than `max_roll` back to `max_roll` (its training tilts)."""
+        level = level_turn(points, self.schema.norm) if self.schema.norm else 0.0
+        return points_box(points), level if self.upright else float(np.sign(level) * max(0.0, abs(level) - self.max_roll))
 
     def final_views(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
         """Where the flip test reads, per (image, first-pass landmark box): around the landmarks refined through
@@ -134,9 +157,15 @@ class Predictor:
 
     def crop(self, image: np.ndarray, box: np.ndarray, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Model-input crop around a landmark box, turned by `angle` degrees about its centre, and the matrix
-        that made it."""
+        that made it. A dark crop (mean below `dark`) is exposed as a camera would: smoothed a little, then
+        brightened to a mean of twice `dark` (at most 4 times), so its sensor noise is not amplified as is."""
         matrix = box_crop_matrix(box, self.crop_scale, self.input_size, angle)
-        return warp(image, matrix, self.input_size), matrix
+        crop = warp(image, matrix, self.input_size)
+        mean = crop.mean()
+        if mean < self.dark:
+            gain = min(4.0, 2 * self.dark / max(mean, 1.0))
+            crop = np.clip(cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 1.0) * gain, 0, 255)
+        return crop, matrix
 
     def read_crops(self, crops) -> np.ndarray:
         """The model's points (N, K, 2) in crop pixels for a sequence of crops, `batch_size` at a time."""
@@ -165,39 +194,56 @@ class Predictor:
         crop, matrix = self.crop(image, *self.view(points))
         return transform_points(np.linalg.inv(matrix), self.read_crops([crop])[0] + self.offsets[0] * self.input_size)
 
-    def choose(self, images: list[np.ndarray], boxes: list[list[np.ndarray]]) -> list[tuple[np.ndarray | None, float]]:
-        """Refine every image's candidate boxes through all passes, then read each result once more with
-        `flip_test`; per image the most consistent candidate's flip-averaged landmarks and its score."""
-        owners = [i for i, some in enumerate(boxes) for _ in some]
-        if not owners:
-            return [(None, np.inf)] * len(images)
-        flat = [images[i] for i in owners]
-        means, scores = self.flip_test(flat, self.final_views(flat, [box for some in boxes for box in some]))
-        chosen, start = [], 0
-        for some in boxes:
-            if not some:
-                chosen.append((None, np.inf))
-                continue
-            best = start + int(np.argmin(scores[start:start + len(some)]))
-            chosen.append((means[best], float(scores[best])))
-            start += len(some)
-        return chosen
+    def read_candidates(self, images: list[np.ndarray], found: list[list[Candidate]]) -> list[list[Prediction]]:
+        """Refine every image's candidates through all passes, then read each result once more with
+        `flip_test`: per image, a Prediction per candidate (flip-averaged landmarks and their disagreement)."""
+        flat = [(images[i], candidate) for i, some in enumerate(found) for candidate in some]
+        if not flat:
+            return [[] for _ in images]
+        faces, candidates = map(list, zip(*flat))
+        means, scores = self.flip_test(faces, self.final_views(faces, [c.box for c in candidates]))
+        read = iter(Prediction(points, points_box(points), c.detected, float(score), c.score)
+                    for points, score, c in zip(means, scores, candidates))
+        return [[next(read) for _ in some] for some in found]
+
+    def choose(self, images: list[np.ndarray], found: list[list[Candidate]]) -> list[Prediction]:
+        """Per image, the candidate the model reads most consistently (an empty Prediction where none)."""
+        return [min(read, key=lambda p: p.flip_nme) if read else Prediction(None, None, False, np.inf)
+                for read in self.read_candidates(images, found)]
 
     def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
-        """Predict every image of a list (one face each). The detector's faces come first; where none is
+        """One face per image of a list. The detector's surest `candidates` faces come first; where none is
         found, or none reads consistently (`doubt`), the fallback boxes compete with them and win by reading at
         most `margin` times the detector's disagreement: a whole image can hold a face-like pattern that reads
         a little more consistently than a real but hard face."""
-        found = [self.face_boxes(img, None if truths is None else truths[i]) for i, img in enumerate(images)]
-        first = self.choose(images, found)
+        found = [self.face_boxes(img, None if truths is None else truths[i], self.candidates) for i, img in enumerate(images)]
+        results = self.choose(images, found)
         fallbacks = [self.fallback_boxes(img) for img in images]
-        retry = [i for i, (points, score) in enumerate(first) if fallbacks[i] and (points is None or score > self.doubt)]
-        second = self.choose([images[i] for i in retry], [fallbacks[i] for i in retry])
-        results = [Prediction(p, None if p is None else points_box(p), p is not None, score) for p, score in first]
-        for i, (points, score) in zip(retry, second):
-            if points is not None and (first[i][0] is None or score < first[i][1] * self.margin):
-                results[i] = Prediction(points, points_box(points), False, score)
+        retry = [i for i, first in enumerate(results) if fallbacks[i] and (first.points is None or first.flip_nme > self.doubt)]
+        for i, second in zip(retry, self.choose([images[i] for i in retry], [fallbacks[i] for i in retry])):
+            if second.points is not None and (results[i].points is None or second.flip_nme < results[i].flip_nme * self.margin):
+                results[i] = second
         return self.read_turned(images, results) if self.turn else results
+
+    def predict_faces(self, images: list[np.ndarray], max_faces: int | None = None) -> list[list[Prediction]]:
+        """Every face of each image, surest first (the detector's score; at most `max_faces`): each detected face
+        read through all passes and the flip test, where two land on one face (their boxes overlap by more than
+        `overlap`) the more consistent read kept. Where no face is detected, the fallback box (the whole image)
+        is read. `max_faces` 1 is `predict_batch`: per image the one face the model reads most consistently."""
+        if max_faces == 1:
+            return [[face] if face.points is not None else [] for face in self.predict_batch(images)]
+        found = [self.face_boxes(image) or self.fallback_boxes(image) for image in images]
+        faces = []
+        for read in self.read_candidates(images, found):
+            kept = []
+            for face in sorted(read, key=lambda p: p.flip_nme):
+                if all(box_iou(face.box, other.box) <= self.overlap for other in kept):
+                    kept.append(face)
+            faces.append(sorted(kept, key=lambda p: (-np.nan_to_num(p.score), p.flip_nme))[:max_faces])
+        if self.turn:
+            flat = self.read_turned([image for image, some in zip(images, faces) for _ in some], [f for some in faces for f in some])
+            faces = [flat[start:start + len(some)] for start, some in zip(np.cumsum([0] + [len(f) for f in faces]), faces)]
+        return faces
 
     def read_turned(self, images: list[np.ndarray], results: list[Prediction]) -> list[Prediction]:
         """The results' landmarks averaged with the flip tests of their crops (`view`) turned by -`turn` and
@@ -223,7 +269,7 @@ def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list:
     pairs, residuals = zip(images, keypoints), []
     while chunk := list(islice(pairs, predictor.batch_size)):
         batch, truths = map(list, zip(*chunk))
-        first = [predictor.face_boxes(image, truth)[0] for image, truth in zip(batch, truths)]
+        first = [predictor.face_boxes(image, truth)[0].box for image, truth in zip(batch, truths)]
         direct, mirrored, matrices = predictor.read_both(batch, predictor.final_views(batch, first))
         labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
         residuals.append(np.stack([labels - direct, labels - mirrored], axis=1) / predictor.input_size)

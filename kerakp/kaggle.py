@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kerakp.data.readers import KAGGLE_SIZE, _read_csv, read_kaggle
+from kerakp.data.readers import KAGGLE_SIZE, read_kaggle, read_table
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
 
@@ -16,9 +16,9 @@ def submission(predictor: Predictor, test_csv, lookup_csv) -> pd.DataFrame:
     if predictor.schema.name != "kaggle15":
         raise KerakpError(f"the model predicts {predictor.schema.name}; a Kaggle submission needs a kaggle15 model")
     if predictor.box != "full":
-        raise KerakpError("a Kaggle model crops the whole image: train it with face_box: image (configs/kaggle15.yaml)")
+        raise KerakpError("a Kaggle model crops the whole image: train it with face_box: image (kerakp/recipes/kaggle15.yaml)")
     test = read_kaggle(test_csv)
-    lookup = _read_csv(Path(lookup_csv))
+    lookup = read_table(lookup_csv)
     needed = {"RowId", "ImageId", "FeatureName"}
     if not needed <= set(lookup.columns):
         raise KerakpError(f"{lookup_csv}: needs columns RowId, ImageId, FeatureName (has {', '.join(lookup.columns)})")

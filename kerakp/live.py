@@ -9,7 +9,6 @@ detector calls, track losses, tag counts) are written at the end, also when the 
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 from kerakp.data.geometry import points_box
 from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
-from kerakp.inference import Predictor
+from kerakp.io import write_json
+from kerakp.inference import Prediction, Predictor
 from kerakp.quiet import native_stderr_silenced
 
 STAGES = ("capture", "detect", "infer", "draw")
@@ -126,12 +126,39 @@ class Recorder:
         if self.writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            open(self.path, "wb").close()   # an unwritable folder fails here, naming the path
             self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (frame.shape[1], frame.shape[0]))
+            if not self.writer.isOpened():
+                self.writer = None
+                self.path.unlink(missing_ok=True)
+                raise KerakpError(f"{self.path}: OpenCV cannot write {self.path.suffix or 'this'} videos (use .avi or .mp4)")
         self.writer.write(frame)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+
+
+def track(predictor: Predictor, source="0", redetect_every: int = 30, momentum: float = 0.5,
+          max_frames: int | None = None, stats: LiveStats | None = None):
+    """(RGB frame, [Prediction] of its faces) for each frame of a camera index or video file, tracked
+    (`LandmarkTracker`), until the source ends or `max_frames`."""
+    stats = stats if stats is not None else LiveStats()
+    tracker = LandmarkTracker(predictor, redetect_every, momentum)
+    capture = open_source(str(source))
+    try:
+        while max_frames is None or stats.frames < max_frames:
+            start = time.perf_counter()
+            ok, frame_bgr = capture.read()
+            if not ok:
+                break
+            frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+            stats.stage_ms["capture"].append(1000 * (time.perf_counter() - start))
+            points = tracker.step(frame, stats)
+            stats.frames += 1
+            yield frame, [] if points is None else [Prediction(points, points_box(points), True)]
+    finally:
+        capture.release()
 
 
 def run_live(predictor: Predictor, source: str = "0", record: Path | None = None, headless: bool = False,
@@ -201,6 +228,5 @@ def run_live(predictor: Predictor, source: str = "0", record: Path | None = None
             cv2.destroyAllWindows()
         summary = stats.summary()
         if stats_path is not None:
-            stats_path.parent.mkdir(parents=True, exist_ok=True)
-            stats_path.write_text(json.dumps(summary, indent=2))
+            write_json(stats_path, summary)
     return summary

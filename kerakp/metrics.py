@@ -60,3 +60,15 @@ def summarize(pred: np.ndarray, truth: np.ndarray, schema: Schema, scale=None) -
         "auc@0.08": auc(nme, 0.08),
         "failure@0.08": float(np.mean(nme > 0.08)),
     }
+
+
+def paired_interval(before: np.ndarray, after: np.ndarray, groups, resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of `after - before` per image and its 95 % interval, resampling whole groups (persons, source
+    photos) with replacement, since images of one person are not independent."""
+    diff = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    keys, index = np.unique(np.asarray(groups), return_inverse=True)
+    sums, counts = np.bincount(index, diff, len(keys)), np.bincount(index, minlength=len(keys))
+    draws = np.random.default_rng(seed).integers(0, len(keys), (resamples, len(keys)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "low": float(low), "high": float(high), "better": float(np.mean(diff < 0))}

@@ -10,16 +10,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from kerakp.io import replacing  # noqa: E402
 from kerakp.metrics import auc, ced_curve  # noqa: E402
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def plot_ced(curves: dict[str, np.ndarray], path, limit: float = 0.1, title: str = "Cumulative error distribution") -> Path:

@@ -1,38 +1,54 @@
-"""One model interface for every file format: `.keras` (Keras, any backend), `.tflite` (LiteRT) and `.onnx`
-(ONNX Runtime). Each exposes what the `Predictor` needs: `predict_on_batch(crops)` and the model's kerakp
-metadata (`schema_name`, `input_size`, `crop_scale`, `box_calibration`, `split`, `face_box`, `point_offsets`,
-`upright`).
-Exported files keep that metadata in the `<file>.json` written beside them by `kerakp export`.
+"""One model interface for every file format: `.keras` (Keras, any backend), `.tflite` (LiteRT), `.onnx` (ONNX
+Runtime) and a SavedModel folder (TensorFlow). Each gives what the `Predictor` needs: `predict_on_batch(crops)`
+and `info` (`kerakp.model_info.ModelInfo`); an exported model keeps its info in the `<file>.json` sidecar
+written by `kerakp export`. Which runtime opens which suffix is the export-format table, `kerakp.export.FORMATS`.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from kerakp.errors import KerakpError
+from kerakp.io import replacing, write_json
+from kerakp.model_info import ModelInfo
 from kerakp.quiet import native_stderr_silenced
 
-SUFFIXES = (".keras", ".tflite", ".onnx")
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
 
 
 class ExportedModel:
-    """Metadata of an exported model: given, or read from its `<file>.json` sidecar."""
+    """An exported model's info: given as a `LandmarkModel` config, or read from its sidecar."""
 
     def __init__(self, path: Path, config: dict | None = None):
-        if config is None:
-            sidecar = path.with_name(path.name + ".json")
-            if not sidecar.is_file():
-                raise KerakpError(f"{path}: no {sidecar.name} beside it (written by kerakp export; it holds the markup and crop rule)")
-            config = json.loads(sidecar.read_text())["model"]
         self.path = path
-        self.backbone_name, self.schema_name = config["backbone"], config["schema"]
-        self.input_size, self.crop_scale = int(config["input_size"]), float(config["crop_scale"])
-        self.box_calibration, self.split = config.get("box_calibration", {}), config.get("split", {})
-        self.face_box = config.get("face_box", "landmarks")
-        self.point_offsets = config.get("point_offsets", [])
-        self.upright = config.get("upright", False)
+        if config is not None:
+            self.info = ModelInfo.from_config(config)
+            return
+        sidecar = sidecar_of(path)
+        if not sidecar.is_file():
+            raise KerakpError(f"{path}: no {sidecar.name} beside it (written by kerakp export; it holds the markup and crop rule)")
+        try:
+            self.info = ModelInfo.from_config(json.loads(sidecar.read_text())["model"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise KerakpError(f"{sidecar}: not a kerakp export report ({type(err).__name__}: {err})") from None
+
+
+def litert_interpreter(path, threads: int | None = None):
+    """A LiteRT interpreter for a `.tflite` file, with one clear error for a file that is not one."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise KerakpError(f"{path}: not a loadable TFLite model ({str(err).splitlines()[0][:160]})") from None
+    return interpreter
 
 
 class LiteRTModel(ExportedModel):
@@ -40,20 +56,15 @@ class LiteRTModel(ExportedModel):
 
     def __init__(self, path: Path, threads: int | None = None, config: dict | None = None):
         super().__init__(path, config)
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
-                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        except (ValueError, RuntimeError) as err:
-            raise KerakpError(f"{path}: not a loadable TFLite model ({str(err).splitlines()[0][:160]})") from None
+        self.interpreter = litert_interpreter(path, threads)
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = None
 
     def predict_on_batch(self, crops: np.ndarray) -> np.ndarray:
         if self.batch != len(crops):
-            self.interpreter.resize_tensor_input(self.input, [len(crops), self.input_size, self.input_size, 3])
+            size = self.info.crop.size
+            self.interpreter.resize_tensor_input(self.input, [len(crops), size, size, 3])
             with native_stderr_silenced():
                 self.interpreter.allocate_tensors()
             self.batch = len(crops)
@@ -86,6 +97,25 @@ class OnnxModel(ExportedModel):
         return self.session.run(None, {self.input: np.ascontiguousarray(crops, dtype=np.float32)})[0]
 
 
+class SavedModel(ExportedModel):
+    """A TensorFlow SavedModel folder, run through its `serve` signature (needs TensorFlow)."""
+
+    def __init__(self, path: Path, threads: int | None = None, config: dict | None = None):
+        super().__init__(path, config)
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise KerakpError(f"{path}: a SavedModel needs TensorFlow (pip install tensorflow)") from None
+        try:
+            self.serve = tf.saved_model.load(str(path)).signatures["serve"]
+        except (OSError, KeyError, ValueError) as err:
+            raise KerakpError(f"{path}: not a loadable SavedModel ({str(err).splitlines()[0][:160]})") from None
+        self.tf = tf
+
+    def predict_on_batch(self, crops: np.ndarray) -> np.ndarray:
+        return next(iter(self.serve(self.tf.constant(crops, self.tf.float32)).values())).numpy()
+
+
 def load_keras_model(path: Path):
     """A kerakp `.keras` model, with a clear error for a foreign or broken file."""
     import keras
@@ -101,16 +131,38 @@ def load_keras_model(path: Path):
     return model
 
 
+def save_metadata(path, info: ModelInfo, out=None) -> Path:
+    """The model at `path` with new `info` (refitted calibrations and offsets), written to `out` (default: in
+    place): a `.keras` model whole, without optimizer state; an exported model as a copy of its file with the
+    info in its sidecar. Nothing changes until everything is written."""
+    path, target = Path(path), Path(out or path)
+    if path.suffix.lower() == ".keras":
+        from kerakp.train import save_for_inference
+
+        with replacing(target) as tmp:
+            save_for_inference(load_keras_model(path), tmp, info)
+        return target
+    report = json.loads(sidecar_of(path).read_text())
+    report["model"].update(info.to_config())
+    if target != path:
+        with replacing(target, folder=path.is_dir()) as tmp:
+            (shutil.copytree if path.is_dir() else shutil.copyfile)(path, tmp, **({"dirs_exist_ok": True} if path.is_dir() else {}))
+    write_json(sidecar_of(target), report)
+    return target
+
+
 def open_model(path, threads: int | None = None):
-    """Open a model file of any supported format, chosen by its suffix."""
+    """Open a model of any supported format: `.keras`, or an export format by its suffix (a folder: SavedModel)."""
+    from kerakp.export import FORMATS
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise KerakpError(f"{path}: model file not found")
-    suffix = path.suffix.lower()
+    suffix = "" if path.is_dir() else path.suffix.lower()
     if suffix == ".keras":
         return load_keras_model(path)
-    if suffix == ".tflite":
-        return LiteRTModel(path, threads)
-    if suffix == ".onnx":
-        return OnnxModel(path, threads)
-    raise KerakpError(f"{path}: unknown model format (expected {', '.join(SUFFIXES)})")
+    for spec in FORMATS.values():
+        if spec.suffix == suffix:
+            return spec.runtime(path, threads)
+    known = ", ".join([".keras"] + [spec.suffix or "a SavedModel folder" for spec in FORMATS.values()])
+    raise KerakpError(f"{path}: unknown model format (expected {known})")

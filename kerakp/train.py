@@ -6,7 +6,6 @@ A run folder holds `model.keras` (best validation loss), `last.keras` (for `--re
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +19,10 @@ from kerakp.data.augment import Augment
 from kerakp.data.geometry import whole_image_box
 from kerakp.data.readers import LandmarkSet, join_sets, load_dataset, split_by_person
 from kerakp.data.sequence import KeypointSequence
-from kerakp.detect import HaarDetector, fit_box_calibration
+from kerakp.detect import DETECTORS, fit_box_calibration, get_detector
 from kerakp.errors import KerakpError
+from kerakp.io import refuse_existing, remove, replacing, write_csv, write_json, write_text
+from kerakp.model_info import CropRule, ModelInfo
 from kerakp.models.landmark_model import LandmarkModel
 from kerakp.models.losses import CropNME, MaskedKeypointLoss
 from kerakp.plots import plot_history
@@ -34,16 +35,22 @@ def _sample(data: LandmarkSet, count: int, seed: int, desc: str, progress: bool)
     from tqdm import tqdm
 
     chosen = np.random.default_rng(seed).permutation(len(data))[:count]
-    return (data.image(i) for i in tqdm(chosen, desc=desc, disable=not progress, unit="img")), data.keypoints[chosen]
+    return (data.image(i) for i in tqdm(chosen, desc=desc, disable=None if progress else True, unit="img")), data.keypoints[chosen]
 
 
-def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True) -> dict:
-    """Fit the Haar-box -> landmark-box mapping on up to `count` training images."""
-    if count <= 0:
-        return {}
-    detector = HaarDetector()
-    calibration = fit_box_calibration(detector, *_sample(data, count, seed, "fitting detector boxes", progress))
-    return {detector.name: calibration.to_dict()}
+def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True, names=None) -> dict:
+    """Fit each detector's box -> landmark-box mapping (`names`, default every detector this installation
+    can run) on up to `count` training images."""
+    fitted = {}
+    for name in (names or DETECTORS) if count > 0 else ():
+        try:
+            detector = get_detector(name)
+        except KerakpError:
+            if names:
+                raise
+            continue    # Haar on OpenCV 5: no cascades to fit
+        fitted[name] = fit_box_calibration(detector, *_sample(data, count, seed, f"fitting {name} boxes", progress)).to_dict()
+    return fitted
 
 
 def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True) -> list:
@@ -111,15 +118,43 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     model.compile(optimizer=optimizer, loss=loss, metrics=[CropNME(model.schema.norm)])
 
 
+class RunCheckpoints(keras.callbacks.Callback):
+    """After each epoch, the run folder's resumable state, each file written whole: `history.csv` with the
+    epoch's row, `last.keras` (with optimizer state) and, when the monitored loss beats every earlier epoch,
+    `model.keras`. A non-finite training loss stops the run at once (`diverged`), keeping the last good files."""
+
+    def __init__(self, out: Path, monitor: str, resume: bool):
+        super().__init__()
+        self.out, self.monitor, self.diverged = out, monitor, None
+        self.history = pd.read_csv(out / "history.csv") if resume else pd.DataFrame()
+        self.best = float(self.history[monitor].min()) if resume and len(self.history) else np.inf
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.diverged = (len(self.history) + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if self.diverged or not all(np.isfinite(list(logs.values()))):
+            self.diverged = self.diverged or (epoch + 1, None, logs.get("loss", np.nan))
+            self.model.stop_training = True
+            return
+        history = pd.concat([self.history, pd.DataFrame([{"epoch": epoch, **logs}])], ignore_index=True)
+        if logs.get(self.monitor, np.inf) < self.best:
+            with replacing(self.out / "model.keras") as tmp:
+                self.model.save(tmp)
+            self.best = logs[self.monitor]
+        with replacing(self.out / "last.keras") as tmp:
+            self.model.save(tmp)
+        write_csv(history, self.out / "history.csv")
+        self.history = history
+
+
 def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> list:
-    # a resumed run only replaces model.keras when it beats every earlier epoch
-    best = float(pd.read_csv(out / "history.csv")[monitor].min()) if resume else None
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(out / "model.keras", monitor=monitor, save_best_only=True, initial_value_threshold=best),
-        keras.callbacks.ModelCheckpoint(out / "last.keras"),
-        keras.callbacks.CSVLogger(out / "history.csv", append=resume),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
-    ]
+    callbacks = [RunCheckpoints(out, monitor, resume),
+                 keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True)]
     if config.tensorboard:
         if importlib.util.find_spec("tensorflow") is None:
             raise KerakpError("--tensorboard writes TensorFlow event files and needs TensorFlow installed")
@@ -127,35 +162,49 @@ def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> li
     return callbacks
 
 
-def save_for_inference(model: LandmarkModel, path) -> None:
-    """Save weights and metadata without the optimizer state (which would triple the file)."""
-    clean = LandmarkModel.from_config(model.get_config())
+def save_for_inference(model: LandmarkModel, path, info: ModelInfo | None = None) -> None:
+    """Save weights and metadata (`info`, default the model's own) without the optimizer state (which would
+    triple the file)."""
+    clean = LandmarkModel.from_config({**model.get_config(), **(info.to_config() if info else {})})
     clean.set_weights(model.get_weights())
     clean.save(path)
 
 
-def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run in `out_dir`; returns the path of the best model."""
+RUN_FILES = ("model.keras", "last.keras", "history.csv", "config.yaml", "split.json", "training_curves.png")
+
+
+def _resume_from(out: Path, config: TrainConfig):
+    """The interrupted run's model (with its optimizer state) and the number of epochs it finished."""
+    if not (out / "last.keras").is_file() or not (out / "history.csv").is_file():
+        raise KerakpError(f"{out}: nothing to resume (no last.keras and history.csv)")
+    try:
+        model = keras.models.load_model(out / "last.keras")
+    except Exception as err:
+        raise KerakpError(f"{out / 'last.keras'}: not a loadable Keras model, cannot resume "
+                          f"({str(err).splitlines()[0][:120]})") from None
+    done = len(pd.read_csv(out / "history.csv"))
+    if done >= config.epochs:
+        raise KerakpError(f"{out}: already trained {done} of {config.epochs} epochs; raise --epochs to continue")
+    return model, done
+
+
+def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> Path:
+    """Train (or resume) a run in `out_dir`; returns the path of the best model. A fresh run refuses a folder
+    holding another run unless `overwrite`; a fresh run that stops before its first epoch ends leaves nothing."""
     out = Path(out_dir)
+    if not resume and any((out / name).exists() for name in RUN_FILES):
+        refuse_existing(out, overwrite, "--overwrite to replace it, or --resume to continue it")
     data = prepare(data, config)
     train_idx, val_idx = split_by_person(data, config.val_fraction, config.seed)
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     extra = extra_sets(config, data.schema)
-    aug = Augment.from_dict(config.augment)
+    crop = CropRule(config.input_size, config.crop_scale, config.upright, config.face_box == "image")
     loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing)
-    train_seq = KeypointSequence(join_sets([train_set, *extra]), config.input_size, config.batch_size, aug,
-                                 config.crop_scale, shuffle=True, seed=config.seed, upright=config.upright, **loader)
-    val_seq = (KeypointSequence(val_set, config.input_size, config.batch_size, None, config.crop_scale,
-                                upright=config.upright, **loader) if val_idx else None)
-    initial_epoch = 0
     if resume:
-        if not (out / "last.keras").is_file() or not (out / "history.csv").is_file():
-            raise KerakpError(f"{out}: nothing to resume (no last.keras and history.csv)")
-        model = keras.models.load_model(out / "last.keras")
-        initial_epoch = len(pd.read_csv(out / "history.csv"))
-        if initial_epoch >= config.epochs:
-            raise KerakpError(f"{out}: already trained {initial_epoch} of {config.epochs} epochs; raise --epochs to continue")
+        model, initial_epoch = _resume_from(out, config)
     else:
+        initial_epoch = 0
         keras.utils.set_random_seed(config.seed)   # initial weights and dropout, as the split and augmentation
         split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
                  "val_images": len(val_idx), "val_persons": len(set(val_set.persons)),
@@ -163,21 +212,43 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
         model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
                               config.weights, config.crop_scale,
                               calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
-                                                 config.seed, progress), split,
+                                                 config.seed, progress, [config.detector] if config.detector else None),
+                              split,
                               config.freeze_bn, config.face_box, config.head, upright=config.upright)
         if config.init:
             copied = start_from(model, config.init)
             if progress:
-                print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}")
+                print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
+    train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
+                                 shuffle=True, seed=config.seed, epoch=initial_epoch, **loader)
+    val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None
+    if not resume:
         compile_model(model, config, len(train_seq))
+        created = not out.exists()
+        for name in RUN_FILES:   # --overwrite: the earlier run's files go only now, when this one starts
+            remove(out / name)
         out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
     monitor = "val_loss" if val_seq is not None else "loss"
-    model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
-              callbacks=_callbacks(out, config, monitor, resume), verbose=1 if progress else 2)
+    callbacks = _callbacks(out, config, monitor, resume)
+    try:
+        model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=1 if progress else 2)
+        if callbacks[0].diverged:
+            epoch, batch, loss = callbacks[0].diverged
+            kept = f"{out / 'model.keras'} keeps the best epoch before it" if (out / "model.keras").exists() else "no epoch finished"
+            raise KerakpError(f"training diverged: the loss became {loss} in epoch {epoch}"
+                              + (f", batch {batch}" if batch else "") + f"; {kept} (try a lower --lr)")
+    except BaseException:
+        if not resume and not (out / "history.csv").exists():   # not one epoch finished: nothing to keep
+            remove(out / "config.yaml")
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
     best = keras.models.load_model(out / "model.keras")
-    best.point_offsets = calibrate_points(best, train_set, config.calibration_images, config.seed, progress)
-    save_for_inference(best, out / "model.keras")  # the best epoch, without optimizer state
+    info = best.info.replace(point_offsets=calibrate_points(best, train_set, config.calibration_images, config.seed, progress))
+    with replacing(out / "model.keras") as tmp:  # the best epoch with its offsets, without optimizer state
+        save_for_inference(best, tmp, info)
     plot_history(out / "history.csv", out / "training_curves.png")
-    (out / "split.json").write_text(json.dumps(model.split, indent=2))
+    write_json(out / "split.json", info.split)
     return out / "model.keras"

@@ -59,13 +59,12 @@ def synthetic_report(count: int) -> dict:
 
 def ytf68_report(model: Path, data: Path) -> dict:
     """Tags of ground truth vs end-to-end predictions on the model's own held-out persons."""
-    from kerakp.cli import _subset
-    from kerakp.data.readers import load_dataset
+    from kerakp.data.readers import load_dataset, model_subset
     from kerakp.evaluate import predict_set
     from kerakp.inference import Predictor
 
     predictor = Predictor(model, box="detector", passes=2, fallback="full")
-    held_out = _subset(load_dataset(data), predictor.model, "val")
+    held_out = model_subset(load_dataset(data), predictor.model.info.split, "val")
     predicted, _, _ = predict_set(predictor, held_out)
     truth_tags = EmotionRule().tag(features(held_out.keypoints, IBUG))
     pred_tags = EmotionRule().tag(features(predicted, IBUG))

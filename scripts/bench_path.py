@@ -27,15 +27,14 @@ from kerakp.timing import time_calls
 def bench(args) -> list[dict]:
     import cv2
 
-    from kerakp.cli import _subset
-    from kerakp.data.readers import load_dataset
+    from kerakp.data.readers import load_dataset, model_subset
     from kerakp.evaluate import evaluate
     from kerakp.inference import Predictor
     from kerakp.runtime import open_model
 
     cv2.setNumThreads(args.threads)
     model = open_model(args.model, args.threads)
-    data = _subset(load_dataset(args.data), model, "val")
+    data = model_subset(load_dataset(args.data), model.info.split, "val")
     images = [data.image(i) for i in range(min(args.images, len(data)))]
     rows = []
     for turn in map(float, args.turns.split(",")):

@@ -8,7 +8,7 @@
 #                                                     # 160 px face crops (layout ytf68) + ImageNet weights -> .data/
 # There (the device tool's run with carry [".whl", ".data/NAME", ".data/weights"]; the whole working tree,
 # saved_models/ included, travels and must stay under 64 MiB: `pack` prints the total):
-#   scripts/gpu_train.sh train ytf68 configs/ytf68_mobilenetv2_heatmap.yaml $OUT/run [more kerakp train options]
+#   scripts/gpu_train.sh train ytf68 kerakp/recipes/ytf68_mobilenetv2_heatmap.yaml $OUT/run [more kerakp train options]
 # (14 forked data workers; JAX warns that fork may deadlock, which it did not in these runs.)
 # The crops hide the detector's view of whole faces, so `train` fits no detector boxes: back here, run
 #   kerakp fit-detector RUN/model.keras --data ../shared/data/ytf68

@@ -26,13 +26,14 @@ def main(args: list[str]) -> None:
 
     from kerakp.data.readers import load_dataset
     from kerakp.data.sequence import KeypointSequence
+    from kerakp.model_info import CropRule
     from kerakp.models.landmark_model import LandmarkModel
     from kerakp.models.losses import MaskedKeypointLoss
 
     if mode == "train":
         out, data_csv = rest
         keras.utils.set_random_seed(0)
-        crops, targets = KeypointSequence(load_dataset(data_csv), 32, batch_size=8)[0]
+        crops, targets = KeypointSequence(load_dataset(data_csv), CropRule(32), batch_size=8)[0]
         model = LandmarkModel("mobilenetv2", "ibug68", 32, head_units=16)
         model.compile(keras.optimizers.AdamW(1e-3), MaskedKeypointLoss("huber"))
         loss = model.train_on_batch(crops, targets)

@@ -115,22 +115,33 @@ def test_evaluate_reports_end_to_end(trained, ytf68_subset, tmp_path):
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["turn"] == 0
 
 
-def test_predict_writes_one_row_per_image(trained, ytf68_subset, tmp_path):
+def test_predict_writes_one_row_per_face(trained, ytf68_subset, tmp_path):
     images = ytf68_subset.parent / "training"
     out = tmp_path / "pred.csv"
-    result = run("predict", trained / "model.keras", images, "--out", out, "--no-fallback")
+    result = run("predict", trained / "model.keras", images, "--out", out, "--no-fallback", "--max-faces", 1)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
     assert list(frame.columns[:5]) == ["image", "found", "detected", "x0", "y0"] and frame.shape == (60, 3 + 136)
     assert set(frame["image"]) == {p.name for p in images.iterdir()}
     found = frame[frame["found"] == 1]
-    assert len(found) > 40 and not found.iloc[:, 3:].isna().any().any() and (found["detected"] == 1).all()
+    assert len(found) > 55 and not found.iloc[:, 3:].isna().any().any() and (found["detected"] == 1).all()
     assert frame[frame["found"] == 0].iloc[:, 3:].isna().all().all()
-    # by default every image gets landmarks; those the detector missed come from the fallback boxes
-    assert run("predict", trained / "model.keras", images, "--out", out).exit_code == 0
-    every = pd.read_csv(out)
-    assert (every["found"] == 1).all() and not every.iloc[:, 3:].isna().any().any()
-    assert set(every.loc[every["detected"] == 0, "image"]) >= set(frame.loc[frame["found"] == 0, "image"])
+    # where the detector finds no face the whole image is read, unless --no-fallback
+    import cv2
+
+    (tmp_path / "blank").mkdir()
+    cv2.imwrite(str(tmp_path / "blank" / "grey.png"), np.full((120, 160, 3), 128, np.uint8))
+    for fallback, found in (("--fallback", 1), ("--no-fallback", 0)):
+        assert run("predict", trained / "model.keras", tmp_path / "blank", "--out", tmp_path / f"{fallback}.csv",
+                   fallback).exit_code == 0
+        grey = pd.read_csv(tmp_path / f"{fallback}.csv")
+        assert list(grey[["face", "found", "detected"]].iloc[0]) == [0, found, 0] and len(grey) == 1
+    # by default every face of an image gets a row, numbered from the largest
+    assert run("predict", trained / "model.keras", images, "--out", out).exit_code == 2     # refused: it exists
+    assert run("predict", trained / "model.keras", images, "--out", out, "--overwrite").exit_code == 0
+    faces = pd.read_csv(out)
+    assert list(faces.columns[:4]) == ["image", "face", "found", "detected"] and set(faces["image"]) == set(frame["image"])
+    assert (faces.groupby("image")["face"].min() == 0).all() and (faces["found"] == 1).all()
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +175,13 @@ def test_bad_inputs_get_one_line_and_exit_2(untrained_model, synthetic_csv, tmp_
     (broken / "fine.jpg").write_bytes(next((synthetic_csv.parent / "images").iterdir()).read_bytes())
     (broken / "zbroken.jpg").write_bytes(b"not an image")
     out = tmp_path / "pred.csv"
-    result = run("predict", untrained_model, broken, "--out", out)
+    result = run("predict", untrained_model, broken, "--out", out)   # the unreadable file is skipped and named
+    assert result.exit_code == 0 and "skipped 1 of 2 files, not readable images: zbroken.jpg" in result.output
+    assert list(pd.read_csv(out)["image"]) == ["fine.jpg"]
+    (broken / "fine.jpg").unlink()
+    result = run("predict", untrained_model, broken, "--out", tmp_path / "none.csv")
     assert result.exit_code == 2 and "zbroken.jpg: not a readable image" in result.output
-    assert not out.exists() and not list(tmp_path.glob("pred.csv*"))
+    assert not (tmp_path / "none.csv").exists() and not list(tmp_path.glob("*none*"))
 
 
 def test_quickstart_runs_on_its_own_synthetic_faces(tmp_path):
@@ -194,6 +209,7 @@ def test_fit_detector_refits_the_box_calibration_and_point_offsets(trained, ytf6
     assert result.exit_code == 0, result.output
     fitted, original = load_keras_model(out), load_keras_model(trained / "model.keras")
     assert original.box_calibration["haar"]["samples"] <= 20 < fitted.box_calibration["haar"]["samples"] <= 40
+    assert original.box_calibration["blazeface"]["samples"] == 20 < fitted.box_calibration["blazeface"]["samples"] == 40
     assert all(np.array_equal(a, b) for a, b in zip(fitted.get_weights(), original.get_weights()))
     assert np.shape(original.point_offsets) == np.shape(fitted.point_offsets) == (2, 68, 2)   # train fits them too
     assert not np.array_equal(original.point_offsets, fitted.point_offsets) and "direct reading median" in result.output
@@ -204,7 +220,14 @@ def test_fit_detector_refits_the_box_calibration_and_point_offsets(trained, ytf6
     assert run("fit-detector", tmp_path / "nosplit.keras", "--data", ytf68_subset, "--images", 60).exit_code == 0
     assert load_keras_model(tmp_path / "nosplit.keras").box_calibration["haar"]["samples"] > 40
     wrong = run("fit-detector", tmp_path / "model.tflite", "--data", ytf68_subset)
-    assert wrong.exit_code == 2 and "fit the calibration on the .keras model" in wrong.output and not out.with_suffix(".tmp.keras").exists()
+    assert wrong.exit_code == 2 and "model.tflite: model file not found" in wrong.output and not out.with_suffix(".tmp.keras").exists()
+    # --detector refits one detector's calibration and keeps the others; --no-offsets keeps the offsets
+    again = tmp_path / "again.keras"
+    result = run("fit-detector", out, "--data", ytf68_subset, "--images", 10, "--detector", "blazeface", "--no-offsets", "--out", again)
+    assert result.exit_code == 0, result.output
+    refitted = load_keras_model(again)
+    assert refitted.box_calibration["haar"] == fitted.box_calibration["haar"] and refitted.box_calibration["blazeface"]["samples"] == 10
+    assert np.array_equal(refitted.point_offsets, fitted.point_offsets)
 
 
 @pytest.mark.parametrize("fmt, markup", [("ytf68", "ibug68"), ("pts", "ibug68"), ("csv5", "five")])

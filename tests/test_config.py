@@ -4,17 +4,21 @@ from pathlib import Path
 
 import pytest
 
-from kerakp.config import CHOICES, load_config
+from kerakp.config import CHOICES, load_config, recipes
 from kerakp.errors import KerakpError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "training_history"
 
 
-def test_every_shipped_recipe_loads():
-    recipes = [p for p in sorted(CONFIGS.glob("*.yaml")) if p.name != "emotion.yaml"]   # emotion: a tag rule
-    assert len(recipes) > 10
-    for recipe in recipes:
+def test_every_recipe_loads_the_packaged_ones_by_name():
+    history = sorted(CONFIGS.glob("*.yaml"))
+    assert len(history) > 10 and len(recipes()) >= 6 and "emotion" not in recipes()   # emotion: a tag rule
+    for recipe in [*history, *recipes().values()]:
         load_config(recipe)
+    assert load_config("300w_mobilenetv2_heatmap") == load_config(recipes()["300w_mobilenetv2_heatmap"])
+    assert load_config("quickstart.yaml").backbone == "simplecnn"
+    with pytest.raises(KerakpError, match="nosuch: config file not found \\(packaged recipes: 300w_mobilenetv2, "):
+        load_config("nosuch")
 
 
 def test_a_based_recipe_is_its_base_with_its_own_keys_changed():

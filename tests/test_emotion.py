@@ -83,7 +83,7 @@ def test_rule_config_and_labels(tmp_path):
     import yaml
     from pathlib import Path
 
-    repo_config = Path(__file__).resolve().parents[1] / "configs" / "emotion.yaml"
+    repo_config = Path(__file__).resolve().parents[1] / "kerakp" / "recipes" / "emotion.yaml"
     assert load_rule(repo_config) == EmotionRule()  # the shipped config is the published rule
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"positive_w": 0.5}))
     with pytest.raises(KerakpError, match="bad.yaml: expected keys among"):
@@ -108,8 +108,11 @@ def test_cli_tags_landmarks_and_calibrates(synthetic_csv, tmp_path):
     assert after >= before and config.is_file()
     assert load_rule(config) != EmotionRule()
     result = runner.invoke(main, ["emotion", "--landmarks", str(synthetic_csv), "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 2 and "tags.csv: already exists" in result.output
+    result = runner.invoke(main, ["emotion", "--landmarks", str(synthetic_csv), "--config", str(config), "--out", str(out),
+                                  "--overwrite"])
     assert result.exit_code == 0
     five = tmp_path / "five.csv"
     five.write_text("image_name," + ",".join(f"point_{i}_{a}" for i in range(1, 6) for a in "xy") + "\na.jpg" + ",1" * 10 + "\n")
-    result = runner.invoke(main, ["emotion", "--landmarks", str(five)])
+    result = runner.invoke(main, ["emotion", "--landmarks", str(five), "--out", str(tmp_path / "five_tags.csv")])
     assert result.exit_code == 2 and "markup 'five' cannot be tagged" in result.output

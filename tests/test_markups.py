@@ -14,7 +14,7 @@ from kerakp.data.writers import write_dataset
 
 from conftest import shared_path
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "kerakp" / "recipes"
 TINY = ["--backbone", "simplecnn", "--input-size", "48", "--batch-size", "16", "--set", "head_units=32"]
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kerakp.data.sequence import KeypointSequence
+from kerakp.model_info import CropRule
 from kerakp.errors import KerakpError
 from kerakp.models.backbones import BACKBONES, build_backbone
 from kerakp.models.landmark_model import LandmarkModel, SoftArgmax
@@ -22,7 +23,7 @@ def _compiled(backbone: str, size: int, lr: float = 1e-3, head: str = "regressio
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set):
     model = _compiled(backbone, 32)
-    crops, targets = KeypointSequence(synthetic_set, 32, batch_size=4)[0]
+    crops, targets = KeypointSequence(synthetic_set, CropRule(32), batch_size=4)[0]
     loss = model.train_on_batch(crops, targets, return_dict=True)["loss"]
     assert np.isfinite(loss)
     assert model.predict_on_batch(crops).shape == (4, 136)
@@ -31,7 +32,7 @@ def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set
 @pytest.mark.parametrize("head", ["regression", "heatmap", "unet"])
 def test_training_lowers_the_loss(synthetic_set, head):
     model = _compiled("simplecnn", 48, lr=1e-2, head=head)
-    crops, targets = KeypointSequence(synthetic_set, 48, batch_size=16)[0]
+    crops, targets = KeypointSequence(synthetic_set, CropRule(48), batch_size=16)[0]
     first = model.evaluate(crops, targets, verbose=0, return_dict=True)["loss"]
     for _ in range(30):  # measured: 0.0018 -> 0.0005 in 30 steps
         model.train_on_batch(crops, targets)
@@ -42,7 +43,7 @@ def test_saved_model_carries_its_metadata_and_predictions(tmp_path, synthetic_se
     model = LandmarkModel("resnet18", "ibug68", 32, head_units=16, crop_scale=1.3,
                           box_calibration={"haar": {"dx": 0.01, "dy": 0.1, "scale": 0.8, "samples": 5}},
                           split={"val_fraction": 0.2, "seed": 1})
-    crops, _ = KeypointSequence(synthetic_set, 32, batch_size=4)[0]
+    crops, _ = KeypointSequence(synthetic_set, CropRule(32), batch_size=4)[0]
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
     assert isinstance(loaded, LandmarkModel)

@@ -7,40 +7,43 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kerakp.cli import _subset
-from kerakp.data.readers import load_dataset, read_image
+from kerakp.data.readers import load_dataset, model_subset, read_image
 from kerakp.evaluate import predict_set
 from kerakp.inference import Predictor
 from kerakp.metrics import per_image_nme
 
 from conftest import shared_path
 
-SAVED = Path(__file__).resolve().parents[1] / "saved_models"
+REPO = Path(__file__).resolve().parents[1]
+SAVED, PRESETS = REPO / "saved_models", REPO / "kerakp" / "presets"
 # model file -> (data folder under ../shared/data, end-to-end NME on its card, measured on all val images)
 CARDS = {
-    "ytf68_mobilenetv2_heatmap.keras": ("ytf68", 0.0396),
-    "ytf68_mobilenetv2_heatmap.tflite": ("ytf68", 0.0396),
-    "300w_mobilenetv2_heatmap.keras": ("300w_train", 0.0346),
-    "300w_mobilenetv2_heatmap.tflite": ("300w_train", 0.0346),
+    "saved_models/ytf68_mobilenetv2_heatmap.keras": ("ytf68", 0.0396),
+    "kerakp/presets/ytf68_mobilenetv2_heatmap.tflite": ("ytf68", 0.0396),
+    "saved_models/300w_mobilenetv2_heatmap.keras": ("300w_train", 0.0346),
+    "kerakp/presets/300w_mobilenetv2_heatmap.tflite": ("300w_train", 0.0346),
 }
 
 
-def test_every_shipped_model_has_a_card():
-    for model in [*SAVED.glob("*.keras"), *SAVED.glob("*.tflite")]:
-        assert model.with_suffix(".md").is_file(), model.name
+def test_every_shipped_model_has_a_card_that_states_its_data_licence():
+    for model in [*SAVED.glob("*.keras"), *SAVED.glob("*.tflite"), *PRESETS.glob("*.tflite")]:
+        card = next((folder / f"{model.stem}.md" for folder in (model.parent, PRESETS) if (folder / f"{model.stem}.md").is_file()), None)
+        assert card is not None, model.name
+    for card in PRESETS.glob("*.md"):
+        assert "research use" in card.read_text(), card.name
 
 
 @pytest.mark.parametrize("name", sorted(CARDS))
 def test_shipped_model_predicts_a_synthetic_face(name, synthetic_set):
-    result = Predictor(SAVED / name, fallback="full").predict(read_image(synthetic_set.paths[0]))
+    result = Predictor(REPO / name, fallback="full").predict(read_image(synthetic_set.paths[0]))
     assert result.points.shape == (68, 2) and np.isfinite(result.points).all() and np.isfinite(result.flip_nme)
 
 
 @pytest.mark.parametrize("name", sorted(CARDS))
 def test_shipped_model_scores_as_its_card_says(name):
     folder, card_nme = CARDS[name]
-    predictor = Predictor(SAVED / name, fallback="full")
-    data = _subset(load_dataset(shared_path(folder)), predictor.model, "val")
+    predictor = Predictor(REPO / name, fallback="full")
+    data = model_subset(load_dataset(shared_path(folder)), predictor.model.info.split, "val")
     data = data.subset(list(range(0, len(data), 3)))  # a third of the validation persons' images, for time
     points, _, _ = predict_set(predictor, data, progress=False)
     nme = per_image_nme(points, data.keypoints, data.schema)
@@ -62,13 +65,13 @@ def test_training_script_chains_existing_configs(markup, tmp_path):
     stub.write_text(STUB)
     stub.chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"),
-           "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "model")}
-    subprocess.run(["bash", str(SAVED.parent / "scripts" / "train_heatmap.sh"), markup], env=env, check=True)
+           "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "model"), "TFLITE": str(tmp_path / "model.tflite")}
+    subprocess.run(["bash", str(REPO / "scripts" / "train_heatmap.sh"), markup], env=env, check=True)
     calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
     trains, (export, evaluate) = calls[:-2], calls[-2:]
     previous = None
     for call in trains:
-        assert call[0] == "train" and (SAVED.parent / call[call.index("--config") + 1]).is_file()
+        assert call[0] == "train" and (REPO / call[call.index("--config") + 1]).is_file()
         assert previous is None or call[call.index("--init") + 1] == previous
         previous = call[call.index("--out") + 1] + "/model.keras"
     assert len(trains) >= 2 and (tmp_path / "model.keras").is_file()

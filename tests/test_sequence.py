@@ -6,12 +6,13 @@ from kerakp.codecs import decode_regression, encode_regression
 from kerakp.data.augment import Augment
 from kerakp.data.geometry import crop_from_box, crop_matrix, points_box, transform_points, warp
 from kerakp.data.sequence import KeypointSequence
+from kerakp.model_info import CropRule
 
 NO_AUGMENT = dict(flip=0.0, rotation=0.0, scale=0.0, translate=0.0, shear=0.0, brightness=0.0, contrast=0.0)
 
 
 def test_batch_shapes_and_ranges(synthetic_set):
-    seq = KeypointSequence(synthetic_set, 64, batch_size=10, augment=Augment())
+    seq = KeypointSequence(synthetic_set, CropRule(64), batch_size=10, augment=Augment())
     assert len(seq) == 5
     crops, targets = seq[0]
     assert crops.shape == (10, 64, 64, 3) and crops.dtype == np.float32
@@ -21,7 +22,7 @@ def test_batch_shapes_and_ranges(synthetic_set):
 
 
 def test_targets_fall_inside_the_crop(synthetic_set):
-    crops, targets = KeypointSequence(synthetic_set, 64, batch_size=48)[0]
+    crops, targets = KeypointSequence(synthetic_set, CropRule(64), batch_size=48)[0]
     assert 0.0 < np.nanmin(targets) and np.nanmax(targets) < 1.0
     # crop_scale 1.25: the landmark box spans 1 / 1.25 of the crop along its longer side
     points = targets.reshape(48, 68, 2)
@@ -30,8 +31,8 @@ def test_targets_fall_inside_the_crop(synthetic_set):
 
 
 def test_a_flip_mirrors_the_image_and_swaps_the_sides(synthetic_set):
-    plain = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**NO_AUGMENT))
-    flipped = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))
+    plain = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**NO_AUGMENT))
+    flipped = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))
     crop, points = plain.sample(0)
     crop_f, points_f = flipped.sample(0)
     assert np.abs(crop_f - crop[:, ::-1]).mean() < 1.0
@@ -42,8 +43,8 @@ def test_a_flip_mirrors_the_image_and_swaps_the_sides(synthetic_set):
 
 
 def test_upright_crops_level_the_outer_eye_corners_about_the_crop_centre(synthetic_set):
-    plain = KeypointSequence(synthetic_set, 64, batch_size=4)
-    upright = KeypointSequence(synthetic_set, 64, batch_size=4, upright=True)
+    plain = KeypointSequence(synthetic_set, CropRule(64), batch_size=4)
+    upright = KeypointSequence(synthetic_set, CropRule(64, upright=True), batch_size=4)
     left, right = synthetic_set.schema.norm
     tilts = []
     for i in range(8):
@@ -57,7 +58,7 @@ def test_upright_crops_level_the_outer_eye_corners_about_the_crop_centre(synthet
 
 def test_same_seed_same_batches_new_epoch_new_batches(synthetic_set):
     def batch(seed, epochs=0):
-        seq = KeypointSequence(synthetic_set, 48, batch_size=8, augment=Augment(), shuffle=True, seed=seed)
+        seq = KeypointSequence(synthetic_set, CropRule(48), batch_size=8, augment=Augment(), shuffle=True, seed=seed)
         for _ in range(epochs):
             seq.on_epoch_end()
         return seq[1]
@@ -73,10 +74,10 @@ def test_missing_points_stay_masked(synthetic_set):
     data.keypoints = data.keypoints.copy()
     data.keypoints[0, 10:20] = np.nan
     no_flip = Augment(**{**Augment().to_dict(), "flip": 0.0})
-    _, targets = KeypointSequence(data, 48, batch_size=4, augment=no_flip)[0]
+    _, targets = KeypointSequence(data, CropRule(48), batch_size=4, augment=no_flip)[0]
     assert np.isnan(targets[0, 20:40]).all() and not np.isnan(targets[0, :20]).any()
     assert not np.isnan(targets[1:]).any()
-    _, flipped = KeypointSequence(data, 48, batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))[0]
+    _, flipped = KeypointSequence(data, CropRule(48), batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))[0]
     missing = np.isnan(flipped[0].reshape(68, 2)).all(axis=1)
     assert np.array_equal(np.flatnonzero(missing), np.sort(np.array(data.schema.flip)[10:20]))
 
@@ -87,7 +88,7 @@ def test_images_are_decoded_once(synthetic_set, monkeypatch):
     calls = []
     real = readers.read_image
     monkeypatch.setattr(readers, "read_image", lambda path: calls.append(path) or real(path))
-    seq = KeypointSequence(synthetic_set, 32, batch_size=8, augment=Augment())
+    seq = KeypointSequence(synthetic_set, CropRule(32), batch_size=8, augment=Augment())
     seq[0], seq[0], seq.on_epoch_end(), seq[0]
     assert len(calls) == 8
 
@@ -117,8 +118,8 @@ def test_warp_puts_pixels_where_the_matrix_says(rng):
 
 
 def test_occlusion_paints_one_block_and_keeps_the_points(synthetic_set):
-    plain = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**NO_AUGMENT))
-    occluded = KeypointSequence(synthetic_set, 64, batch_size=4, augment=Augment(**{**NO_AUGMENT, "occlusion": 1.0}))
+    plain = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**NO_AUGMENT))
+    occluded = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**{**NO_AUGMENT, "occlusion": 1.0}))
     for index in range(4):
         (crop, points), (crop_o, points_o) = plain.sample(index), occluded.sample(index)
         assert np.array_equal(points, points_o)

@@ -29,6 +29,13 @@ def points_box(points: np.ndarray) -> np.ndarray | None:
     return np.array([*valid.min(axis=0), *valid.max(axis=0)], dtype=np.float64)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 def whole_image_box(height: int, width: int, scale: float) -> np.ndarray:
     """The landmark box whose `scale` crop (`crop_from_box`) is the whole image, centred."""
     half = max(height, width) / scale / 2

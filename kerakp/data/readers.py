@@ -20,6 +20,7 @@ import pandas as pd
 
 from kerakp.data.geometry import points_box
 from kerakp.errors import KerakpError
+from kerakp.quiet import native_stderr_silenced
 from kerakp.schemas import Schema, convert_points, get_schema, schema_for_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -114,15 +115,19 @@ def photo_of(file_name: str) -> str:
 
 
 def _parse_numbers(values, where: str) -> np.ndarray:
+    """Numbers from strings; NaN marks a missing value, an infinite one is an error naming `where`."""
     try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+        numbers = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         for value in values:
             try:
                 float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise KerakpError(f"{where}: cannot parse '{value}' as a number") from None
         raise
+    if np.isinf(numbers).any():
+        raise KerakpError(f"{where}: an infinite value ({values[int(np.flatnonzero(np.isinf(numbers))[0])]})")
+    return numbers
 
 
 def _check_image(path: Path, where: str) -> Path:
@@ -131,12 +136,24 @@ def _check_image(path: Path, where: str) -> Path:
     return path
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_table(path) -> pd.DataFrame:
+    """A CSV as strings; a row with fewer or more values than the header is an error naming the row."""
+    import csv
+
+    path = Path(path)
     if not path.is_file():
         raise KerakpError(f"{path}: file not found")
     try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = csv.reader(handle)
+            width = len(next(rows, []))
+            for number, row in enumerate(rows, 2):
+                if row and len(row) != width:
+                    raise KerakpError(f"{path} row {number}: {len(row)} values, the header has {width}")
+        if width == 0:
+            raise KerakpError(f"{path}: empty file, no header")
         return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as err:
         raise KerakpError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
 
 
@@ -162,7 +179,7 @@ def _image_dir_for(csv_path: Path, first_name: str) -> Path:
 def read_ytf68(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
     """Read the YTF-68 layout: file name column + x0,y0..x{K-1},y{K-1} in pixels."""
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path)
+    frame = read_table(csv_path)
     if frame.shape[1] < 3 or (frame.shape[1] - 1) % 2:
         raise KerakpError(f"{csv_path}: expected a name column plus 2K coordinate columns, got {frame.shape[1]} columns")
     the_schema = get_schema(schema) if schema else schema_for_points((frame.shape[1] - 1) // 2)
@@ -186,7 +203,10 @@ def read_pts_file(path: Path, num_points: int | None = None) -> np.ndarray:
         raise KerakpError(f"{path}: not a .pts file (no '{{' ... '}}' block)") from None
     header = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines[:start])}
     rows = lines[start + 1:end]
-    expected = int(header.get("n_points", len(rows)))
+    try:
+        expected = int(header.get("n_points", len(rows)))
+    except ValueError:
+        raise KerakpError(f"{path}: n_points is not a whole number ({header['n_points']!r})") from None
     if len(rows) != expected or (num_points and expected != num_points):
         raise KerakpError(f"{path}: {len(rows)} points listed, header says {expected}"
                           + (f", markup needs {num_points}" if num_points else ""))
@@ -229,13 +249,15 @@ def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
 def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
     """Read `image_name,point_1_x,point_1_y,...` (-1 = missing) with images beside the CSV or in image_dir."""
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path)
+    frame = read_table(csv_path)
     expected = ["image_name"] + [f"point_{i}_{a}" for i in range(1, (frame.shape[1] - 1) // 2 + 1) for a in "xy"]
     if list(frame.columns) != expected or frame.shape[1] < 3:
         raise KerakpError(f"{csv_path}: header must be image_name,point_1_x,point_1_y,...; got {','.join(frame.columns[:4])}...")
     the_schema = get_schema(schema) if schema else schema_for_points((frame.shape[1] - 1) // 2)
     names = frame["image_name"].tolist()
     folder = Path(image_dir) if image_dir else _image_dir_for(csv_path, names[0] if names else "")
+    if not names:
+        raise KerakpError(f"{csv_path}: no rows")
     keypoints = _rows_to_points(frame, csv_path, missing=-1.0)
     paths = [_check_image(folder / name, f"{csv_path} row {i + 2}") for i, name in enumerate(names)]
     return LandmarkSet(the_schema, paths, keypoints, [person_of(n) for n in names], source=str(csv_path), names=names)
@@ -247,10 +269,13 @@ def read_asf_file(path: Path) -> tuple[np.ndarray, str]:
     lines = [line for line in lines if line]
     try:
         count = int(lines[0])
-        rows = [line.split() for line in lines[1:1 + count]]
+        if not 0 < count <= len(lines) - 2:
+            raise ValueError
         points = np.full((count, 2), np.nan)
-        for row in rows:
-            points[int(row[4])] = float(row[2]), float(row[3])
+        for row in (line.split() for line in lines[1:1 + count]):
+            if not 0 <= int(row[4]) < count:
+                raise ValueError
+            points[int(row[4])] = _parse_numbers(row[2:4], str(path))
         host = lines[1 + count]
     except (IndexError, ValueError):
         raise KerakpError(f"{path}: not an .asf shape file (point count, {'{'}path type x y point from to{'}'} lines, host image)") from None
@@ -279,9 +304,9 @@ def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
     """Read a Kaggle Facial Keypoints CSV (training.csv layout; test.csv rows have no keypoints).
 
     Each row is its own person (the competition gives no identities); its face fills the image, so its
-    recipe trains on whole images (`face_box: image` in configs/kaggle15.yaml)."""
+    recipe trains on whole images (`face_box: image` in kerakp/recipes/kaggle15.yaml)."""
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path)
+    frame = read_table(csv_path)
     the_schema = get_schema("kaggle15")
     columns = [f"{name}_{axis}" for name in the_schema.names for axis in "xy"]
     if "Image" not in frame.columns:
@@ -294,7 +319,10 @@ def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
         values = text.split()
         if len(values) != KAGGLE_SIZE * KAGGLE_SIZE:
             raise KerakpError(f"{csv_path} row {row + 2}: Image has {len(values)} pixels, expected {KAGGLE_SIZE}x{KAGGLE_SIZE}")
-        pixels[row] = _parse_numbers(values, f"{csv_path} row {row + 2} Image").reshape(KAGGLE_SIZE, KAGGLE_SIZE)
+        grey = _parse_numbers(values, f"{csv_path} row {row + 2} Image")
+        if np.isnan(grey).any() or grey.min() < 0 or grey.max() > 255:
+            raise KerakpError(f"{csv_path} row {row + 2}: Image pixels must be numbers from 0 to 255")
+        pixels[row] = grey.reshape(KAGGLE_SIZE, KAGGLE_SIZE)
     if lacking:
         keypoints = np.full((len(frame), the_schema.num_points, 2), np.nan)
     else:
@@ -307,14 +335,19 @@ def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
 
 def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:
     """Names and (N, K, 2) points of a landmark CSV, reading no images: `kerakp predict` output
-    (image, found, detected, x0, y0, ...; unfound rows are NaN), the YTF-68 layout, or the point CSV (-1 = missing)."""
+    (image[, face], found, detected, x0, y0, ...; unfound rows are NaN; a face after the first is named
+    `image#face`), the YTF-68 layout, or the point CSV (-1 = missing)."""
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path)
+    frame = read_table(csv_path)
     missing = -1.0 if frame.columns[0] == "image_name" else None
-    frame = frame.drop(columns=[c for c in ("found", "detected") if c in frame.columns[:3]])
+    if "face" in frame.columns[:2]:
+        frame.iloc[:, 0] = [name if face == "0" else f"{name}#{face}" for name, face in zip(frame.iloc[:, 0], frame["face"])]
+    frame = frame.drop(columns=[c for c in ("face", "found", "detected") if c in frame.columns[:4]])
     if frame.shape[1] < 3 or (frame.shape[1] - 1) % 2:
         raise KerakpError(f"{csv_path}: expected an image column plus 2K coordinate columns, got {frame.shape[1]} columns")
     the_schema = schema_for_points((frame.shape[1] - 1) // 2)
+    if len(frame) == 0:
+        raise KerakpError(f"{csv_path}: no rows")
     return frame.iloc[:, 0].tolist(), _rows_to_points(frame, csv_path, missing), the_schema
 
 
@@ -364,10 +397,48 @@ def read_image(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise KerakpError(f"{path}: image not found")
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
+    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        with native_stderr_silenced():   # libjpeg's own complaints about damaged files
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:   # OpenCV asserts on some malformed headers instead of returning None
+        image = None
+    if image is None or image.size == 0:
         raise KerakpError(f"{path}: not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_files(paths) -> list[tuple[str, Path]]:
+    """(name, path) of every image in `paths` (files, or folders searched recursively with names relative to
+    the folder), in order; one line for a path that does not exist or a search that finds no image."""
+    items = []
+    for path in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            items += [(str(p.relative_to(path)), p) for p in found]
+        elif path.is_file():
+            items.append((str(path), path))
+        else:
+            raise KerakpError(f"{path}: no such image or folder")
+    if not items:
+        raise KerakpError("no images found in " + ", ".join(map(str, [paths] if isinstance(paths, (str, Path)) else paths)))
+    return items
+
+
+def model_subset(data: LandmarkSet, split: dict, subset: str) -> LandmarkSet:
+    """The part of `data` a model held out for validation (`val`), trained on (`train`), or `all`, by the
+    person split recorded with the model (`ModelInfo.split`)."""
+    if subset == "all":
+        return data
+    if subset not in ("val", "train"):
+        raise KerakpError(f"unknown subset '{subset}' (known: all, val, train)")
+    if not split:
+        raise KerakpError("this model records no validation split; use --subset all")
+    train_idx, val_idx = split_by_person(data, split["val_fraction"], split["seed"])
+    chosen = val_idx if subset == "val" else train_idx
+    if not chosen:
+        raise KerakpError(f"the '{subset}' subset of this data is empty")
+    return data.subset(chosen)
 
 
 def split_by_person(data: LandmarkSet, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -4,7 +4,7 @@ Each sample: decode the image once (cached), crop a square around its landmark b
 the box side, the same rule inference uses; with `upright`, turned about its centre so the outer eye corners
 lie level), apply a random affine, photometric augmentation and an optional occluding block when training,
 and encode the keypoints. Randomness comes from (seed, epoch, index), so a batch is the same whatever
-worker builds it.
+worker builds it, and a resumed run (`epoch`) draws what the uninterrupted run would have.
 """
 from __future__ import annotations
 
@@ -18,20 +18,20 @@ from kerakp.data.augment import Augment, occlude, photometric, random_affine
 from kerakp.data.geometry import box_crop_matrix, level_turn, transform_points, warp
 from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
+from kerakp.model_info import CropRule
 
 
 class KeypointSequence(keras.utils.PyDataset):
     """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing)."""
 
-    def __init__(self, data: LandmarkSet, input_size: int, batch_size: int = 32, augment: Augment | None = None,
-                 crop_scale: float = 1.25, shuffle: bool = False, seed: int = 0, upright: bool = False, **kwargs):
+    def __init__(self, data: LandmarkSet, crop: CropRule, batch_size: int = 32, augment: Augment | None = None,
+                 shuffle: bool = False, seed: int = 0, epoch: int = 0, **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
-        self.data, self.input_size, self.batch_size = data, input_size, batch_size
-        self.augment, self.crop_scale, self.shuffle, self.seed = augment, crop_scale, shuffle, seed
-        self.upright = upright
-        self.epoch = 0
+        self.data, self.crop, self.input_size, self.batch_size = data, crop, crop.size, batch_size
+        self.augment, self.shuffle, self.seed = augment, shuffle, seed
+        self.epoch = epoch
         self._images: dict[int, np.ndarray] = {}
         self._order = self._make_order()
 
@@ -58,8 +58,8 @@ class KeypointSequence(keras.utils.PyDataset):
         box = self.data.crop_box(index)
         if box is None:
             raise KerakpError(f"{self.data.paths[index]}: no labelled points to crop around")
-        turn = level_turn(points, self.data.schema.norm) if self.upright else 0.0
-        matrix = box_crop_matrix(box, self.crop_scale, self.input_size, turn)
+        turn = level_turn(points, self.data.schema.norm) if self.crop.upright else 0.0
+        matrix = box_crop_matrix(box, self.crop.scale, self.input_size, turn)
         flipped = False
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from kerakp.errors import KerakpError
+
 EXPRESSIONS = ("neutral", "smile", "frown")
 SKIN_TONES = np.array([[255, 224, 196], [241, 194, 155], [224, 172, 130], [198, 134, 96], [141, 85, 56], [94, 60, 40]])
 
@@ -157,60 +159,70 @@ def synthetic_face(rng: np.random.Generator, person: Person | None = None, expre
 
 
 def write_synthetic_set(out_dir, num_images: int = 600, images_per_person: int = 6, size: int = 160,
-                        roll_range: float = 25.0, seed: int = 0, progress: bool = True) -> Path:
-    """Write a synthetic set in the YTF-68 layout; returns the path of its `landmarks.csv`."""
+                        roll_range: float = 25.0, seed: int = 0, progress: bool = True, overwrite: bool = False) -> Path:
+    """Write a synthetic set in the YTF-68 layout into the folder `out_dir` (whole, or not at all; an existing
+    folder only with `overwrite`); returns the path of its `landmarks.csv`."""
     from tqdm import tqdm
 
+    from kerakp.io import refuse_existing, replacing
+
     out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    refuse_existing(out_dir, overwrite)
     rng = np.random.default_rng(seed)
     rows, attributes = [], []
     person = None
-    for i in tqdm(range(num_images), desc="synthetic faces", disable=not progress, unit="img"):
-        if i % images_per_person == 0:
-            person = random_person(rng)
-        name = f"Synth_Person_{i // images_per_person:04d}_{i % images_per_person:02d}.jpg"
-        face = synthetic_face(rng, person, size=size, roll_range=roll_range)
-        cv2.imwrite(str(out_dir / "images" / name), cv2.cvtColor(face["image"], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        rows.append([name, *face["points"].ravel().round(3)])
-        attributes.append({"image": name, "person": name.rsplit("_", 1)[0], "expression": face["expression"], "roll": round(face["roll"], 2)})
-    header = [""] + [str(i) for i in range(136)]
-    pd.DataFrame(rows, columns=header).to_csv(out_dir / "landmarks.csv.tmp", index=False)
-    pd.DataFrame(attributes).to_csv(out_dir / "attributes.csv", index=False)
-    (out_dir / "landmarks.csv.tmp").replace(out_dir / "landmarks.csv")
+    with replacing(out_dir, folder=True) as staging:
+        (staging / "images").mkdir()
+        for i in tqdm(range(num_images), desc="synthetic faces", disable=None if progress else True, unit="img"):
+            if i % images_per_person == 0:
+                person = random_person(rng)
+            name = f"Synth_Person_{i // images_per_person:04d}_{i % images_per_person:02d}.jpg"
+            face = synthetic_face(rng, person, size=size, roll_range=roll_range)
+            if not cv2.imwrite(str(staging / "images" / name), cv2.cvtColor(face["image"], cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, 95]):
+                raise OSError(f"cannot write {staging / 'images' / name}")
+            rows.append([name, *face["points"].ravel().round(3)])
+            attributes.append({"image": name, "person": name.rsplit("_", 1)[0], "expression": face["expression"],
+                               "roll": round(face["roll"], 2)})
+        header = [""] + [str(i) for i in range(136)]
+        pd.DataFrame(rows, columns=header).to_csv(staging / "landmarks.csv", index=False)
+        pd.DataFrame(attributes).to_csv(staging / "attributes.csv", index=False)
     return out_dir / "landmarks.csv"
 
 
 def write_synthetic_video(path, frames: int = 120, width: int = 640, height: int = 480, fps: float = 30.0,
-                          seed: int = 0) -> Path:
+                          seed: int = 0, overwrite: bool = False) -> Path:
     """A video of one synthetic face drifting, rolling and smiling in its middle third, with its landmarks
     per frame in `<path>.csv` (frame, x0, y0, ...). Written as MJPG in an `.avi` or mp4v in an `.mp4`."""
+    from kerakp.io import refuse_existing, replacing, write_csv
+
     path = Path(path)
+    refuse_existing(path, overwrite)
+    refuse_existing(path.with_name(path.name + ".csv"), overwrite)
     rng = np.random.default_rng(seed)
     person = random_person(rng)
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot write this video format")
     rows = []
     side = min(width, height)
-    for i in range(frames):
-        t = i / max(1, frames - 1)
-        expression = "smile" if 1 / 3 <= t < 2 / 3 else "neutral"
-        angle = np.deg2rad(12 * np.sin(2 * np.pi * t))
-        scale = side * 0.2
-        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
-        centre = np.array([side / 2 + 0.12 * side * np.sin(2 * np.pi * t), side / 2 - 0.05 * side])
-        frame_rng = np.random.default_rng([seed, 1])  # the same background and lighting in every frame
-        shape_rng = np.random.default_rng([seed, 2])  # the same mouth opening for each expression
-        image, points = draw_face(person, face_points(person, expression, shape_rng), np.c_[rotation, centre], side, frame_rng)
-        pad = (width - side) // 2
-        image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        rows.append([i, *(points + [pad, 0]).ravel().round(3)])
-    writer.release()
-    tmp.replace(path)
-    pd.DataFrame(rows, columns=["frame"] + [f"{a}{k}" for k in range(68) for a in "xy"]).to_csv(
-        path.with_name(path.name + ".csv"), index=False)
+    with replacing(path) as tmp:
+        open(tmp, "wb").close()   # an unwritable folder fails here, naming the path
+        writer = cv2.VideoWriter(str(tmp), fourcc, fps, (width, height))
+        if not writer.isOpened():
+            raise KerakpError(f"{path}: OpenCV cannot write {path.suffix or 'this'} videos (use .avi or .mp4)")
+        for i in range(frames):
+            t = i / max(1, frames - 1)
+            expression = "smile" if 1 / 3 <= t < 2 / 3 else "neutral"
+            angle = np.deg2rad(12 * np.sin(2 * np.pi * t))
+            scale = side * 0.2
+            rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
+            centre = np.array([side / 2 + 0.12 * side * np.sin(2 * np.pi * t), side / 2 - 0.05 * side])
+            frame_rng = np.random.default_rng([seed, 1])  # the same background and lighting in every frame
+            shape_rng = np.random.default_rng([seed, 2])  # the same mouth opening for each expression
+            image, points = draw_face(person, face_points(person, expression, shape_rng), np.c_[rotation, centre], side, frame_rng)
+            pad = (width - side) // 2
+            image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
+            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            rows.append([i, *(points + [pad, 0]).ravel().round(3)])
+        writer.release()
+    write_csv(pd.DataFrame(rows, columns=["frame"] + [f"{a}{k}" for k in range(68) for a in "xy"]), path.with_name(path.name + ".csv"))
     return path

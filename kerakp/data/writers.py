@@ -111,7 +111,7 @@ def write_dataset(data: LandmarkSet, out, fmt: str, markup: str | None = None, c
     staging = Path(tempfile.mkdtemp(prefix=f".kerakp-convert-{out.name}-", dir=out.parent))
     try:
         images, points = [], np.empty((len(data), target.num_points, 2))
-        for i in tqdm(range(len(data)), desc=f"writing {fmt}", unit="img", disable=not progress):
+        for i in tqdm(range(len(data)), desc=f"writing {fmt}", unit="img", disable=None if progress else True):
             image, source_points = (_crop(data, i, crop_size, context) if crop_size
                                     else (data.pixels[i] if data.pixels is not None else None, data.keypoints[i]))
             points[i] = convert_points(source_points, data.schema, target)

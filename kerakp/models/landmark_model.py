@@ -17,6 +17,7 @@ from keras import layers, ops
 from kerakp.models import HEADS
 from kerakp.models.backbones import build_backbone, get_backbone_spec, pyramid_layers
 from kerakp.errors import KerakpError
+from kerakp.model_info import ModelInfo
 from kerakp.schemas import Schema, get_schema
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -126,6 +127,11 @@ class LandmarkModel(keras.Model):
     @property
     def schema(self) -> Schema:
         return get_schema(self.schema_name)
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's metadata, as every runtime gives it (`kerakp.model_info`)."""
+        return ModelInfo.from_config(self.get_config())
 
     def get_config(self):
         return {

@@ -1,0 +1,314 @@
+"""`Landmarker`: the one object that carries every verb (predict, evaluate, export, track, train, ...), the
+`Face` it returns, and the packaged models (`presets`). The command line only parses options and calls it.
+
+    >>> from kerakp import Landmarker
+    >>> faces = Landmarker().predict("photo.jpg")      # the packaged 300-W model, BlazeFace detector
+    >>> faces[0].points, faces[0].box, faces[0].score
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from kerakp.errors import KerakpError
+from kerakp.inference import DEFAULT_TURN, Prediction, Predictor
+
+DEFAULT_PRESET = "300w"
+PRESET_FILES = {"300w": "300w_mobilenetv2_heatmap.tflite", "ytf68": "ytf68_mobilenetv2_heatmap.tflite"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model packaged with kerakp: its name, file and model card (the card's first sentence as `summary`)."""
+
+    name: str
+    path: Path
+    card: Path
+    summary: str
+
+
+def presets() -> dict[str, Preset]:
+    """The packaged models by name (`Landmarker(name)`, or a name in place of MODEL on the command line)."""
+    folder = Path(str(resources.files("kerakp") / "presets"))
+    found = {}
+    for name, file in PRESET_FILES.items():
+        card = folder / file.replace(".tflite", ".md")
+        text = card.read_text().split("\n\n")[1] if card.is_file() else ""
+        summary = " ".join(text.split()).split(". ")[0]   # the card's first sentence
+        found[name] = Preset(name, folder / file, card, summary)
+    return found
+
+
+def model_path(model) -> Path:
+    """A preset's file for a preset name (None: the default preset), else the path given."""
+    if model is None or str(model) in PRESET_FILES:
+        return presets()[DEFAULT_PRESET if model is None else str(model)].path
+    return Path(model)
+
+
+@dataclass
+class Face:
+    """One face: `points` (K, 2) in original-image pixels, `box` (x0, y0, x1, y1) around them, `score` the
+    face detector's confidence in 0..1 (0 where no detector gave the box: the whole image was read),
+    `detected` whether a detector's box gave it, and `flip_nme` how far the model's reads of the face and of
+    its mirror image disagree (NME; lower is surer)."""
+
+    points: np.ndarray
+    box: np.ndarray
+    score: float
+    detected: bool
+    flip_nme: float
+    markup: str = "ibug68"
+
+    @classmethod
+    def from_prediction(cls, prediction: Prediction, markup: str) -> "Face":
+        score = prediction.score if prediction.detected and np.isfinite(prediction.score) else 0.0
+        return cls(prediction.points, prediction.box, float(score), prediction.detected, prediction.flip_nme, markup)
+
+    def to_dict(self) -> dict:
+        """The face as a flat row: box, score, detected, flip_nme, then x0, y0, ... (the predictions CSV's columns)."""
+        row = {"x_min": self.box[0], "y_min": self.box[1], "x_max": self.box[2], "y_max": self.box[3],
+               "score": self.score, "detected": int(self.detected), "flip_nme": self.flip_nme}
+        return {**{k: float(v) if k != "detected" else v for k, v in row.items()},
+                **{f"{a}{i}": float(p[j]) for i, p in enumerate(self.points) for j, a in enumerate("xy")}}
+
+    def draw(self, image: np.ndarray, color=(0, 255, 0), radius: int = 2) -> np.ndarray:
+        """Draw the points and the box onto `image` (RGB or BGR, in place) and return it."""
+        import cv2
+
+        for x, y in self.points:
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(image, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
+        x0, y0, x1, y1 = np.round(self.box).astype(int)
+        cv2.rectangle(image, (x0, y0), (x1, y1), color, 1, cv2.LINE_AA)
+        return image
+
+
+@dataclass
+class ImageFaces:
+    """The faces found in one image of `Landmarker.predict_many` (none, where `error` says why it was skipped)."""
+
+    name: str
+    path: Path | None
+    faces: list[Face] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class Predictions:
+    """Per-image results of `Landmarker.predict_many`, in input order; `table()` is the `kerakp predict` CSV."""
+
+    images: list[ImageFaces]
+    markup: str
+    one_per_image: bool
+
+    @property
+    def skipped(self) -> list[ImageFaces]:
+        return [image for image in self.images if image.error]
+
+    def table(self):
+        """One row per face (image, face, found, detected, x0, y0, ...; face 0 the largest; an image without a
+        face one row with found 0), or per image without the face column when `one_per_image`."""
+        import pandas as pd
+
+        from kerakp.schemas import get_schema
+
+        count = get_schema(self.markup).num_points
+        rows = []
+        for image in self.images:
+            if image.error:
+                continue
+            by_size = sorted(image.faces, key=lambda face: -np.prod(face.box[2:] - face.box[:2]))
+            for k, face in enumerate(by_size or [None]):
+                points = np.full((count, 2), np.nan) if face is None else face.points
+                row = {"image": image.name, "face": k, "found": int(face is not None),
+                       "detected": int(face is not None and face.detected)}
+                rows.append({**row, **{f"{a}{i}": round(float(points[i, j]), 2) for i in range(count) for j, a in enumerate("xy")}})
+        frame = pd.DataFrame(rows, columns=["image", "face", "found", "detected"] + [f"{a}{i}" for i in range(count) for a in "xy"])
+        return frame.drop(columns="face") if self.one_per_image else frame
+
+    def to_csv(self, path, overwrite: bool = False) -> Path:
+        """Write `table()` atomically; an existing file only with `overwrite`."""
+        from kerakp.io import refuse_existing, write_csv
+
+        refuse_existing(path, overwrite)
+        return write_csv(self.table(), path)
+
+
+class Landmarker:
+    """A landmark model with its inference path (face detector -> crop -> model -> decode -> image pixels).
+
+    Args:
+        model: a packaged preset name (`kerakp.presets()`; default "300w") or a `.keras`, `.tflite`, `.onnx`
+            file or SavedModel folder.
+        detector: the face detector (`kerakp.detect.DETECTORS`: "blazeface" or "haar").
+        box: "detector", "full" (the whole image is the face) or "oracle" (ground truth; evaluation only).
+        passes, turn, fallback: re-crops per face, degrees of the turned test-time reads (0: none), and
+            whether the whole image is read where no face is detected.
+        threads: inference threads of a `.tflite` or `.onnx` model.
+
+    Example:
+        >>> lm = Landmarker("ytf68")
+        >>> for image in lm.predict_many(["a.jpg", "photos/"]).images:
+        ...     print(image.name, [face.score for face in image.faces])
+    """
+
+    def __init__(self, model=None, *, detector: str = "blazeface", box: str = "detector", passes: int = 2,
+                 turn: float = DEFAULT_TURN, fallback: bool = True, threads: int | None = None):
+        from kerakp.runtime import open_model
+
+        self.path = model_path(model)
+        self.model = open_model(self.path, threads)
+        self.info = self.model.info
+        self.predictor = Predictor(self.model, box=box, passes=passes, fallback="full" if fallback else None,
+                                   detector=detector, turn=turn)
+
+    def __repr__(self) -> str:
+        return f"Landmarker({str(self.path)!r}, markup={self.info.markup!r})"
+
+    @staticmethod
+    def _image(image) -> np.ndarray:
+        from kerakp.data.readers import read_image
+
+        if isinstance(image, (str, Path)):
+            return read_image(image)
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise KerakpError(f"expected an RGB image as a (height, width, 3) uint8 array, got {image.dtype} {image.shape}")
+        return image
+
+    def _faces(self, predictions: list[Prediction]) -> list[Face]:
+        return [Face.from_prediction(p, self.info.markup) for p in predictions if p.points is not None]
+
+    def predict(self, image, max_faces: int | None = None) -> list[Face]:
+        """Every face in one image (a path, or an RGB uint8 array), surest first (the detector's score);
+        `max_faces` 1 gives the one face the model reads most consistently."""
+        return self._faces(self.predictor.predict_faces([self._image(image)], max_faces)[0])
+
+    def predict_many(self, inputs, max_faces: int | None = None, batch: int = 16, progress: bool = False) -> Predictions:
+        """Faces of every image in `inputs` (paths of images or folders, searched recursively), read `batch`
+        images at a time. An unreadable file is skipped and listed (`Predictions.skipped`), not fatal."""
+        from tqdm import tqdm
+
+        from kerakp.data.readers import image_files
+
+        items = [ImageFaces(name, path) for name, path in image_files(inputs)]
+        with tqdm(total=len(items), desc="predicting", unit="img", disable=None if progress else True) as bar:
+            for start in range(0, len(items), batch):
+                chunk, images = [], []
+                for item in items[start:start + batch]:
+                    try:
+                        images.append(self._image(item.path))
+                        chunk.append(item)
+                    except KerakpError as err:
+                        item.error = str(err)
+                for item, faces in zip(chunk, self.predictor.predict_faces(images, max_faces)):
+                    item.faces = self._faces(faces)
+                bar.update(len(items[start:start + batch]))
+        return Predictions(items, self.info.markup, max_faces == 1)
+
+    def evaluate(self, data, subset: str = "all", out=None, format: str = "auto", overwrite: bool = False,
+                 progress: bool = True) -> dict:
+        """End-to-end accuracy on a labelled set (a path any reader takes, or a `LandmarkSet`), on the model's
+        validation persons (`subset="val"`), its training part or all; writes metrics.json, per_image.csv,
+        ced.png and grid.png into `out` when given. Returns the metrics (the dict metrics.json holds)."""
+        import tempfile
+
+        from kerakp.data.readers import LandmarkSet, load_dataset, model_subset
+        from kerakp.evaluate import evaluate
+        from kerakp.io import refuse_existing
+
+        if out is not None:
+            refuse_existing(out, overwrite)
+        data = data if isinstance(data, LandmarkSet) else load_dataset(data, format)
+        if data.schema.name != self.info.markup:   # a model of a derived markup (nose_tip from imm58)
+            try:
+                data = data.as_markup(self.info.schema)
+            except KerakpError as err:
+                raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {self.info.markup} ({err})") from None
+        data = model_subset(data, self.info.split, subset)
+        label = f"{self.path.stem} on {subset}"
+        if out is not None:
+            return evaluate(self.predictor, data, out, label=label, progress=progress)
+        with tempfile.TemporaryDirectory() as folder:
+            return evaluate(self.predictor, data, Path(folder) / "report", label=label, progress=progress)
+
+    def export(self, format: str = "tflite", quantize: str = "none", out=None, calibration=None,
+               overwrite: bool = False) -> Path:
+        """Export a `.keras` model (parity-checked against it; see `kerakp.export`); returns the file's path."""
+        from kerakp.export import export_model
+
+        return Path(export_model(self.path, format, quantize, out, calibration, overwrite)["file"])
+
+    def fit_detector(self, data, images: int = 400, detector: str | None = None, offsets: bool = True, out=None,
+                     format: str = "auto", progress: bool = True) -> "Landmarker":
+        """Refit the box calibration of every detector (or one) and the point offsets on the training part of
+        `data`; writes the model (in place, or to `out`) and returns a Landmarker of it."""
+        from kerakp.data.readers import load_dataset, model_subset
+        from kerakp.runtime import save_metadata
+        from kerakp.train import calibrate_detector, calibrate_points
+
+        if self.info.crop.whole_image:
+            raise KerakpError(f"{self.path}: trained on whole images (face_box: image), it uses no detector")
+        data = load_dataset(data, format)
+        if data.schema.name != self.info.markup:
+            raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {self.info.markup}")
+        data = model_subset(data, self.info.split, "train") if self.info.split else data  # no split recorded: every image
+        seed = self.info.split.get("seed", 0)
+        fitted = calibrate_detector(data, images, seed, progress, names=[detector] if detector else None)
+        info = self.info.replace(box_calibration={**self.info.box_calibration, **fitted})
+        if offsets:
+            info = info.replace(point_offsets=calibrate_points(self.model, data, images, seed, progress))
+        return Landmarker(save_metadata(self.path, info, out), detector=self.predictor.detector.name if self.predictor.detector else "blazeface")
+
+    def track(self, source, **options) -> Iterator[tuple[np.ndarray, list[Face]]]:
+        """(RGB frame, faces) for each frame of a camera index or video file (`kerakp.live.track`)."""
+        from kerakp.live import track
+
+        for frame, predictions in track(self.predictor, source, **options):
+            yield frame, self._faces(predictions)
+
+    def annotate(self, inputs, out, format: str = "ytf68", max_disagreement: float | None = None,
+                 max_faces: int | None = None, progress: bool = True):
+        """Label unlabelled images (this model as the teacher) into the new folder `out`, readable by `train`;
+        returns the labelled set's path and the per-face table (also `out/annotations.csv`)."""
+        from kerakp.annotate import annotate
+
+        return annotate(self.predictor, inputs, out, format, max_disagreement, max_faces, progress)
+
+    def emotions(self, inputs, rule=None):
+        """Expression tags of the face the model reads best in each image: a table image, tag, w, h, c
+        (`kerakp.emotion`)."""
+        from kerakp.emotion import tag_table
+
+        images = [image for image in self.predict_many(inputs, max_faces=1).images if not image.error]
+        nan = np.full((self.info.schema.num_points, 2), np.nan)
+        points = np.stack([image.faces[0].points if image.faces else nan for image in images]) if images else nan[None, :0]
+        return tag_table([image.name for image in images], points, self.info.schema, rule)
+
+    def kaggle_submission(self, test_csv, lookup_csv):
+        """The Kaggle Facial Keypoints submission table (RowId, Location) for a kaggle15 model."""
+        from kerakp.kaggle import submission
+
+        return submission(self.predictor, test_csv, lookup_csv)
+
+    @classmethod
+    def train(cls, data, config=None, out="runs/train", *, format: str = "auto", resume: bool = False,
+              overwrite: bool = False, progress: bool = True, **overrides) -> "Landmarker":
+        """Train on a labelled set with a recipe (a YAML path or a packaged recipe's name; keys overridden by
+        `overrides`, such as epochs=5); returns a Landmarker of the best model (`out/model.keras`)."""
+        from kerakp.config import load_config
+        from kerakp.data.readers import load_dataset
+        from kerakp.models.backbones import get_backbone_spec
+        from kerakp.train import train
+
+        recipe = load_config(config, overrides)
+        get_backbone_spec(recipe.backbone)
+        dataset = load_dataset(data, format)
+        if progress:
+            print(f"data: {len(dataset)} images, markup {dataset.schema.name}, from {dataset.source}", flush=True)
+        return cls(train(recipe, dataset, out, resume=resume, progress=progress, overwrite=overwrite))
