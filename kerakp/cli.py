@@ -11,8 +11,11 @@ from pathlib import Path
 import click
 
 from kerakp import __version__
+from kerakp.data.readers import FORMATS as DATA_FORMATS
 from kerakp.detect import DEFAULT_DETECTOR
 from kerakp.errors import KerakpError, KerakpWarning
+from kerakp.export import FORMATS as EXPORT_FORMATS
+from kerakp.export import QUANTIZATIONS
 from kerakp.inference import DEFAULT_TURN
 from kerakp.models import HEADS, LOSSES
 
@@ -23,7 +26,6 @@ TURN_HELP = ("Degrees: also read each face with its crop turned this far each wa
              "readings (test-time augmentation: four more model calls per face); 0 turns it off.")
 PASSES_HELP = "Crop passes; each re-crops around the last prediction (turned level for a model trained upright)."
 OVERWRITE_HELP = "Replace the output if it exists (otherwise an existing output is refused)."
-DATA_FORMATS = ["auto", "ytf68", "pts", "csv", "asf", "kaggle"]  # kerakp.data.readers.FORMATS
 
 
 def full(path) -> str:
@@ -313,7 +315,7 @@ def fit_detector(model, data_path, data_format, images, out, detector, offsets, 
 @main.command()
 @click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--to", "fmt", required=True, type=click.Choice(["ytf68", "csv", "pts", "asf", "kaggle"]),
+@click.option("--to", "fmt", required=True, type=click.Choice(DATA_FORMATS[1:]),
               help="Output layout (csv is the image_name,point_1_x,... format).")
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS), help="Input layout.")
 @click.option("--markup", help="Convert the points to this markup (five or kaggle15) from any markup that has their parts.")
@@ -453,8 +455,8 @@ def kaggle_submit(model, test_csv, lookup_csv, out, overwrite):
 
 @main.command(cls=TensorFlowCommand)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default="tflite", show_default=True, type=click.Choice(["tflite", "onnx", "savedmodel"]))
-@click.option("--quantize", default="none", show_default=True, type=click.Choice(["none", "float16", "dynamic", "int8"]),
+@click.option("--format", "fmt", default="tflite", show_default=True, type=click.Choice(list(EXPORT_FORMATS)))
+@click.option("--quantize", default="none", show_default=True, type=click.Choice(QUANTIZATIONS),
               help="TFLite only; int8 needs --calibration.")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Labelled faces (training data) for int8 ranges and the parity check (default: synthetic faces).")

@@ -24,7 +24,6 @@ from kerakp.quiet import native_stderr_silenced
 from kerakp.schemas import Schema, convert_points, get_schema, schema_for_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-FORMATS = ("auto", "ytf68", "pts", "csv", "asf", "kaggle")
 
 
 @dataclass
@@ -374,6 +373,11 @@ def detect_format(path: Path) -> tuple[str, Path]:
     raise KerakpError(f"{path}: unknown data format (expected a CSV file or a folder of .pts or .asf files)")
 
 
+READERS = {"ytf68": read_ytf68, "pts": read_pts_folder, "csv": read_point_csv, "asf": read_asf_folder,
+           "kaggle": read_kaggle}   # the data formats: each is also written by kerakp.data.writers
+FORMATS = ("auto", *READERS)
+
+
 def load_dataset(path, format: str = "auto", schema: str | None = None) -> LandmarkSet:
     """Read a labelled set in any supported layout."""
     path = Path(path)
@@ -385,9 +389,7 @@ def load_dataset(path, format: str = "auto", schema: str | None = None) -> Landm
         format, path = detect_format(path)
     elif path.is_dir() and format not in ("pts", "asf"):
         format, path = format, detect_format(path)[1]
-    reader = {"ytf68": read_ytf68, "pts": read_pts_folder, "csv": read_point_csv, "asf": read_asf_folder,
-              "kaggle": read_kaggle}[format]
-    return reader(path, schema=schema)
+    return READERS[format](path, schema=schema)
 
 
 def read_image(path) -> np.ndarray:

@@ -20,11 +20,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from kerakp.data.geometry import box_crop_matrix, transform_points, warp
-from kerakp.data.readers import KAGGLE_SIZE, LandmarkSet
+from kerakp.data.readers import KAGGLE_SIZE, READERS, LandmarkSet
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, convert_points, get_schema
 
-WRITE_FORMATS = ("ytf68", "csv", "pts", "asf", "kaggle")
+WRITE_FORMATS = tuple(READERS)   # every format read is written
 
 
 def _fmt(value: float) -> str:
