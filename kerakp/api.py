@@ -63,6 +63,7 @@ class Face:
     detected: bool
     flip_nme: float
     markup: str = "ibug68"
+    id: int | None = None      # a tracked face's id (`Landmarker.track`), stable from frame to frame
 
     @classmethod
     def from_prediction(cls, prediction: Prediction, markup: str) -> "Face":
@@ -265,12 +266,15 @@ class Landmarker:
             info = info.replace(point_offsets=calibrate_points(self.model, data, images, seed, progress))
         return Landmarker(save_metadata(self.path, info, out), detector=self.predictor.detector.name if self.predictor.detector else "blazeface")
 
-    def track(self, source, **options) -> Iterator[tuple[np.ndarray, list[Face]]]:
-        """(RGB frame, faces) for each frame of a camera index or video file (`kerakp.live.track`)."""
+    def track(self, source, max_faces: int | None = None, redetect_every: int = 30, **filter_options
+              ) -> Iterator[tuple[np.ndarray, list[Face]]]:
+        """(RGB frame, its faces) for each frame of a camera index or video file, each face tracked with a
+        stable `id` and smoothed (`kerakp.live`; `min_cutoff`, `beta`: the One Euro filter's settings)."""
+        from kerakp.data.geometry import points_box
         from kerakp.live import track
 
-        for frame, predictions in track(self.predictor, source, **options):
-            yield frame, self._faces(predictions)
+        for frame, tracks in track(self.predictor, source, redetect_every, max_faces, **filter_options):
+            yield frame, [Face(t.points, points_box(t.points), 1.0, True, float("nan"), self.info.markup, t.id) for t in tracks]
 
     def annotate(self, inputs, out, format: str = "ytf68", max_disagreement: float | None = None,
                  max_faces: int | None = None, progress: bool = True):

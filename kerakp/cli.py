@@ -17,6 +17,7 @@ from kerakp.errors import KerakpError, KerakpWarning
 from kerakp.export import FORMATS as EXPORT_FORMATS
 from kerakp.export import QUANTIZATIONS
 from kerakp.inference import DEFAULT_TURN
+from kerakp.live import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 from kerakp.models import HEADS, LOSSES
 
 BOX_HELP = "Face box: the face detector (end to end), oracle (from ground truth, diagnosis only) or the full image."
@@ -479,23 +480,28 @@ def export(model, fmt, quantize, calibration, out, overwrite):
 
 
 @main.command()
-@click.option("--tflite", "--model", "model", required=True, type=click.Path(path_type=Path),
+@click.option("--tflite", "--model", "model", default="300w", show_default=True,
               help="Landmark model: .tflite (fastest on a CPU), .onnx, .keras or a packaged preset.")
 @click.option("--source", default="0", show_default=True, help="Camera index or video file.")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video here (r toggles).")
 @click.option("--headless", is_flag=True, help="No window: for servers and tests (still records and writes stats).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), help="Write run statistics (JSON) here.")
+@click.option("--landmarks", "landmarks_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write per-frame landmarks here: frame, face, x0, y0, ... (one row per face per frame).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Inference threads (TFLite and ONNX).")
+@click.option("--max-faces", type=click.IntRange(min=1), help="Track at most this many faces (default: every face found).")
 @click.option("--redetect-every", default=30, show_default=True, type=click.IntRange(min=1), help="Run the face detector at least every N frames.")
-@click.option("--momentum", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Landmark smoothing: 0 = none, towards 1 = smoother.")
+@click.option("--min-cutoff", default=DEFAULT_MIN_CUTOFF, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="One Euro filter: the cutoff (Hz) of a still face; lower is steadier.")
+@click.option("--beta", default=DEFAULT_BETA, show_default=True, type=click.FloatRange(min=0),
+              help="One Euro filter: how fast the cutoff rises with speed; higher lags less.")
 @click.option("--emotion-config", type=click.Path(path_type=Path), help="Expression thresholds YAML (default: published rule).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True, help=DETECTOR_HELP)
-@click.option("--overwrite", is_flag=True, help="Replace --record and --stats files if they exist.")
-def live(model, source, record, headless, stats_path, threads, redetect_every, momentum, emotion_config, max_frames,
-         detector, overwrite):
-    """Track landmarks live on a camera or video: q quits, r toggles recording, s saves a snapshot."""
+@click.option("--overwrite", is_flag=True, help="Replace --record, --stats and --landmarks files if they exist.")
+def live(model, source, record, headless, stats_path, landmarks_path, threads, max_faces, redetect_every, min_cutoff,
+         beta, emotion_config, max_frames, detector, overwrite):
+    """Track the faces of a camera or video live: q quits, r toggles recording, s saves a snapshot."""
     import cv2
 
     from kerakp.api import Landmarker
@@ -503,21 +509,20 @@ def live(model, source, record, headless, stats_path, threads, redetect_every, m
     from kerakp.io import refuse_existing
     from kerakp.live import run_live
 
-    for path in (record, stats_path):
+    for path in (record, stats_path, landmarks_path):
         if path is not None:
             refuse_existing(path, overwrite)
     cv2.setNumThreads(threads)
     landmarker = Landmarker(model, detector=detector, threads=threads)
-    summary = run_live(landmarker.predictor, source, record, headless, stats_path, redetect_every, momentum,
-                       load_rule(emotion_config), max_frames=max_frames)
+    summary = run_live(landmarker.predictor, source, record, headless, stats_path, redetect_every, load_rule(emotion_config),
+                       max_frames, max_faces, min_cutoff, beta, landmarks_path)
     infer = summary["latency_ms"].get("infer", {})
     click.echo(f"{summary['frames']} frames in {summary['wall_s']:.2f} s: {summary['fps']:.1f} FPS; "
-               f"model {infer.get('p50', float('nan')):.2f} ms (p50); detector calls {summary['detector_calls']}, "
-               f"track losses {summary['track_losses']}; tags {summary['emotion_counts']}")
-    if stats_path:
-        click.echo(f"stats: {full(stats_path)}")
-    if record:
-        click.echo(f"video: {full(record)}")
+               f"model {infer.get('p50', float('nan')):.2f} ms (p50); {summary['faces_per_frame']:.2f} faces per frame; "
+               f"detector calls {summary['detector_calls']}, track losses {summary['track_losses']}; tags {summary['emotion_counts']}")
+    for label, path in (("stats", stats_path), ("landmarks", landmarks_path), ("video", record)):
+        if path:
+            click.echo(f"{label}: {full(path)}")
 
 
 @main.command("synth-video")
@@ -526,12 +531,14 @@ def live(model, source, record, headless, stats_path, threads, redetect_every, m
 @click.option("--width", default=640, show_default=True, type=click.IntRange(min=64))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=64))
 @click.option("--seed", default=1, show_default=True, help="Which synthetic person.")
+@click.option("--motion", default="move", show_default=True, type=click.Choice(["move", "still"]),
+              help="move: drifting, rolling, zooming and smiling; still: one pose, fresh sensor noise each frame.")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def synth_video(out, frames, width, height, seed, overwrite):
-    """Write a video of a moving, smiling synthetic face (.mp4 or .avi) and its landmarks (OUT.csv)."""
+def synth_video(out, frames, width, height, seed, motion, overwrite):
+    """Write a video of a synthetic face (.mp4 or .avi) and its true landmarks per frame (OUT.csv)."""
     from kerakp.data.synthetic import write_synthetic_video
 
-    path = write_synthetic_video(out, frames, width, height, seed=seed, overwrite=overwrite)
+    path = write_synthetic_video(out, frames, width, height, seed=seed, overwrite=overwrite, motion=motion)
     click.echo(f"wrote {frames} frames: {full(path)} (landmarks: {full(path)}.csv)")
 
 

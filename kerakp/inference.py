@@ -73,7 +73,7 @@ class Predictor:
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
                  detector: str | Detector = DEFAULT_DETECTOR, batch_size: int = 32, candidates: int = 3,
                  doubt: float = 0.06, margin: float = 0.7, turn: float = DEFAULT_TURN, overlap: float = 0.5,
-                 max_roll: float = 15.0, dark: float = 55.0):
+                 max_roll: float = 15.0, dark: float = 40.0):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
@@ -106,16 +106,18 @@ class Predictor:
         """Model outputs for a batch of crops (inference mode, whatever the model's file format)."""
         return np.asarray(self.model.predict_on_batch(crops.astype(np.float32)))
 
-    def face_boxes(self, image: np.ndarray, truth: np.ndarray | None = None, limit: int | None = None) -> list[Candidate]:
-        """First-pass landmark boxes: the oracle's, the whole image's, or the detector's faces (up to `limit`,
-        surest first)."""
+    def face_boxes(self, image: np.ndarray, truth: np.ndarray | None = None, limit: int | None = None,
+                   detector=None) -> list[Candidate]:
+        """First-pass landmark boxes: the oracle's, the whole image's, or the faces of the detector (or of
+        another of the same kind, such as the live loop's) up to `limit`, surest first."""
         if self.box == "oracle":
             if truth is None:
                 raise KerakpError("--box oracle needs ground-truth landmarks")
             return [Candidate(points_box(truth), np.nan, True)]
         if self.box == "full":
             return [Candidate(whole_image_box(*image.shape[:2], self.crop_scale), np.nan, False)]
-        return [Candidate(self.calibration.apply(face.box), face.score, True) for face in self.detector.faces(image)[:limit]]
+        faces = (detector or self.detector).faces(image)[:limit]
+        return [Candidate(self.calibration.apply(face.box), face.score, True) for face in faces]
 
     def fallback_boxes(self, image: np.ndarray) -> list[Candidate]:
         """Where else to look when the detector's faces are missing or doubtful: the whole image."""

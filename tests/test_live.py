@@ -1,9 +1,11 @@
 """The live loop, headless, on synthetic videos: frames, tracking, recording, stats, and its error paths."""
 import json
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -12,6 +14,7 @@ from kerakp.data.synthetic import write_synthetic_video
 from kerakp.models.landmark_model import LandmarkModel
 
 SHIPPED = Path(__file__).resolve().parents[1] / "saved_models" / "ytf68_mobilenetv2.tflite"
+PRESET = Path(__file__).resolve().parents[1] / "kerakp" / "presets" / "ytf68_mobilenetv2_heatmap.tflite"
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +91,110 @@ def test_a_window_needs_gui_support(untrained, video):
     except cv2.error:
         result = live("--tflite", untrained, "--source", video)
         assert result.exit_code == 2 and "--headless" in result.output
+
+
+def test_the_one_euro_filter_keeps_a_still_input_still_and_follows_a_step():
+    from kerakp.live import OneEuroFilter
+
+    still = OneEuroFilter(min_cutoff=1.0, beta=1.0)
+    assert all(np.allclose(still(np.array([3.0, -2.0]), i / 30), [3.0, -2.0]) for i in range(60))
+    step = OneEuroFilter(min_cutoff=1.0, beta=1.0)
+    outputs = [step(np.array([0.0 if i < 10 else 10.0]), i / 30)[0] for i in range(60)]
+    assert outputs[9] == 0.0 and 0 < outputs[10] < 10
+    settled = next(i for i, v in enumerate(outputs) if v > 9.9)
+    assert settled - 10 <= 15   # followed within half a second at 30 FPS
+    assert all(a <= b + 1e-12 for a, b in zip(outputs[10:], outputs[11:]))   # no overshoot
+
+
+def test_the_face_smoother_steadies_a_noisy_face_and_follows_a_moving_one():
+    from kerakp.live import FaceSmoother
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    face = np.stack([100 + 30 * np.cos(angles), 80 + 40 * np.sin(angles)], -1)
+    face[36], face[45] = [80, 70], [120, 70]
+    smoother = FaceSmoother((36, 45))
+    noisy = [face + rng.normal(0, 0.5, face.shape) for _ in range(90)]
+    out = np.stack([smoother(p, i / 30) for i, p in enumerate(noisy)])
+    raw_motion = np.abs(np.diff(np.stack(noisy), axis=0)).mean()
+    assert np.abs(np.diff(out[30:], axis=0)).mean() < 0.3 * raw_motion          # a still face: steadier
+    mover = FaceSmoother((36, 45))
+    moving = [face + [3.0 * i, 0] for i in range(60)]                              # 90 px a second
+    out = np.stack([mover(p, i / 30) for i, p in enumerate(moving)])
+    assert np.abs(out[-1] - moving[-1]).max() < 3.0                  # lags less than one frame of motion behind
+
+
+def test_landmarks_per_frame_and_stable_ids_for_two_faces(tmp_path):
+    """Two synthetic faces side by side, moving: every frame has two rows, each face keeps its id."""
+    from kerakp.data.synthetic import synthetic_video_frames, write_video
+
+    left, right = (synthetic_video_frames(30, 240, 240, seed=s) for s in (1, 2))
+    video = write_video(tmp_path / "two.avi", ((np.hstack([a, b]), np.vstack([p, q + [240, 0]]))
+                                               for (a, p), (b, q) in zip(left, right)))
+    out = tmp_path / "marks.csv"
+    result = live("--tflite", PRESET, "--source", video, "--headless", "--landmarks", out, "--stats", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    marks = pd.read_csv(out)
+    assert list(marks.columns[:4]) == ["frame", "face", "x0", "y0"] and marks.shape[1] == 2 + 136
+    assert sorted(marks["frame"].unique()) == list(range(30)) and (marks.groupby("frame").size() == 2).all()
+    side = marks.groupby("face")["x30"].agg(["min", "max"])    # the nose tip stays on one side per id
+    assert len(side) == 2 and ((side["max"] < 240) | (side["min"] > 240)).all()
+    assert json.loads((tmp_path / "s.json").read_text())["faces_per_frame"] == 2.0
+    one = live("--tflite", PRESET, "--source", video, "--headless", "--max-faces", "1", "--landmarks", tmp_path / "one.csv")
+    assert one.exit_code == 0 and (pd.read_csv(tmp_path / "one.csv").groupby("frame").size() == 1).all()
+
+
+def test_landmarker_track_yields_faces_with_ids(video):
+    from kerakp import Landmarker
+
+    seen = [(frame.shape, [(face.id, face.points.shape) for face in faces]) for frame, faces in Landmarker(PRESET).track(video)]
+    assert len(seen) == 40 and all(shape == (240, 320, 3) for shape, _ in seen)
+    assert all(faces == [(0, (68, 2))] for _, faces in seen)
+
+
+GUI_PYTHON = Path(__file__).resolve().parents[1] / ".gui" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GUI_PYTHON.is_file(), reason="no OpenCV with window support: scripts/gui_venv.sh makes .gui/")
+def test_the_window_loop_under_xvfb_answers_its_keys(video, tmp_path):
+    """`kerakp live` in a real window (GUI OpenCV, a virtual X screen): s saves a snapshot, r starts the
+    recording, q quits; a screenshot of the window is kept for a look."""
+    import shutil
+    import subprocess
+    import time
+
+    if not shutil.which("Xvfb") or not shutil.which("xdotool"):
+        pytest.skip("Xvfb and xdotool are not installed (apt-get install xvfb xdotool x11-apps)")
+    looped = tmp_path / "long.avi"
+    from kerakp.data.synthetic import synthetic_video_frames, write_video
+
+    write_video(looped, synthetic_video_frames(1500, 320, 240, seed=1))
+    display = ":97"
+    screen = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "DISPLAY": display}
+    try:
+        time.sleep(1)
+        loop = subprocess.Popen([str(GUI_PYTHON), "-m", "kerakp", "live", "--tflite", str(PRESET), "--source", str(looped),
+                                 "--record", str(tmp_path / "rec.avi"), "--stats", str(tmp_path / "s.json")],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and subprocess.run(["xdotool", "search", "--name", "kerakp live"], env=env,
+                                                        capture_output=True).returncode:
+            time.sleep(0.5)
+        time.sleep(1)
+        window = subprocess.run(["xdotool", "search", "--name", "kerakp live"], env=env, capture_output=True, text=True).stdout.split()[0]
+        subprocess.run(["xwd", "-root", "-silent", "-out", str(tmp_path / "screen.xwd")], env=env, check=True)
+        for key in ("s", "r", "r", "q"):
+            subprocess.run(["xdotool", "windowfocus", "--sync", window, "key", key], env=env, check=False)   # no window manager
+            time.sleep(0.7)
+        out, err = loop.communicate(timeout=60)
+    finally:
+        screen.terminate()
+    assert loop.returncode == 0, err
+    assert (tmp_path / "snapshot_001.png").is_file()
+    frames = json.loads((tmp_path / "s.json").read_text())["frames"]
+    assert 0 < frames < 1500                                    # q stopped it before the video ended
+    recorded = int(cv2.VideoCapture(str(tmp_path / "rec.avi")).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert 0 < recorded < frames                               # r paused the recording for a while
+    shutil.copyfile(tmp_path / "screen.xwd", Path(os.environ.get("KERAKP_SCREENSHOT", tmp_path / "keep.xwd")))

@@ -190,39 +190,94 @@ def write_synthetic_set(out_dir, num_images: int = 600, images_per_person: int =
     return out_dir / "landmarks.csv"
 
 
-def write_synthetic_video(path, frames: int = 120, width: int = 640, height: int = 480, fps: float = 30.0,
-                          seed: int = 0, overwrite: bool = False) -> Path:
-    """A video of one synthetic face drifting, rolling and smiling in its middle third, with its landmarks
-    per frame in `<path>.csv` (frame, x0, y0, ...). Written as MJPG in an `.avi` or mp4v in an `.mp4`."""
+MOTIONS = ("move", "still")
+
+
+def pose_at(t: float, motion: str, side: int) -> tuple[float, float, np.ndarray]:
+    """Roll (radians), zoom and centre of the face at time `t` in 0..1: `move` drifts side to side, rolls 12
+    degrees each way and zooms 15 % in and out over the clip; `still` keeps the first pose."""
+    if motion == "still":
+        t = 0.0
+    wave = np.sin(2 * np.pi * t)
+    zoom = 1.0 + 0.15 * np.sin(4 * np.pi * t)
+    return np.deg2rad(12 * wave), zoom, np.array([side / 2 + 0.12 * side * wave, side / 2 - 0.05 * side])
+
+
+def write_video(path, frames, fps: float = 30.0, overwrite: bool = False) -> Path:
+    """Write (RGB image, (K, 2) points) frames as a video (MJPG `.avi` or mp4v `.mp4`) and their points as
+    `<path>.csv` (frame, x0, y0, ...), whole or not at all."""
     from kerakp.io import refuse_existing, replacing, write_csv
 
     path = Path(path)
     refuse_existing(path, overwrite)
     refuse_existing(path.with_name(path.name + ".csv"), overwrite)
-    rng = np.random.default_rng(seed)
-    person = random_person(rng)
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
-    rows = []
-    side = min(width, height)
+    rows, writer = [], None
     with replacing(path) as tmp:
         open(tmp, "wb").close()   # an unwritable folder fails here, naming the path
-        writer = cv2.VideoWriter(str(tmp), fourcc, fps, (width, height))
-        if not writer.isOpened():
-            raise KerakpError(f"{path}: OpenCV cannot write {path.suffix or 'this'} videos (use .avi or .mp4)")
-        for i in range(frames):
-            t = i / max(1, frames - 1)
-            expression = "smile" if 1 / 3 <= t < 2 / 3 else "neutral"
-            angle = np.deg2rad(12 * np.sin(2 * np.pi * t))
-            scale = side * 0.2
-            rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
-            centre = np.array([side / 2 + 0.12 * side * np.sin(2 * np.pi * t), side / 2 - 0.05 * side])
-            frame_rng = np.random.default_rng([seed, 1])  # the same background and lighting in every frame
-            shape_rng = np.random.default_rng([seed, 2])  # the same mouth opening for each expression
-            image, points = draw_face(person, face_points(person, expression, shape_rng), np.c_[rotation, centre], side, frame_rng)
-            pad = (width - side) // 2
-            image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
+        for i, (image, points) in enumerate(frames):
+            if writer is None:
+                writer = cv2.VideoWriter(str(tmp), fourcc, fps, (image.shape[1], image.shape[0]))
+                if not writer.isOpened():
+                    raise KerakpError(f"{path}: OpenCV cannot write {path.suffix or 'this'} videos (use .avi or .mp4)")
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            rows.append([i, *(points + [pad, 0]).ravel().round(3)])
-        writer.release()
-    write_csv(pd.DataFrame(rows, columns=["frame"] + [f"{a}{k}" for k in range(68) for a in "xy"]), path.with_name(path.name + ".csv"))
+            rows.append([i, *np.asarray(points).ravel().round(3)])
+        if writer is not None:
+            writer.release()
+    count = (len(rows[0]) - 1) // 2 if rows else 68
+    write_csv(pd.DataFrame(rows, columns=["frame"] + [f"{a}{k}" for k in range(count) for a in "xy"]), path.with_name(path.name + ".csv"))
     return path
+
+
+def synthetic_video_frames(frames: int = 120, width: int = 640, height: int = 480, seed: int = 0,
+                           motion: str = "move", noise: float = 2.0):
+    """(RGB frame, 68 points) of one synthetic face: the same scene every frame, posed by `pose_at`, smiling
+    in the middle third when it moves, with fresh sensor noise (`noise` grey levels) in each frame."""
+    if motion not in MOTIONS:
+        raise KerakpError(f"unknown motion '{motion}' (known: {', '.join(MOTIONS)})")
+    rng = np.random.default_rng(seed)
+    person = random_person(rng)
+    side = min(width, height)
+    pad = (width - side) // 2
+    sensor = np.random.default_rng([seed, 3])
+    for i in range(frames):
+        t = i / max(1, frames - 1)
+        expression = "smile" if motion == "move" and 1 / 3 <= t < 2 / 3 else "neutral"
+        angle, zoom, centre = pose_at(t, motion, side)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * side * 0.2 * zoom
+        frame_rng = np.random.default_rng([seed, 1])  # the same background and lighting in every frame
+        shape_rng = np.random.default_rng([seed, 2])  # the same mouth opening for each expression
+        image, points = draw_face(person, face_points(person, expression, shape_rng), np.c_[rotation, centre], side, frame_rng)
+        image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
+        image = np.clip(image + sensor.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
+        yield image, points + [pad, 0]
+
+
+def photo_video_frames(image: np.ndarray, points: np.ndarray, frames: int = 120, width: int = 640, height: int = 480,
+                       motion: str = "move", noise: float = 2.0, seed: int = 0):
+    """(RGB frame, points) of a labelled photo warped along the path of `pose_at` (its face about a third of
+    the frame high), on a blurred copy of itself, with fresh sensor noise: a real face whose truth is known
+    in every frame."""
+    from kerakp.data.geometry import points_box
+
+    box = points_box(points)
+    side = min(width, height)
+    base = side * 0.35 / max(box[2] - box[0], box[3] - box[1])
+    backdrop = cv2.GaussianBlur(cv2.resize(image, (width, height)), (0, 0), 15)
+    sensor = np.random.default_rng(seed)
+    centre = (box[:2] + box[2:]) / 2
+    for i in range(frames):
+        angle, zoom, target = pose_at(i / max(1, frames - 1), motion, side)
+        matrix = cv2.getRotationMatrix2D(tuple(centre), -np.degrees(angle), base * zoom)
+        matrix[:, 2] += target + [(width - side) // 2, 0] - centre
+        frame = cv2.warpAffine(image, matrix, (width, height), dst=backdrop.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+        frame = np.clip(frame + sensor.normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
+        yield frame, points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def write_synthetic_video(path, frames: int = 120, width: int = 640, height: int = 480, fps: float = 30.0,
+                          seed: int = 0, overwrite: bool = False, motion: str = "move") -> Path:
+    """A video of one synthetic face (`synthetic_video_frames`), with its landmarks per frame in `<path>.csv`."""
+    if motion not in MOTIONS:
+        raise KerakpError(f"unknown motion '{motion}' (known: {', '.join(MOTIONS)})")
+    return write_video(path, synthetic_video_frames(frames, width, height, seed, motion), fps, overwrite)
