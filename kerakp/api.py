@@ -53,9 +53,11 @@ def model_path(model) -> Path:
 @dataclass
 class Face:
     """One face: `points` (K, 2) in original-image pixels, `box` (x0, y0, x1, y1) around them, `score` the
-    face detector's confidence in 0..1 (0 where no detector gave the box: the whole image was read),
-    `detected` whether a detector's box gave it, and `flip_nme` how far the model's reads of the face and of
-    its mirror image disagree (NME; lower is surer)."""
+    face detector's confidence in 0..1 (0 where no detector gave the box: the whole image was read; 1 for a
+    tracked face), `detected` whether a detector's box gave it, `flip_nme` how far the model's reads of the
+    face and of its mirror image disagree (NME; lower is surer), `confidence` (K,) per point in 0..1
+    (`kerakp.analysis.confidence`; NaN where not measured), and `image_shape` of the image it came from.
+    `pose`, `openness` and `aligned` analyse it (`kerakp.analysis`)."""
 
     points: np.ndarray
     box: np.ndarray
@@ -64,11 +66,45 @@ class Face:
     flip_nme: float
     markup: str = "ibug68"
     id: int | None = None      # a tracked face's id (`Landmarker.track`), stable from frame to frame
+    confidence: np.ndarray | None = None
+    image_shape: tuple = ()
 
     @classmethod
-    def from_prediction(cls, prediction: Prediction, markup: str) -> "Face":
+    def from_prediction(cls, prediction: Prediction, markup: str, image_shape: tuple = (), scale=()) -> "Face":
+        from kerakp.analysis import confidence
+
         score = prediction.score if prediction.detected and np.isfinite(prediction.score) else 0.0
-        return cls(prediction.points, prediction.box, float(score), prediction.detected, prediction.flip_nme, markup)
+        sure = (confidence(prediction.spread, scale) if prediction.spread is not None
+                else np.full(len(prediction.points), np.nan))
+        return cls(prediction.points, prediction.box, float(score), prediction.detected, prediction.flip_nme, markup,
+                   confidence=sure, image_shape=tuple(image_shape))
+
+    @property
+    def pose(self) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) in degrees: yaw positive when the face turns to its own left, pitch when it looks
+        up, roll when its eye line turns clockwise on screen (`kerakp.analysis.head_pose`)."""
+        from kerakp.analysis import head_pose
+        from kerakp.schemas import get_schema
+
+        if not self.image_shape:
+            raise KerakpError("this face does not know the size of its image, which its head pose needs")
+        return head_pose(self.points, self.image_shape, get_schema(self.markup))
+
+    @property
+    def openness(self) -> dict[str, float]:
+        """Eye aspect ratio per eye (about 0.3 open, under 0.2 closed) and mouth openness (iBUG 68)."""
+        from kerakp.analysis import openness
+        from kerakp.schemas import get_schema
+
+        return openness(self.points, get_schema(self.markup))
+
+    def aligned(self, image: np.ndarray, size: int = 112) -> np.ndarray:
+        """The face as a `size` x `size` crop aligned by its eyes, nose tip and mouth corners to the ArcFace
+        template (`kerakp.analysis.aligned`)."""
+        from kerakp.analysis import aligned
+        from kerakp.schemas import get_schema
+
+        return aligned(image, self.points, get_schema(self.markup), size)[0]
 
     def to_dict(self) -> dict:
         """The face as a flat row: box, score, detected, flip_nme, then x0, y0, ... (the predictions CSV's columns)."""
@@ -111,9 +147,10 @@ class Predictions:
     def skipped(self) -> list[ImageFaces]:
         return [image for image in self.images if image.error]
 
-    def table(self):
+    def table(self, pose: bool = False, confidence: bool = False):
         """One row per face (image, face, found, detected, x0, y0, ...; face 0 the largest; an image without a
-        face one row with found 0), or per image without the face column when `one_per_image`."""
+        face one row with found 0), or per image without the face column when `one_per_image`; `pose` adds
+        yaw, pitch, roll and `confidence` c0, c1, ... (each point's confidence)."""
         import pandas as pd
 
         from kerakp.schemas import get_schema
@@ -128,16 +165,23 @@ class Predictions:
                 points = np.full((count, 2), np.nan) if face is None else face.points
                 row = {"image": image.name, "face": k, "found": int(face is not None),
                        "detected": int(face is not None and face.detected)}
-                rows.append({**row, **{f"{a}{i}": round(float(points[i, j]), 2) for i in range(count) for j, a in enumerate("xy")}})
-        frame = pd.DataFrame(rows, columns=["image", "face", "found", "detected"] + [f"{a}{i}" for i in range(count) for a in "xy"])
+                row.update({f"{a}{i}": round(float(points[i, j]), 2) for i in range(count) for j, a in enumerate("xy")})
+                if pose:
+                    row.update(zip(("yaw", "pitch", "roll"), np.round(face.pose, 2) if face is not None else [np.nan] * 3))
+                if confidence:
+                    row.update({f"c{i}": round(float(face.confidence[i]), 3) if face is not None else np.nan for i in range(count)})
+                rows.append(row)
+        columns = ["image", "face", "found", "detected"] + [f"{a}{i}" for i in range(count) for a in "xy"]
+        columns += (["yaw", "pitch", "roll"] if pose else []) + ([f"c{i}" for i in range(count)] if confidence else [])
+        frame = pd.DataFrame(rows, columns=columns)
         return frame.drop(columns="face") if self.one_per_image else frame
 
-    def to_csv(self, path, overwrite: bool = False) -> Path:
+    def to_csv(self, path, overwrite: bool = False, pose: bool = False, confidence: bool = False) -> Path:
         """Write `table()` atomically; an existing file only with `overwrite`."""
         from kerakp.io import refuse_existing, write_csv
 
         refuse_existing(path, overwrite)
-        return write_csv(self.table(), path)
+        return write_csv(self.table(pose, confidence), path)
 
 
 class Landmarker:
@@ -182,13 +226,15 @@ class Landmarker:
             raise KerakpError(f"expected an RGB image as a (height, width, 3) uint8 array, got {image.dtype} {image.shape}")
         return image
 
-    def _faces(self, predictions: list[Prediction]) -> list[Face]:
-        return [Face.from_prediction(p, self.info.markup) for p in predictions if p.points is not None]
+    def _faces(self, predictions: list[Prediction], image_shape: tuple = ()) -> list[Face]:
+        return [Face.from_prediction(p, self.info.markup, image_shape, self.info.point_spread)
+                for p in predictions if p.points is not None]
 
     def predict(self, image, max_faces: int | None = None) -> list[Face]:
         """Every face in one image (a path, or an RGB uint8 array), surest first (the detector's score);
         `max_faces` 1 gives the one face the model reads most consistently."""
-        return self._faces(self.predictor.predict_faces([self._image(image)], max_faces)[0])
+        image = self._image(image)
+        return self._faces(self.predictor.predict_faces([image], max_faces)[0], image.shape)
 
     def predict_many(self, inputs, max_faces: int | None = None, batch: int = 16, progress: bool = False) -> Predictions:
         """Faces of every image in `inputs` (paths of images or folders, searched recursively), read `batch`
@@ -207,8 +253,8 @@ class Landmarker:
                         chunk.append(item)
                     except KerakpError as err:
                         item.error = str(err)
-                for item, faces in zip(chunk, self.predictor.predict_faces(images, max_faces)):
-                    item.faces = self._faces(faces)
+                for item, image, faces in zip(chunk, images, self.predictor.predict_faces(images, max_faces)):
+                    item.faces = self._faces(faces, image.shape)
                 bar.update(len(items[start:start + batch]))
         return Predictions(items, self.info.markup, max_faces == 1)
 
@@ -247,8 +293,9 @@ class Landmarker:
 
     def fit_detector(self, data, images: int = 400, detector: str | None = None, offsets: bool = True, out=None,
                      format: str = "auto", progress: bool = True) -> "Landmarker":
-        """Refit the box calibration of every detector (or one) and the point offsets on the training part of
-        `data`; writes the model (in place, or to `out`) and returns a Landmarker of it."""
+        """Refit the box calibration of every detector (or one), the point offsets (unless not `offsets`) and the
+        points' spread on the training part of `data`; writes the model (in place, or to `out`) and returns a
+        Landmarker of it."""
         from kerakp.data.readers import load_dataset, model_subset
         from kerakp.runtime import save_metadata
         from kerakp.train import calibrate_detector, calibrate_points
@@ -262,8 +309,9 @@ class Landmarker:
         seed = self.info.split.get("seed", 0)
         fitted = calibrate_detector(data, images, seed, progress, names=[detector] if detector else None)
         info = self.info.replace(box_calibration={**self.info.box_calibration, **fitted})
-        if offsets:
-            info = info.replace(point_offsets=calibrate_points(self.model, data, images, seed, progress))
+        kept = None if offsets else (self.info.point_offsets or None)   # the spread is fitted with the offsets in use
+        fitted_offsets, spread = calibrate_points(self.model, data, images, seed, progress, offsets=kept)
+        info = info.replace(point_offsets=fitted_offsets, point_spread=spread)
         return Landmarker(save_metadata(self.path, info, out), detector=self.predictor.detector.name if self.predictor.detector else "blazeface")
 
     def track(self, source, max_faces: int | None = None, redetect_every: int = 30, **filter_options
@@ -274,7 +322,8 @@ class Landmarker:
         from kerakp.live import track
 
         for frame, tracks in track(self.predictor, source, redetect_every, max_faces, **filter_options):
-            yield frame, [Face(t.points, points_box(t.points), 1.0, True, float("nan"), self.info.markup, t.id) for t in tracks]
+            yield frame, [Face(t.points, points_box(t.points), 1.0, True, float("nan"), self.info.markup, t.id,
+                               image_shape=frame.shape) for t in tracks]
 
     def annotate(self, inputs, out, format: str = "ytf68", max_disagreement: float | None = None,
                  max_faces: int | None = None, progress: bool = True):
@@ -283,6 +332,32 @@ class Landmarker:
         from kerakp.annotate import annotate
 
         return annotate(self.predictor, inputs, out, format, max_disagreement, max_faces, progress)
+
+    def align(self, inputs, out, size: int = 112, max_faces: int | None = None) -> tuple[Path, int]:
+        """Aligned `size` x `size` crops (`Face.aligned`) of every face of the images in `inputs`, written into
+        the new folder `out` as `<stem>.png` (a second face `<stem>_face1.png`, ...); returns the folder and the
+        number of crops."""
+        import cv2
+
+        from kerakp.io import replacing
+
+        out = Path(out)
+        if out.exists():
+            raise KerakpError(f"{out.resolve()}: already exists; choose a new folder")
+        results = self.predict_many(inputs, max_faces)
+        count = 0
+        with replacing(out, folder=True) as staging:
+            for item in results.images:
+                if item.error or not item.faces:
+                    continue
+                image = self._image(item.path)
+                # an image given by its path is named by its file, one found in a folder by its path in there
+                stem = Path(item.name).stem if item.name == str(item.path) else Path(item.name.replace("/", "_")).stem
+                for k, face in enumerate(item.faces):
+                    crop = cv2.cvtColor(face.aligned(image, size), cv2.COLOR_RGB2BGR)
+                    cv2.imwrite(str(staging / (f"{stem}.png" if k == 0 else f"{stem}_face{k}.png")), crop)
+                    count += 1
+        return out, count
 
     def emotions(self, inputs, rule=None):
         """Expression tags of the face the model reads best in each image: a table image, tag, w, h, c

@@ -390,8 +390,10 @@ def _report_skipped(results) -> None:
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
               help="Where the detector finds no face (with --max-faces 1: or none the model reads consistently), "
                    "read the whole image instead: every image gets landmarks, and the detected column says whose box won.")
+@click.option("--pose", is_flag=True, help="Add each face's head pose: yaw, pitch, roll in degrees (see README).")
+@click.option("--confidence", is_flag=True, help="Add each point's confidence in 0..1: c0, c1, ...")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def predict(model, paths, out, box, detector, max_faces, passes, turn, fallback, overwrite):
+def predict(model, paths, out, box, detector, max_faces, passes, turn, fallback, pose, confidence, overwrite):
     """Predict landmarks for images or folders: one row per face (image, face, found, detected, x0, y0, ... in
     image pixels; face 0 is the largest), or per image with --max-faces 1. Files that are not readable images
     are skipped and listed; the exit code is 0 when at least one image was read."""
@@ -402,8 +404,8 @@ def predict(model, paths, out, box, detector, max_faces, passes, turn, fallback,
     results = Landmarker(model, detector=detector, box=box, passes=passes, turn=turn, fallback=fallback).predict_many(
         paths, max_faces, progress=True)
     _report_skipped(results)
-    table = results.table()
-    results.to_csv(out, overwrite=True)
+    table = results.table(pose, confidence)
+    results.to_csv(out, overwrite=True, pose=pose, confidence=confidence)
     read = table["image"].nunique()
     found = table.loc[table["found"] == 1, "image"].nunique()
     click.echo(f"{int(table['found'].sum())} faces in {found} of {read} images "
@@ -435,6 +437,23 @@ def annotate(model, paths, out, fmt, max_disagreement, box, detector, max_faces)
                f"(no face: {int((table['found'] == 0).sum())}, above --max-disagreement: "
                f"{int(((table['found'] == 1) & (table['kept'] == 0)).sum())}); median flip NME {np.nanmedian(table['flip_nme']):.4f}")
     click.echo(f"labels: {full(written)}\nper face: {full(out / 'annotations.csv')}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="New folder for the crops.")
+@click.option("--size", default=112, show_default=True, type=click.IntRange(min=16), help="Crop side in pixels.")
+@click.option("--max-faces", type=click.IntRange(min=1), help="At most this many faces per image, the surest.")
+@click.option("--detector", default=DEFAULT_DETECTOR, show_default=True, help=DETECTOR_HELP)
+def align(model, paths, out, size, max_faces, detector):
+    """Write aligned face crops: each face turned, scaled and moved so its eye centres, nose tip and mouth
+    corners lie nearest the ArcFace template (for 112 px: eyes at (38.3, 51.7) and (73.5, 51.5), nose tip
+    (56.0, 71.7), mouth corners (41.5, 92.4) and (70.7, 92.2)), for recognition pipelines."""
+    from kerakp.api import Landmarker
+
+    folder, count = Landmarker(model, detector=detector).align(paths, out, size, max_faces)
+    click.echo(f"wrote {count} aligned faces: {full(folder)}")
 
 
 @main.command("kaggle-submit")
@@ -519,7 +538,8 @@ def live(model, source, record, headless, stats_path, landmarks_path, threads, m
     infer = summary["latency_ms"].get("infer", {})
     click.echo(f"{summary['frames']} frames in {summary['wall_s']:.2f} s: {summary['fps']:.1f} FPS; "
                f"model {infer.get('p50', float('nan')):.2f} ms (p50); {summary['faces_per_frame']:.2f} faces per frame; "
-               f"detector calls {summary['detector_calls']}, track losses {summary['track_losses']}; tags {summary['emotion_counts']}")
+               f"detector calls {summary['detector_calls']}, track losses {summary['track_losses']}; blinks {summary['blinks']}; "
+               f"tags {summary['emotion_counts']}")
     for label, path in (("stats", stats_path), ("landmarks", landmarks_path), ("video", record)):
         if path:
             click.echo(f"{label}: {full(path)}")

@@ -153,12 +153,21 @@ def fit_rule(feats: np.ndarray, labels, steps: int = 32) -> EmotionRule:
 
 
 def tag_table(names: list[str], points: np.ndarray, schema: Schema, rule: EmotionRule | None = None):
-    """A table image, tag, w, h, c for the faces' (N, K, 2) points; a face of NaN points gets an empty tag."""
+    """A table image, tag, w, h, c (and, for iBUG 68, the eyes' aspect ratios and the mouth's openness:
+    left_eye, right_eye, mouth_open) for the faces' (N, K, 2) points; a face of NaN points gets an empty tag."""
     import pandas as pd
 
+    from kerakp.analysis import openness
+
     feats = features(points, schema) if len(points) else np.empty((0, 3))
-    return pd.DataFrame({"image": names, "tag": (rule or EmotionRule()).tag(feats),
-                         "w": feats[:, 0], "h": feats[:, 1], "c": feats[:, 2]}).round(4)
+    table = pd.DataFrame({"image": names, "tag": (rule or EmotionRule()).tag(feats),
+                          "w": feats[:, 0], "h": feats[:, 1], "c": feats[:, 2]})
+    if schema.name == "ibug68":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            opened = [openness(p, schema) for p in points]
+        for column, key in (("left_eye", "left_eye"), ("right_eye", "right_eye"), ("mouth_open", "mouth")):
+            table[column] = [o[key] for o in opened]
+    return table.round(4)
 
 
 def landmark_features(landmarks) -> tuple[list[str], np.ndarray]:

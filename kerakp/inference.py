@@ -65,6 +65,7 @@ class Prediction:
     detected: bool
     flip_nme: float = float("nan")
     score: float = float("nan")
+    spread: np.ndarray | None = None   # (K,) per point, the distance between the two reads over the eye distance
 
 
 class Predictor:
@@ -147,15 +148,17 @@ class Predictor:
         return points[:len(views)], self.schema.flip_points(points[len(views):], self.input_size), matrices
 
     def flip_test(self, images: list[np.ndarray], views: list[tuple[np.ndarray, float]],
-                  angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Per (image, view) pair: the mean of the two offset readings of `read_both` (K, 2, original pixels)
-        and the NME between them (infinity where they collapse)."""
+                  angle: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per (image, view) pair: the mean of the two offset readings of `read_both` (K, 2, original pixels),
+        the NME between them (infinity where they collapse) and their per-point distance (N, K) over the
+        normalising distance (`point_spread`)."""
         direct, mirrored, matrices = self.read_both(images, views, angle)
         direct, mirrored = direct + self.offsets[0] * self.input_size, mirrored + self.offsets[1] * self.input_size
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scores = per_image_nme(direct, mirrored, self.schema, scale=self.input_size)
+        spreads = point_spread(direct, mirrored, self.schema, self.input_size)
+        with np.errstate(invalid="ignore"):
+            scores = np.nanmean(spreads, axis=1)
         means = [transform_points(np.linalg.inv(m), (d + r) / 2) for m, d, r in zip(matrices, direct, mirrored)]
-        return np.stack(means), np.nan_to_num(scores, nan=np.inf, posinf=np.inf)
+        return np.stack(means), np.nan_to_num(scores, nan=np.inf, posinf=np.inf), spreads
 
     def crop(self, image: np.ndarray, box: np.ndarray, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Model-input crop around a landmark box, turned by `angle` degrees about its centre, and the matrix
@@ -203,9 +206,9 @@ class Predictor:
         if not flat:
             return [[] for _ in images]
         faces, candidates = map(list, zip(*flat))
-        means, scores = self.flip_test(faces, self.final_views(faces, [c.box for c in candidates]))
-        read = iter(Prediction(points, points_box(points), c.detected, float(score), c.score)
-                    for points, score, c in zip(means, scores, candidates))
+        means, scores, spreads = self.flip_test(faces, self.final_views(faces, [c.box for c in candidates]))
+        read = iter(Prediction(points, points_box(points), c.detected, float(score), c.score, spread)
+                    for points, score, c, spread in zip(means, scores, candidates, spreads))
         return [[next(read) for _ in some] for some in found]
 
     def choose(self, images: list[np.ndarray], found: list[list[Candidate]]) -> list[Prediction]:
@@ -263,16 +266,33 @@ class Predictor:
         return self.predict_batch([image], None if truth is None else [truth])[0]
 
 
-def fit_point_offsets(model, images, keypoints, passes: int = 2) -> list:
+def point_spread(direct: np.ndarray, mirrored: np.ndarray, schema: Schema, size: float) -> np.ndarray:
+    """(N, K) distance between two reads of each point over the markup's normalising distance in the second
+    read (the crop side for a markup without one); its mean over the points is the reads' NME."""
+    norm = (np.linalg.norm(mirrored[:, schema.norm[0]] - mirrored[:, schema.norm[1]], axis=-1) if schema.norm
+            else np.full(len(mirrored), float(size)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.linalg.norm(direct - mirrored, axis=-1) / norm[:, None]
+
+
+def fit_point_offsets(model, images, keypoints, passes: int = 2, offsets=None) -> tuple[list, list]:
     """(2, K, 2) offsets in crop fractions: per reading of the flip test (direct, mirrored) and point, the
     median of label - reading over labelled images, read from the labels' own boxes (or the whole image, for a
-    model trained on it) through all passes."""
+    model trained on it) through all passes; and, with those offsets (or the `offsets` given, kept as they
+    are), each point's median flip disagreement (`point_spread`): the scale of its confidence."""
     predictor = Predictor(model, box="oracle", passes=passes)
-    pairs, residuals = zip(images, keypoints), []
+    pairs, reads = zip(images, keypoints), []
     while chunk := list(islice(pairs, predictor.batch_size)):
         batch, truths = map(list, zip(*chunk))
         first = [predictor.face_boxes(image, truth)[0].box for image, truth in zip(batch, truths)]
         direct, mirrored, matrices = predictor.read_both(batch, predictor.final_views(batch, first))
         labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
-        residuals.append(np.stack([labels - direct, labels - mirrored], axis=1) / predictor.input_size)
-    return np.nanmedian(np.concatenate(residuals), axis=0).tolist() if residuals else []
+        reads.append(np.stack([direct, mirrored, labels], axis=1))
+    if not reads:
+        return [], []
+    direct, mirrored, labels = np.moveaxis(np.concatenate(reads), 1, 0)    # each (N, K, 2) in crop pixels
+    size = predictor.input_size
+    fitted = (np.nanmedian(np.stack([labels - direct, labels - mirrored], axis=1) / size, axis=0)
+              if offsets is None else np.asarray(offsets, np.float64))
+    spread = point_spread(direct + fitted[0] * size, mirrored + fitted[1] * size, predictor.schema, size)
+    return fitted.tolist(), np.nanmedian(spread, axis=0).tolist()

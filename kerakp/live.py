@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kerakp.analysis import BlinkDetector, head_pose, openness, rotation_from
 from kerakp.data.geometry import box_iou, points_box
 from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
@@ -29,7 +30,7 @@ from kerakp.io import write_csv, write_json
 from kerakp.quiet import native_stderr_silenced
 
 STAGES = ("capture", "detect", "infer", "smooth", "tag", "draw")
-DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 1.0, 1.0   # tuned on the synthetic videos (BENCHMARKS.md, "Live loop")
+DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 4.0, 10.0   # chosen on the synthetic videos (BENCHMARKS.md, "Live loop")
 
 
 class OneEuroFilter:
@@ -97,6 +98,8 @@ class Track:
     tags: TagSmoother = field(default_factory=TagSmoother)
     tag: str = ""
     misses: int = 0
+    blinks: BlinkDetector = field(default_factory=BlinkDetector)
+    eyes_closed: bool = False
 
 
 @dataclass
@@ -109,6 +112,7 @@ class LiveStats:
     detector_calls: int = 0
     track_losses: int = 0
     faces: int = 0
+    blinks: int = 0
     emotion_counts: dict = field(default_factory=dict)
     stage_ms: dict = field(default_factory=lambda: {stage: [] for stage in STAGES})
 
@@ -121,7 +125,7 @@ class LiveStats:
         return {"frames": self.frames, "wall_s": round(self.wall_s, 3),
                 "fps": self.frames / self.wall_s if self.wall_s > 0 else 0.0, "latency_ms": latency,
                 "detector_calls": self.detector_calls, "track_losses": self.track_losses,
-                "faces_per_frame": self.faces / self.frames if self.frames else 0.0, "source_fps": self.source_fps,
+                "faces_per_frame": self.faces / self.frames if self.frames else 0.0, "source_fps": self.source_fps, "blinks": self.blinks,
                 "emotion_counts": self.emotion_counts}
 
 
@@ -207,15 +211,34 @@ class FaceTracker:
         return self.tracks
 
 
-def draw(frame_bgr: np.ndarray, tracks: list[Track], fps: float) -> None:
-    """Each face's landmarks, box, id and tag, and the FPS, drawn in place."""
+def draw_pose(frame_bgr: np.ndarray, points: np.ndarray, schema) -> None:
+    """The head's axes (x red, y green, z blue, towards the camera) from its nose tip, as `head_pose` sees them."""
+    try:
+        yaw, pitch, roll = head_pose(points, frame_bgr.shape, schema)
+    except KerakpError:   # a markup with too few points for a pose
+        return
+    if not np.isfinite(yaw):
+        return
+    box = points_box(points)
+    length = 0.5 * max(box[2] - box[0], box[3] - box[1])
+    origin = points[schema.parts["nose_tip"][0]] if "nose_tip" in schema.parts else (box[:2] + box[2:]) / 2
+    axes = rotation_from(yaw, pitch, roll) @ np.diag([1.0, 1.0, -1.0])   # z drawn towards the camera
+    for k, colour in enumerate(((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+        end = origin + length * axes[:2, k]
+        cv2.line(frame_bgr, tuple(np.round(origin).astype(int)), tuple(np.round(end).astype(int)), colour, 2, cv2.LINE_AA)
+
+
+def draw(frame_bgr: np.ndarray, tracks: list[Track], fps: float, schema=None) -> None:
+    """Each face's landmarks, box, id, tag, blink and head-pose axes, and the FPS, drawn in place."""
     for track in tracks:
         for x, y in track.points:
             if np.isfinite(x) and np.isfinite(y):
                 cv2.circle(frame_bgr, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1, cv2.LINE_AA)
         x0, y0, x1, y1 = points_box(track.points).astype(int)
         cv2.rectangle(frame_bgr, (x0, y0), (x1, y1), (255, 200, 0), 1)
-        label = f"#{track.id} {track.tag}".strip()
+        if schema is not None:
+            draw_pose(frame_bgr, track.points, schema)
+        label = f"#{track.id} {track.tag}{' blink' if track.eyes_closed else ''}".strip()
         cv2.putText(frame_bgr, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 0, 255), 1, cv2.LINE_AA)
     cv2.putText(frame_bgr, f"{fps:5.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2, cv2.LINE_AA)
 
@@ -279,10 +302,19 @@ def frames(source, stats: LiveStats, max_frames: int | None = None):
 
 
 def tag_faces(tracks: list[Track], schema, rule: EmotionRule | None, stats: LiveStats) -> None:
-    """Each track's expression tag, majority-voted over its recent frames (markups with mouth points)."""
-    if rule is None or not tracks:
+    """Each track's expression tag, majority-voted over its recent frames (markups with mouth points), and
+    whether its eyes are closed (`BlinkDetector`, iBUG 68)."""
+    if not tracks:
         return
     started = time.perf_counter()
+    if schema.name == "ibug68":
+        for track in tracks:
+            ratios, before = openness(track.raw, schema), track.blinks.blinks   # unsmoothed: a blink is brief
+            track.eyes_closed = track.blinks.update((ratios["left_eye"] + ratios["right_eye"]) / 2)
+            stats.blinks += track.blinks.blinks - before
+    if rule is None:
+        stats.timed("tag", started)
+        return
     tags = rule.tag(features(np.stack([track.points for track in tracks]), schema))
     for track, tag in zip(tracks, tags):
         track.tag = track.tags.update(tag)
@@ -344,7 +376,7 @@ def run_live(predictor: Predictor, source: str = "0", record: Path | None = None
             started = time.perf_counter()
             stats.wall_s = time.perf_counter() - began
             if recorder.on or not headless:
-                draw(frame_bgr, tracks, stats.frames / stats.wall_s)
+                draw(frame_bgr, tracks, stats.frames / stats.wall_s, predictor.schema)
                 recorder.write(frame_bgr)
             if not headless:
                 cv2.imshow(window, frame_bgr)

@@ -30,6 +30,7 @@ class ModelInfo:
     head: str = "regression"
     box_calibration: dict = field(default_factory=dict)
     point_offsets: list = field(default_factory=list)
+    point_spread: list = field(default_factory=list)   # per point, the median flip disagreement on training images
     split: dict = field(default_factory=dict)
 
     @property
@@ -43,14 +44,14 @@ class ModelInfo:
                         config.get("face_box", "landmarks") == "image")
         return cls(config["schema"], crop, config.get("backbone", ""), config.get("head", "regression"),
                    dict(config.get("box_calibration") or {}), list(config.get("point_offsets") or []),
-                   dict(config.get("split") or {}))
+                   list(config.get("point_spread") or []), dict(config.get("split") or {}))
 
     def to_config(self) -> dict:
         """The `LandmarkModel` config keys this information lives in."""
         return {"schema": self.markup, "input_size": self.crop.size, "crop_scale": self.crop.scale,
                 "upright": self.crop.upright, "face_box": "image" if self.crop.whole_image else "landmarks",
                 "backbone": self.backbone, "head": self.head, "box_calibration": self.box_calibration,
-                "point_offsets": self.point_offsets, "split": self.split}
+                "point_offsets": self.point_offsets, "point_spread": self.point_spread, "split": self.split}
 
     def replace(self, **changes) -> "ModelInfo":
         return replace(self, **changes)

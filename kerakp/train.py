@@ -53,13 +53,15 @@ def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool 
     return fitted
 
 
-def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True) -> list:
-    """Fit a trained model's output offsets (`fit_point_offsets`) on up to `count` training images."""
+def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True,
+                     offsets=None) -> tuple[list, list]:
+    """Fit a trained model's output offsets (or keep `offsets`) and its points' spread (`fit_point_offsets`)
+    on up to `count` training images."""
     from kerakp.inference import fit_point_offsets
 
     if count <= 0:
-        return []
-    return fit_point_offsets(model, *_sample(data, count, seed, "fitting point offsets", progress))
+        return [], []
+    return fit_point_offsets(model, *_sample(data, count, seed, "fitting point offsets", progress), offsets=offsets)
 
 
 def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
@@ -246,7 +248,8 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                 out.rmdir()
         raise
     best = keras.models.load_model(out / "model.keras")
-    info = best.info.replace(point_offsets=calibrate_points(best, train_set, config.calibration_images, config.seed, progress))
+    offsets, spread = calibrate_points(best, train_set, config.calibration_images, config.seed, progress)
+    info = best.info.replace(point_offsets=offsets, point_spread=spread)
     with replacing(out / "model.keras") as tmp:  # the best epoch with its offsets, without optimizer state
         save_for_inference(best, tmp, info)
     plot_history(out / "history.csv", out / "training_curves.png")

@@ -83,7 +83,7 @@ def test_turned_reads_rotate_about_the_crop_centre_both_ways(tiny_model):
     plain = LayoutPredictor(tiny_model, box="full", passes=1, turn=0)
     turned = LayoutPredictor(tiny_model, box="full", passes=1, turn=20)
     first = plain.predict(image)
-    read_again, _ = plain.flip_test([image], [plain.view(first.points)])   # the unturned read of the result's own box
+    read_again, _, _ = plain.flip_test([image], [plain.view(first.points)])   # the unturned read of the result's own box
     centre = (first.box[:2] + first.box[2:]) / 2
     expected = (first.points + 2 * (centre + np.cos(np.deg2rad(20)) * (read_again[0] - centre))) / 3
     assert np.allclose(turned.predict(image).points, expected, atol=1e-3)
@@ -120,7 +120,7 @@ def test_fitted_point_offsets_recover_a_labelling_shift(synthetic_set):
     reads = [r.points for r in Predictor(model, box="full").predict_batch(images)]
     sides = np.array([1.25 * np.ptp(points, axis=0).max() for points in reads])
     labels = np.stack(reads) + np.array([0.03, 0.02]) * sides[:, None, None]
-    offsets = np.array(fit_point_offsets(model, images, labels))   # (direct, mirrored reading) x 68 points x (x, y)
+    offsets = np.array(fit_point_offsets(model, images, labels)[0])   # (direct, mirrored reading) x 68 points x (x, y)
     assert offsets.shape == (2, 68, 2)
     shift = offsets - np.asarray(model.point_offsets)
     assert np.allclose(np.median(shift.mean(axis=0), axis=0), [0.03, 0.02], atol=0.005)

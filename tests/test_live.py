@@ -117,7 +117,7 @@ def test_the_face_smoother_steadies_a_noisy_face_and_follows_a_moving_one():
     noisy = [face + rng.normal(0, 0.5, face.shape) for _ in range(90)]
     out = np.stack([smoother(p, i / 30) for i, p in enumerate(noisy)])
     raw_motion = np.abs(np.diff(np.stack(noisy), axis=0)).mean()
-    assert np.abs(np.diff(out[30:], axis=0)).mean() < 0.3 * raw_motion          # a still face: steadier
+    assert np.abs(np.diff(out[30:], axis=0)).mean() < 0.5 * raw_motion          # a still face: half as shaky at least
     mover = FaceSmoother((36, 45))
     moving = [face + [3.0 * i, 0] for i in range(60)]                              # 90 px a second
     out = np.stack([mover(p, i / 30) for i, p in enumerate(moving)])

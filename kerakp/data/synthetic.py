@@ -148,6 +148,48 @@ def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size:
     return np.clip(image, 0, 255).astype(np.uint8), pts
 
 
+def close_eyes(points: np.ndarray) -> np.ndarray:
+    """The 68 unit-frame points with each upper lid lowered onto its lower lid (closed eyes)."""
+    closed = points.copy()
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        closed[upper, 1] = closed[lower, 1] = (points[upper, 1] + points[lower, 1]) / 2
+    return closed
+
+
+def face_depth(points: np.ndarray) -> np.ndarray:
+    """A depth (away from the camera) for each of the 68 unit-frame points of `face_points`, from a hand-made
+    head of rough human proportions (in outer-eye-corner distances: the jaw's ends 0.85 behind the eye
+    corners, the nose tip 0.45 before them, the chin level with them). Not kerakp's fitted 3-D face, so a
+    pose fitted to these faces does not fit its own model."""
+    x, y = points[:, 0], points[:, 1]
+    z = 2.05 * (1 - np.sqrt(np.clip(1 - (x / 1.1) ** 2, 0, None)))   # across the face: the sides go back
+    z += 0.35 * np.clip(y - 0.3, 0, None)                             # the lower face slopes back to the chin
+    z[27:31] -= np.linspace(0.0, 0.12, 4)                              # the nose stands out
+    z[31:36] -= 0.05
+    z[36:48] += 0.05                                                   # the eyes sit a little in
+    return z
+
+
+def posed_face(rng: np.random.Generator, yaw: float, pitch: float, roll: float, person: Person | None = None,
+               size: int = 200, eyes_closed: bool = False, expression: str = "neutral") -> dict:
+    """One synthetic face turned by a known (yaw, pitch, roll) in degrees (`kerakp.analysis` conventions):
+    its 68 points given a depth (`face_depth`), turned, projected through a pinhole camera whose focal length
+    is the image side (the camera `head_pose` assumes) and drawn; `eyes_closed` lowers the upper lids onto the
+    lower ones."""
+    from kerakp.analysis import rotation_from
+
+    person = person or random_person(rng)
+    unit = face_points(person, expression, rng)
+    unit = close_eyes(unit) if eyes_closed else unit
+    scale = size * 0.21                                         # pixels per unit at the face's centre
+    turned = np.c_[unit, face_depth(unit)] @ rotation_from(yaw, pitch, roll).T * scale
+    focal = float(size)                                         # the camera kerakp's pose fit assumes
+    projected = turned[:, :2] * focal / (focal + turned[:, 2:]) / scale
+    matrix = np.c_[np.eye(2) * scale, [size / 2, size / 2 - 0.04 * size]]
+    image, points = draw_face(person, projected, matrix, size, rng)
+    return {"image": image, "points": points, "pose": (yaw, pitch, roll)}
+
+
 def synthetic_face(rng: np.random.Generator, person: Person | None = None, expression: str | None = None,
                    size: int = 160, roll_range: float = 25.0) -> dict:
     """One synthetic face: image (RGB uint8), points (68, 2), expression and roll in degrees."""
@@ -230,9 +272,10 @@ def write_video(path, frames, fps: float = 30.0, overwrite: bool = False) -> Pat
 
 
 def synthetic_video_frames(frames: int = 120, width: int = 640, height: int = 480, seed: int = 0,
-                           motion: str = "move", noise: float = 2.0):
+                           motion: str = "move", noise: float = 2.0, closed: frozenset = frozenset()):
     """(RGB frame, 68 points) of one synthetic face: the same scene every frame, posed by `pose_at`, smiling
-    in the middle third when it moves, with fresh sensor noise (`noise` grey levels) in each frame."""
+    in the middle third when it moves, its eyes closed in the frames numbered in `closed`, with fresh sensor
+    noise (`noise` grey levels) in each frame."""
     if motion not in MOTIONS:
         raise KerakpError(f"unknown motion '{motion}' (known: {', '.join(MOTIONS)})")
     rng = np.random.default_rng(seed)
@@ -247,7 +290,8 @@ def synthetic_video_frames(frames: int = 120, width: int = 640, height: int = 48
         rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * side * 0.2 * zoom
         frame_rng = np.random.default_rng([seed, 1])  # the same background and lighting in every frame
         shape_rng = np.random.default_rng([seed, 2])  # the same mouth opening for each expression
-        image, points = draw_face(person, face_points(person, expression, shape_rng), np.c_[rotation, centre], side, frame_rng)
+        unit = face_points(person, expression, shape_rng)
+        image, points = draw_face(person, close_eyes(unit) if i in closed else unit, np.c_[rotation, centre], side, frame_rng)
         image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
         image = np.clip(image + sensor.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
         yield image, points + [pad, 0]

@@ -98,7 +98,7 @@ class LandmarkModel(keras.Model):
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
                  box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
                  face_box: str = "landmarks", head: str = "regression", point_offsets: list | None = None,
-                 upright: bool = False, **kwargs):
+                 upright: bool = False, point_spread: list | None = None, **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
@@ -123,6 +123,7 @@ class LandmarkModel(keras.Model):
         self.split = dict(split or {})
         self.freeze_bn, self.face_box, self.head, self.upright = freeze_bn, face_box, head, upright
         self.point_offsets = np.asarray(point_offsets, np.float64).tolist() if point_offsets else []
+        self.point_spread = [float(v) for v in point_spread] if point_spread else []
 
     @property
     def schema(self) -> Schema:
@@ -140,7 +141,7 @@ class LandmarkModel(keras.Model):
             "dropout": self.dropout_rate, "weights": "none", "crop_scale": self.crop_scale,
             "box_calibration": self.box_calibration, "split": self.split, "freeze_bn": self.freeze_bn,
             "face_box": self.face_box, "head": self.head, "point_offsets": self.point_offsets,
-            "upright": self.upright,
+            "upright": self.upright, "point_spread": self.point_spread,
         }
 
     @classmethod
