@@ -234,6 +234,11 @@ def _overrides(options: dict, sets: tuple[str, ...]) -> dict:
 @click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
 @click.option("--seed", type=int, help="Seeds the person split, augmentation, initial weights and dropout.")
 @click.option("--workers", type=int, help="Data-loading workers.")
+@click.option("--cache-mb", type=int, help="Decoded images kept in memory per worker, in MB (default 2048; 0: none).")
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
+              help="Keras dtype policy for training (the heads stay float32; the saved model is float32).")
+@click.option("--distribute", type=click.Choice(["data-parallel"]),
+              help="Data-parallel training over every local device (JAX: keras.distribution; TensorFlow: MirroredStrategy).")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Also write TensorBoard logs.")
 @click.option("--extra-data", multiple=True, type=click.Path(path_type=Path),
               help="Another labelled set of the same markup to train on (repeatable); never validated on.")
@@ -316,7 +321,7 @@ def fit_detector(model, data_path, data_format, images, out, detector, offsets, 
 @main.command()
 @click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--to", "fmt", required=True, type=click.Choice(DATA_FORMATS[1:]),
+@click.option("--to", "fmt", required=True, type=click.Choice([f for f in DATA_FORMATS[1:] if f != "pack"]),
               help="Output layout (csv is the image_name,point_1_x,... format).")
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS), help="Input layout.")
 @click.option("--markup", help="Convert the points to this markup (five or kaggle15) from any markup that has their parts.")
@@ -335,6 +340,28 @@ def convert(data_path, out, fmt, data_format, markup, crop_size, context, qualit
     data = load_dataset(data_path, data_format)
     written = write_dataset(data, out, fmt, markup, crop_size, context, quality=quality)
     click.echo(f"wrote {len(data)} faces ({data.schema.name} -> {markup or fmt}): {full(written)}")
+
+
+@main.command()
+@click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", required=True, type=click.IntRange(min=16),
+              help="Crop side in pixels: at least the recipe's input size x context / crop_scale.")
+@click.option("--context", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Crop side / landmark-box side (room for the augmentation).")
+@click.option("--quality", type=click.IntRange(1, 100), help="Store the crops as JPEG of this quality (a few times smaller).")
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS), help="Input layout.")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+def pack(data_path, out, size, context, quality, data_format, overwrite):
+    """Pack a labelled set for large or repeated training: face crops in one memory-mapped file that
+    `kerakp train --data OUT` reads with the same persons, markup and validation split, in bounded memory."""
+    from kerakp.data.pack import write_pack
+    from kerakp.data.readers import load_dataset
+
+    data = load_dataset(data_path, data_format)
+    folder = write_pack(data, out, size, context, quality, overwrite=overwrite)
+    size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    click.echo(f"packed {len(data)} faces ({data.schema.name}, {size} px, context {context}): {full(folder)} ({size_mb:.1f} MB)")
 
 
 @main.command()

@@ -10,13 +10,17 @@ from kerakp.data.augment import Augment
 from kerakp.errors import KerakpError
 from kerakp.models import HEADS, LOSSES
 
-CHOICES = {"face_box": ("landmarks", "image"), "head": HEADS, "loss": LOSSES}   # keys with a fixed set of values
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTIONS = ("", "data-parallel")
+CHOICES = {"face_box": ("landmarks", "image"), "head": HEADS, "loss": LOSSES, "precision": PRECISIONS,
+           "distribute": DISTRIBUTIONS}   # keys with a fixed set of values
 RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allowed)
     "input_size": (32, 1024, True), "head_units": (1, 1 << 16, True), "dropout": (0.0, 0.999, True),
     "huber_delta": (0.0, 1.0, False), "epochs": (1, 100_000, True), "batch_size": (1, 65_536, True),
     "learning_rate": (0.0, 10.0, False), "weight_decay": (0.0, 1.0, True), "warmup_epochs": (0, 100_000, True),
     "clipnorm": (0.0, 1e6, False), "patience": (1, 100_000, True), "val_fraction": (0.0, 0.9, True),
     "crop_scale": (0.0, 10.0, False), "workers": (1, 256, True), "calibration_images": (0, 1_000_000, True),
+    "cache_mb": (0, 1 << 20, True),
 }
 
 
@@ -50,6 +54,9 @@ class TrainConfig:
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
     workers: int = 1
     use_multiprocessing: bool = False
+    cache_mb: int = 2048             # decoded images kept between epochs (per data worker), least recently used dropped
+    precision: str = "float32"       # float32 | mixed_float16 | mixed_bfloat16 (Keras dtype policies; heads stay float32)
+    distribute: str = ""             # "" (one device) | data-parallel (every local device; JAX or TensorFlow)
     calibration_images: int = 300    # training images used to fit the detector-box calibrations and point offsets
     detector: str = ""               # the face detector whose box calibration to fit ("": every detector)
     tensorboard: bool = False

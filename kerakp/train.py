@@ -6,6 +6,8 @@ A run folder holds `model.keras` (best validation loss), `last.keras` (for `--re
 from __future__ import annotations
 
 import importlib.util
+import os
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -190,6 +192,52 @@ def _resume_from(out: Path, config: TrainConfig):
     return model, done
 
 
+@contextmanager
+def training_context(config: TrainConfig, progress: bool = True):
+    """The dtype policy (`precision`) and the device distribution (`distribute`) a run builds and trains its
+    model under, left as they were afterwards; yields the number of devices. Data-parallel uses
+    keras.distribution.DataParallel over every local device on JAX (across hosts after
+    keras.distribution.initialize, configured by the KERAS_DISTRIBUTION_* environment variables) and
+    tf.distribute.MirroredStrategy on TensorFlow; the recipe's batch is the global batch."""
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        if not config.distribute:
+            yield 1
+            return
+        backend = keras.backend.backend()
+        if backend == "jax":
+            if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
+                keras.distribution.initialize()
+            devices = keras.distribution.list_devices()
+            _check_batch(config, len(devices), progress)
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            try:
+                yield len(devices)
+            finally:
+                keras.distribution.set_distribution(None)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+            names = [device.name for device in tf.config.list_logical_devices(kind)]
+            _check_batch(config, len(names), progress)
+            with tf.distribute.MirroredStrategy(devices=names).scope():
+                yield len(names)
+        else:
+            raise KerakpError(f"--distribute data-parallel runs on the jax or tensorflow backend, not {backend}")
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _check_batch(config: TrainConfig, devices: int, progress: bool) -> None:
+    if config.batch_size % devices:
+        raise KerakpError(f"--batch-size {config.batch_size} does not divide over {devices} devices; "
+                          f"use a multiple of {devices}")
+    if progress:
+        print(f"data-parallel over {devices} devices ({config.batch_size // devices} images each per step)", flush=True)
+
+
 def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False, progress: bool = True,
           overwrite: bool = False) -> Path:
     """Train (or resume) a run in `out_dir`; returns the path of the best model. A fresh run refuses a folder
@@ -202,52 +250,53 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     extra = extra_sets(config, data.schema)
     crop = CropRule(config.input_size, config.crop_scale, config.upright, config.face_box == "image")
-    loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing)
-    if resume:
-        model, initial_epoch = _resume_from(out, config)
-    else:
-        initial_epoch = 0
-        keras.utils.set_random_seed(config.seed)   # initial weights and dropout, as the split and augmentation
-        split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
-                 "val_images": len(val_idx), "val_persons": len(set(val_set.persons)),
-                 "extra_images": sum(len(e) for e in extra)}
-        model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
-                              config.weights, config.crop_scale,
-                              calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
-                                                 config.seed, progress, [config.detector] if config.detector else None),
-                              split,
-                              config.freeze_bn, config.face_box, config.head, upright=config.upright)
-        if config.init:
-            copied = start_from(model, config.init)
-            if progress:
-                print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
-    train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
-                                 shuffle=True, seed=config.seed, epoch=initial_epoch, **loader)
-    val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None
-    if not resume:
-        compile_model(model, config, len(train_seq))
-        created = not out.exists()
-        for name in RUN_FILES:   # --overwrite: the earlier run's files go only now, when this one starts
-            remove(out / name)
-        out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
-    monitor = "val_loss" if val_seq is not None else "loss"
-    callbacks = _callbacks(out, config, monitor, resume)
-    try:
-        model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=1 if progress else 2)
-        if callbacks[0].diverged:
-            epoch, batch, loss = callbacks[0].diverged
-            kept = f"{out / 'model.keras'} keeps the best epoch before it" if (out / "model.keras").exists() else "no epoch finished"
-            raise KerakpError(f"training diverged: the loss became {loss} in epoch {epoch}"
-                              + (f", batch {batch}" if batch else "") + f"; {kept} (try a lower --lr)")
-    except BaseException:
-        if not resume and not (out / "history.csv").exists():   # not one epoch finished: nothing to keep
-            remove(out / "config.yaml")
-            if created and not any(out.iterdir()):
-                out.rmdir()
-        raise
-    best = keras.models.load_model(out / "model.keras")
+    loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing, cache_mb=config.cache_mb)
+    calibration = ({} if resume else
+                   calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
+                                      config.seed, progress, [config.detector] if config.detector else None))
+    with training_context(config, progress):
+        if resume:
+            model, initial_epoch = _resume_from(out, config)
+        else:
+            initial_epoch = 0
+            keras.utils.set_random_seed(config.seed)   # initial weights and dropout, as the split and augmentation
+            split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
+                     "val_images": len(val_idx), "val_persons": len(set(val_set.persons)),
+                     "extra_images": sum(len(e) for e in extra)}
+            model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
+                                  config.weights, config.crop_scale, calibration, split,
+                                  config.freeze_bn, config.face_box, config.head, upright=config.upright)
+            if config.init:
+                copied = start_from(model, config.init)
+                if progress:
+                    print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
+        train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
+                                     shuffle=True, seed=config.seed, epoch=initial_epoch, **loader)
+        val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None
+        if not resume:
+            compile_model(model, config, len(train_seq))
+            created = not out.exists()
+            for name in RUN_FILES:   # --overwrite: the earlier run's files go only now, when this one starts
+                remove(out / name)
+            out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.yaml", yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
+        monitor = "val_loss" if val_seq is not None else "loss"
+        callbacks = _callbacks(out, config, monitor, resume)
+        try:
+            model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, verbose=1 if progress else 2)
+            if callbacks[0].diverged:
+                epoch, batch, loss = callbacks[0].diverged
+                kept = f"{out / 'model.keras'} keeps the best epoch before it" if (out / "model.keras").exists() else "no epoch finished"
+                raise KerakpError(f"training diverged: the loss became {loss} in epoch {epoch}"
+                                  + (f", batch {batch}" if batch else "") + f"; {kept} (try a lower --lr)")
+        except BaseException:
+            if not resume and not (out / "history.csv").exists():   # not one epoch finished: nothing to keep
+                remove(out / "config.yaml")
+                if created and not any(out.iterdir()):
+                    out.rmdir()
+            raise
+    best = keras.models.load_model(out / "model.keras")     # rebuilt in float32 on one device, whatever trained it
     offsets, spread = calibrate_points(best, train_set, config.calibration_images, config.seed, progress)
     info = best.info.replace(point_offsets=offsets, point_spread=spread)
     with replacing(out / "model.keras") as tmp:  # the best epoch with its offsets, without optimizer state

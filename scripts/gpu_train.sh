@@ -4,8 +4,8 @@
 #
 # Here, once (needs the package registry and ../shared; .whl/ and .data/ are git-ignored):
 #   scripts/gpu_train.sh wheels                       # keras, namex, optree wheels for Python 3.12 -> .whl/
-#   scripts/gpu_train.sh pack ../shared/data/ytf68 ytf68 ytf68
-#                                                     # 160 px face crops (layout ytf68) + ImageNet weights -> .data/
+#   scripts/gpu_train.sh pack ../shared/data/ytf68 ytf68
+#                                                     # a kerakp pack of 160 px face crops (JPEG) + ImageNet weights -> .data/
 # There (the device tool's run with carry [".whl", ".data/NAME", ".data/weights"]; the whole working tree,
 # saved_models/ included, travels and must stay under 64 MiB: `pack` prints the total):
 #   scripts/gpu_train.sh train ytf68 kerakp/recipes/ytf68_mobilenetv2_heatmap.yaml $OUT/run [more kerakp train options]
@@ -29,12 +29,11 @@ case "${1:-}" in
       -d .whl "keras==$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("keras"))')" namex optree
     du -sh .whl ;;
   pack)
-    source=${2:?pack SOURCE NAME FORMAT}; name=${3:?pack SOURCE NAME FORMAT}; format=${4:?pack SOURCE NAME FORMAT}
+    source=${2:?pack SOURCE NAME}; name=${3:?pack SOURCE NAME}
     mkdir -p .data/weights
-    rm -rf ".data/$name"
-    # keep the source's layout (format) so that person ids, and with them the validation split, stay the same
-    "$PYTHON" -m kerakp convert "$source" ".data/$name" --to "$format" --crop "${CROP:-160}" \
-      --context "${CONTEXT:-2.0}" --quality "${QUALITY:-95}"
+    # a pack keeps the persons, and with them the validation split, of its source
+    "$PYTHON" -m kerakp pack "$source" ".data/$name" --size "${CROP:-160}" --context "${CONTEXT:-2.0}" \
+      --quality "${QUALITY:-95}" --overwrite
     cp -n ../shared/weights/*.weights.h5 .data/weights/ 2>/dev/null || true
     tracked=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb | tail -1 | cut -f1)
     carried=$(du -cb .whl ".data/$name" .data/weights 2>/dev/null | tail -1 | cut -f1)

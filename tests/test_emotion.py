@@ -98,7 +98,7 @@ def test_cli_tags_landmarks_and_calibrates(synthetic_csv, tmp_path):
     result = runner.invoke(main, ["emotion", "--landmarks", str(synthetic_csv), "--out", str(out)])
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
-    assert list(frame.columns) == ["image", "tag", "w", "h", "c"] and len(frame) == 48
+    assert list(frame.columns) == ["image", "tag", "w", "h", "c", "left_eye", "right_eye", "mouth_open"] and len(frame) == 48
     assert set(frame["tag"]) <= {"positive", "neutral", "negative"}
     config = tmp_path / "fitted.yaml"
     result = runner.invoke(main, ["emotion", "calibrate", "--landmarks", str(synthetic_csv), "--labels",

@@ -26,6 +26,35 @@ from kerakp.schemas import Schema, convert_points, get_schema, schema_for_points
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
+class ImageRows:
+    """Images stored as rows of arrays (in memory or memory-mapped files), read one at a time: a subset or a
+    join keeps references to the rows, never copies of the pixels, so a packed set larger than memory
+    trains in bounded memory."""
+
+    def __init__(self, parts: list[np.ndarray], rows: np.ndarray | None = None):
+        self.parts = parts
+        self.rows = rows if rows is not None else np.stack(
+            [np.zeros(len(parts[0]), int), np.arange(len(parts[0]))], axis=1) if len(parts) == 1 else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            part, row = self.rows[key]
+            return np.array(self.parts[part][row])            # a copy: the memory map's pages can go
+        return ImageRows(self.parts, self.rows[np.asarray(key, dtype=int)])
+
+    @staticmethod
+    def join(items: list) -> "ImageRows":
+        parts, rows = [], []
+        for item in items:
+            item = item if isinstance(item, ImageRows) else ImageRows([np.asarray(item)])
+            rows.append(item.rows + [len(parts), 0])
+            parts += item.parts
+        return ImageRows(parts, np.concatenate(rows))
+
+
 @dataclass
 class LandmarkSet:
     """Images with keypoints (N, K, 2) in original pixels and a person id per image.
@@ -41,7 +70,7 @@ class LandmarkSet:
     boxes: np.ndarray | None = None
     source: str = ""
     names: list[str] = field(default_factory=list)
-    pixels: np.ndarray | None = None
+    pixels: np.ndarray | ImageRows | None = None
 
     def __post_init__(self):
         if not self.names:
@@ -97,7 +126,8 @@ def join_sets(sets: list[LandmarkSet]) -> LandmarkSet:
         boxes,
         " + ".join(s.source for s in sets),
         [n for s in sets for n in s.names],
-        np.concatenate([s.pixels for s in sets]) if embedded == {True} else None,
+        (ImageRows.join([s.pixels for s in sets]) if any(isinstance(s.pixels, ImageRows) for s in sets)
+         else np.concatenate([s.pixels for s in sets])) if embedded == {True} else None,
     )
 
 
@@ -353,6 +383,8 @@ def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:
 def detect_format(path: Path) -> tuple[str, Path]:
     """Guess the layout of a data path; returns (format, the file or folder to read)."""
     if path.is_dir():
+        if (path / "pack.json").is_file():
+            return "pack", path
         if any(path.glob("*.pts")):
             return "pts", path
         if any(path.glob("*.asf")):
@@ -373,8 +405,15 @@ def detect_format(path: Path) -> tuple[str, Path]:
     raise KerakpError(f"{path}: unknown data format (expected a CSV file or a folder of .pts or .asf files)")
 
 
+def read_packed(folder, schema: str | None = None) -> LandmarkSet:
+    """A packed set (`kerakp.data.pack`)."""
+    from kerakp.data.pack import read_pack
+
+    return read_pack(folder, schema)
+
+
 READERS = {"ytf68": read_ytf68, "pts": read_pts_folder, "csv": read_point_csv, "asf": read_asf_folder,
-           "kaggle": read_kaggle}   # the data formats: each is also written by kerakp.data.writers
+           "kaggle": read_kaggle, "pack": read_packed}   # the data formats (kerakp.data.writers writes all but pack)
 FORMATS = ("auto", *READERS)
 
 
@@ -387,7 +426,7 @@ def load_dataset(path, format: str = "auto", schema: str | None = None) -> Landm
         raise KerakpError(f"unknown data format '{format}' (known: {', '.join(FORMATS)})")
     if format == "auto":
         format, path = detect_format(path)
-    elif path.is_dir() and format not in ("pts", "asf"):
+    elif path.is_dir() and format not in ("pts", "asf", "pack"):
         format, path = format, detect_format(path)[1]
     return READERS[format](path, schema=schema)
 

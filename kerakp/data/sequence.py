@@ -1,6 +1,6 @@
 """`KeypointSequence`: batches of face crops and regression targets for `model.fit`.
 
-Each sample: decode the image once (cached), crop a square around its landmark box (`crop_scale` times
+Each sample: decode the image (kept in a cache of at most `cache_mb`, least recently used out first), crop a square around its landmark box (`crop_scale` times
 the box side, the same rule inference uses; with `upright`, turned about its centre so the outer eye corners
 lie level), apply a random affine, photometric augmentation and an optional occluding block when training,
 and encode the keypoints. Randomness comes from (seed, epoch, index), so a batch is the same whatever
@@ -9,6 +9,7 @@ worker builds it, and a resumed run (`epoch`) draws what the uninterrupted run w
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import keras
 import numpy as np
@@ -25,14 +26,15 @@ class KeypointSequence(keras.utils.PyDataset):
     """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing)."""
 
     def __init__(self, data: LandmarkSet, crop: CropRule, batch_size: int = 32, augment: Augment | None = None,
-                 shuffle: bool = False, seed: int = 0, epoch: int = 0, **kwargs):
+                 shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
         self.data, self.crop, self.input_size, self.batch_size = data, crop, crop.size, batch_size
         self.augment, self.shuffle, self.seed = augment, shuffle, seed
         self.epoch = epoch
-        self._images: dict[int, np.ndarray] = {}
+        self._images: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cache_bytes, self.cached_bytes = int(cache_mb * (1 << 20)), 0
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
@@ -48,9 +50,17 @@ class KeypointSequence(keras.utils.PyDataset):
         self._order = self._make_order()
 
     def image(self, index: int) -> np.ndarray:
-        if index not in self._images:
-            self._images[index] = self.data.image(index)
-        return self._images[index]
+        """A decoded image, from the cache (least recently used images leave it past `cache_mb`)."""
+        if index in self._images:
+            self._images.move_to_end(index)
+            return self._images[index]
+        image = self.data.image(index)
+        if image.nbytes <= self.cache_bytes:
+            self._images[index] = image
+            self.cached_bytes += image.nbytes
+            while self.cached_bytes > self.cache_bytes:
+                self.cached_bytes -= self._images.popitem(last=False)[1].nbytes
+        return image
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """One crop (S, S, 3) float32 and its keypoints (K, 2) in crop pixels."""

@@ -24,7 +24,7 @@ from kerakp.data.readers import KAGGLE_SIZE, READERS, LandmarkSet
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema, convert_points, get_schema
 
-WRITE_FORMATS = tuple(READERS)   # every format read is written
+WRITE_FORMATS = tuple(name for name in READERS if name != "pack")   # packs: kerakp.data.pack
 
 
 def _fmt(value: float) -> str:

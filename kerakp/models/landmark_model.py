@@ -62,7 +62,7 @@ def regression_head(features, num_points: int, units: int, dropout: float):
     x = layers.Dense(units, name="head_dense")(x)
     x = layers.ReLU(name="head_relu")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(2 * num_points, bias_initializer=keras.initializers.Constant(0.5), name="keypoints")(x)
+    return layers.Dense(2 * num_points, bias_initializer=keras.initializers.Constant(0.5), name="keypoints", dtype="float32")(x)
 
 
 def _conv_bn_relu(x, channels: int, kernel: int, conv: str, bn: str, relu: str):
@@ -86,8 +86,8 @@ def heatmap_head(features, num_points: int, units: int, input_size: int, skips=(
             lateral = layers.BatchNormalization(momentum=0.9, gamma_initializer="zeros", name=f"heat_lateral_bn{step}")(lateral)
             x = layers.Add(name=f"heat_skip{step}")([x, lateral])
         x = _conv_bn_relu(x, channels, 3, f"heat_conv{step}", f"heat_bn{step}", f"heat_relu{step}")
-    logits = layers.Conv2D(num_points, 1, name="heatmaps")(x)
-    return SoftArgmax(name="keypoints")(logits)
+    logits = layers.Conv2D(num_points, 1, name="heatmaps", dtype="float32")(x)   # float32 under mixed precision
+    return SoftArgmax(name="keypoints", dtype="float32")(logits)
 
 
 @keras.saving.register_keras_serializable("kerakp")
@@ -123,6 +123,10 @@ class LandmarkModel(keras.Model):
         self.split = dict(split or {})
         self.freeze_bn, self.face_box, self.head, self.upright = freeze_bn, face_box, head, upright
         self.point_offsets = np.asarray(point_offsets, np.float64).tolist() if point_offsets else []
+        if keras.backend.backend() == "tensorflow":   # BatchNorm statistics over the global batch under tf.distribute
+            for layer in self._flatten_layers():
+                if isinstance(layer, layers.BatchNormalization):
+                    layer.synchronized = True
         self.point_spread = [float(v) for v in point_spread] if point_spread else []
 
     @property

@@ -1,0 +1,30 @@
+"""Run by tests/test_scale.py in a fresh process: train one epoch with some devices, backend and precision;
+print the first epoch's loss and the saved model's outputs on fixed crops, as JSON."""
+import json
+import os
+import sys
+
+backend, devices, distribute, precision, data, out = sys.argv[1:7]
+os.environ["KERAS_BACKEND"] = backend
+if backend == "jax":
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+if backend == "tensorflow" and int(devices) > 1:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(devices))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kerakp.api import Landmarker  # noqa: E402
+
+overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=8, head_units=16, calibration_images=0,
+                 seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
+if distribute != "none":
+    overrides["distribute"] = distribute
+model = Landmarker.train(data, None, out, progress=False, **overrides)
+crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+outputs = np.asarray(model.model.predict_on_batch(crops))
+print(json.dumps({"loss": float(pd.read_csv(f"{out}/history.csv")["loss"][0]), "outputs": outputs.tolist(),
+                  "dtype": str(outputs.dtype)}))
