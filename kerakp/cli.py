@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from kerakp import __version__
+from kerakp.config import DISTRIBUTIONS, PRECISIONS
 from kerakp.data.readers import FORMATS as DATA_FORMATS
 from kerakp.detect import DEFAULT_DETECTOR
 from kerakp.errors import KerakpError, KerakpWarning
@@ -235,9 +236,9 @@ def _overrides(options: dict, sets: tuple[str, ...]) -> dict:
 @click.option("--seed", type=int, help="Seeds the person split, augmentation, initial weights and dropout.")
 @click.option("--workers", type=int, help="Data-loading workers.")
 @click.option("--cache-mb", type=int, help="Decoded images kept in memory per worker, in MB (default 2048; 0: none).")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="Keras dtype policy for training (the heads stay float32; the saved model is float32).")
-@click.option("--distribute", type=click.Choice(["data-parallel"]),
+@click.option("--distribute", type=click.Choice([d for d in DISTRIBUTIONS if d]),
               help="Data-parallel training over every local device (JAX: keras.distribution; TensorFlow: MirroredStrategy).")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Also write TensorBoard logs.")
 @click.option("--extra-data", multiple=True, type=click.Path(path_type=Path),
@@ -541,7 +542,7 @@ def export(model, fmt, quantize, calibration, out, overwrite):
               help="One Euro filter: the cutoff (Hz) of a still face; lower is steadier.")
 @click.option("--beta", default=DEFAULT_BETA, show_default=True, type=click.FloatRange(min=0),
               help="One Euro filter: how fast the cutoff rises with speed; higher lags less.")
-@click.option("--emotion-config", type=click.Path(path_type=Path), help="Expression thresholds YAML (default: published rule).")
+@click.option("--emotion-config", type=click.Path(path_type=Path), help="Expression thresholds YAML (default: kerakp's fitted rule).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True, help=DETECTOR_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace --record, --stats and --landmarks files if they exist.")
@@ -614,7 +615,7 @@ def emotion():
 @emotion.command("tag")
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path), metavar="[MODEL IMAGES_OR_FOLDERS...]")
 @click.option("--landmarks", type=click.Path(path_type=Path), help="Tag a landmark CSV (kerakp predict output or ground truth) instead.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Thresholds YAML (default: the published rule, kerakp/recipes/emotion.yaml).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Thresholds YAML (default: kerakp's fitted rule; the published one: kerakp/recipes/emotion_published.yaml).")
 @click.option("--out", default=Path("emotions.csv"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "full"]), help=BOX_HELP)
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
@@ -646,7 +647,7 @@ def emotion_tag(inputs, landmarks, config_path, out, box, overwrite):
 @click.option("--landmarks", required=True, type=click.Path(path_type=Path), help="Landmark CSV of the labelled faces.")
 @click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
               help="CSV with an image column and a label/expression column (positive|neutral|negative, smile|frown).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Starting thresholds (default: the published rule).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Starting thresholds (default: kerakp's fitted rule).")
 @click.option("--out", default=Path("emotion_calibrated.yaml"), show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def emotion_calibrate(landmarks, labels_path, config_path, out, overwrite):

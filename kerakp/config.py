@@ -95,7 +95,7 @@ def recipes() -> dict[str, Path]:
     from importlib import resources
 
     folder = Path(str(resources.files("kerakp") / "recipes"))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml")) if p.stem != "emotion"}
+    return {p.stem: p for p in sorted(folder.glob("*.yaml")) if not p.stem.startswith("emotion")}
 
 
 def recipe_path(name, near: Path | None = None) -> Path:

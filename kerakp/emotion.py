@@ -49,10 +49,13 @@ class EmotionRule:
 
 
 def load_rule(path=None) -> EmotionRule:
-    """The rule from a YAML file of `EmotionRule` keys (all optional), or the published default."""
+    """The rule from a YAML file of `EmotionRule` keys (all optional; `EmotionRule`'s defaults are the
+    published rule), or kerakp's fitted default (kerakp/recipes/emotion.yaml)."""
     if path is None:
-        return EmotionRule()
-    path = Path(path)
+        from importlib import resources
+
+        path = resources.files("kerakp") / "recipes" / "emotion.yaml"
+    path = Path(str(path))
     if not path.is_file():
         raise KerakpError(f"{path}: emotion config not found")
     values = yaml.safe_load(path.read_text()) or {}

@@ -64,7 +64,8 @@ def test_upright_crops_need_a_face_to_turn():
 def test_the_command_line_offers_the_recipes_choices():
     from kerakp.cli import train
     offered = {p.name: tuple(p.type.choices) for p in train.params if p.name in CHOICES}
-    assert offered == {key: CHOICES[key] for key in offered} and {"loss", "head"} <= set(offered)
+    assert offered == {key: tuple(c for c in CHOICES[key] if c) for key in offered}   # "": the default, not an option
+    assert {"loss", "head", "precision", "distribute"} <= set(offered)
 
 
 def test_the_command_line_loads_no_keras_until_a_command_needs_it():

@@ -83,7 +83,7 @@ def test_rule_config_and_labels(tmp_path):
     import yaml
     from pathlib import Path
 
-    repo_config = Path(__file__).resolve().parents[1] / "kerakp" / "recipes" / "emotion.yaml"
+    repo_config = Path(__file__).resolve().parents[1] / "kerakp" / "recipes" / "emotion_published.yaml"
     assert load_rule(repo_config) == EmotionRule()  # the shipped config is the published rule
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"positive_w": 0.5}))
     with pytest.raises(KerakpError, match="bad.yaml: expected keys among"):

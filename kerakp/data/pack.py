@@ -3,14 +3,15 @@
 `kerakp pack DATA OUT --size N` writes `OUT/images.npy` (N faces x size x size x 3, uint8; with `--quality Q`,
 JPEG-encoded instead: `OUT/images.jpg.bin` and its offsets, a few times smaller, decoded as read),
 `OUT/keypoints.npy` (their points in crop pixels) and `OUT/pack.json` (markup, names, persons, where they came
-from, the crop's context). `load_dataset(OUT)` reads it back like any set, with the same persons (so the same validation
-split) and markup; images are read from the file one at a time (`ImageRows`), so a set of any size trains in
-the memory of its decode cache. A crop `context` times the landmark box's side leaves room for the recipe's
+from, the crop's context). `load_dataset(OUT)` reads it back like any set, with the same persons (so the same
+validation split) and markup; images are read from the file one at a time (`PackedImages` in `ImageRows`), so
+a set of any size trains in the memory of its decode cache. A crop `context` times the landmark box's side leaves room for the recipe's
 augmentation: pick `size` at least the input size times context / crop_scale (192 px, 2.0, 1.25: 308).
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -25,18 +26,30 @@ from kerakp.schemas import get_schema
 MANIFEST = "pack.json"
 
 
-class EncodedImages:
-    """JPEG-encoded images in one memory-mapped file, decoded one at a time (RGB)."""
+class PackedImages:
+    """The images of a pack, read from its file one at a time (positioned reads, not a memory map, so the
+    pages read do not stay in the process's memory): raw rows of `images.npy`, or JPEG bytes of
+    `images.jpg.bin` between `offsets`, decoded to RGB."""
 
-    def __init__(self, data: np.ndarray, offsets: np.ndarray):
-        self.data, self.offsets = data, offsets
+    def __init__(self, path: Path, count: int, shape: tuple = (), start: int = 0, offsets: np.ndarray | None = None):
+        self.path, self.count, self.shape, self.start, self.offsets = path, count, shape, start, offsets
+        self.file = None
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return self.count
 
     def __getitem__(self, row: int) -> np.ndarray:
-        encoded = np.asarray(self.data[self.offsets[row]:self.offsets[row + 1]])
+        if self.file is None:            # opened lazily: a data worker process opens its own
+            self.file = os.open(self.path, os.O_RDONLY)
+        if self.offsets is None:
+            size = int(np.prod(self.shape))
+            return np.frombuffer(os.pread(self.file, size, self.start + row * size), np.uint8).reshape(self.shape)
+        begin, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        encoded = np.frombuffer(os.pread(self.file, end - begin, begin), np.uint8)
         return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    def __getstate__(self):              # a data worker process opens the file itself
+        return {**self.__dict__, "file": None}
 
 
 def write_pack(data: LandmarkSet, out, size: int, context: float = 2.0, quality: int | None = None,
@@ -85,8 +98,13 @@ def read_pack(folder, schema: str | None = None) -> LandmarkSet:
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        images = (EncodedImages(np.memmap(folder / "images.jpg.bin", dtype=np.uint8, mode="r"), np.load(folder / "offsets.npy"))
-                  if manifest.get("quality") else np.load(folder / "images.npy", mmap_mode="r"))
+        if manifest.get("quality"):
+            offsets = np.load(folder / "offsets.npy")
+            images = PackedImages(folder / "images.jpg.bin", len(offsets) - 1, offsets=offsets)
+        else:
+            header = np.load(folder / "images.npy", mmap_mode="r")      # only for its shape and data offset
+            images = PackedImages(folder / "images.npy", len(header), header.shape[1:], header.offset)
+            del header
         points = np.load(folder / "keypoints.npy").astype(np.float64)
         names, persons = manifest["names"], manifest["persons"]
     except (OSError, ValueError, KeyError) as err:

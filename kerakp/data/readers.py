@@ -27,7 +27,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class ImageRows:
-    """Images stored as rows of arrays (in memory or memory-mapped files), read one at a time: a subset or a
+    """Images stored as rows of arrays (in memory, or read from a file as needed), read one at a time: a subset or a
     join keeps references to the rows, never copies of the pixels, so a packed set larger than memory
     trains in bounded memory."""
 
