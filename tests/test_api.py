@@ -148,3 +148,17 @@ def test_the_readmes_python_examples_run(face_image, tmp_path, monkeypatch):
     cv2.imwrite("photos/again.jpg", cv2.cvtColor(face_image[1], cv2.COLOR_RGB2BGR))
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_every_data_file_of_the_package_is_package_data():
+    """A wheel holds what setup.cfg's package_data names: every file kerakp reads at run time must match it."""
+    import configparser
+    from fnmatch import fnmatch
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    patterns = [p.strip() for p in config["options.package_data"]["kerakp"].split(",")]
+    package = REPO / "kerakp"
+    data = [p.relative_to(package).as_posix() for p in package.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data and all(any(fnmatch(name, pattern) for pattern in patterns) for name in data), data
