@@ -165,8 +165,11 @@ def _check_image(path: Path, where: str) -> Path:
     return path
 
 
-def read_table(path) -> pd.DataFrame:
-    """A CSV as strings; a row with fewer or more values than the header is an error naming the row."""
+def read_table(path, numbers: bool = False) -> pd.DataFrame:
+    """A CSV as strings; a row with fewer or more values than the header is an error naming the row.
+    With `numbers`, the columns after the first are parsed by pandas when every value is a plain number or
+    empty (NaN), which keeps a 100,000-row label file small; otherwise they stay strings, so that the caller's
+    row-by-row parse names the bad value."""
     import csv
 
     path = Path(path)
@@ -175,12 +178,16 @@ def read_table(path) -> pd.DataFrame:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = csv.reader(handle)
-            width = len(next(rows, []))
+            header = next(rows, [])
             for number, row in enumerate(rows, 2):
-                if row and len(row) != width:
-                    raise KerakpError(f"{path} row {number}: {len(row)} values, the header has {width}")
-        if width == 0:
+                if row and len(row) != len(header):
+                    raise KerakpError(f"{path} row {number}: {len(row)} values, the header has {len(header)}")
+        if not header:
             raise KerakpError(f"{path}: empty file, no header")
+        if numbers:
+            frame = pd.read_csv(path, dtype={header[0]: str}, keep_default_na=False, na_values=[""])
+            if all(dtype.kind in "fi" for dtype in frame.dtypes.iloc[1:]):
+                return frame
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as err:
         raise KerakpError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
@@ -188,10 +195,16 @@ def read_table(path) -> pd.DataFrame:
 
 def _rows_to_points(frame: pd.DataFrame, path: Path, missing: float | None) -> np.ndarray:
     """Parse the coordinate columns of every row, naming the row (1-based, header = row 1) on error."""
-    coords = np.empty((len(frame), frame.shape[1] - 1), dtype=np.float64)
-    for row, values in enumerate(frame.iloc[:, 1:].itertuples(index=False)):
-        values = [v if v.strip() != "" else "nan" for v in values]
-        coords[row] = _parse_numbers(values, f"{path} row {row + 2}")
+    values = frame.iloc[:, 1:]
+    if all(dtype.kind in "fi" for dtype in values.dtypes):   # parsed by read_table(numbers=True)
+        coords = values.to_numpy(np.float64)
+        for row in np.flatnonzero(np.isinf(coords).any(axis=1))[:1]:
+            raise KerakpError(f"{path} row {row + 2}: an infinite value ({coords[row][np.isinf(coords[row])][0]})")
+    else:
+        coords = np.empty((len(frame), frame.shape[1] - 1), dtype=np.float64)
+        for row, texts in enumerate(values.itertuples(index=False)):
+            texts = [v if v.strip() != "" else "nan" for v in texts]
+            coords[row] = _parse_numbers(texts, f"{path} row {row + 2}")
     if missing is not None:
         coords[coords == missing] = np.nan
     return coords.reshape(len(frame), -1, 2)
@@ -208,7 +221,7 @@ def _image_dir_for(csv_path: Path, first_name: str) -> Path:
 def read_ytf68(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
     """Read the YTF-68 layout: file name column + x0,y0..x{K-1},y{K-1} in pixels."""
     csv_path = Path(csv_path)
-    frame = read_table(csv_path)
+    frame = read_table(csv_path, numbers=True)
     if frame.shape[1] < 3 or (frame.shape[1] - 1) % 2:
         raise KerakpError(f"{csv_path}: expected a name column plus 2K coordinate columns, got {frame.shape[1]} columns")
     the_schema = get_schema(schema) if schema else schema_for_points((frame.shape[1] - 1) // 2)
@@ -278,7 +291,7 @@ def read_pts_folder(folder, schema: str | None = None) -> LandmarkSet:
 def read_point_csv(csv_path, image_dir=None, schema: str | None = None) -> LandmarkSet:
     """Read `image_name,point_1_x,point_1_y,...` (-1 = missing) with images beside the CSV or in image_dir."""
     csv_path = Path(csv_path)
-    frame = read_table(csv_path)
+    frame = read_table(csv_path, numbers=True)
     expected = ["image_name"] + [f"point_{i}_{a}" for i in range(1, (frame.shape[1] - 1) // 2 + 1) for a in "xy"]
     if list(frame.columns) != expected or frame.shape[1] < 3:
         raise KerakpError(f"{csv_path}: header must be image_name,point_1_x,point_1_y,...; got {','.join(frame.columns[:4])}...")
