@@ -52,9 +52,9 @@ class TrainConfig:
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
-    workers: int = 1
+    workers: int = 2                 # data-loading threads (processes with use_multiprocessing) beside the model
     use_multiprocessing: bool = False
-    cache_mb: int = 2048             # decoded images kept between epochs (per data worker), least recently used dropped
+    cache_mb: int = 2048             # decoded images kept between epochs (per process), least recently used dropped
     precision: str = "float32"       # float32 | mixed_float16 | mixed_bfloat16 (Keras dtype policies; heads stay float32)
     distribute: str = ""             # "" (one device) | data-parallel (every local device; JAX or TensorFlow)
     calibration_images: int = 300    # training images used to fit the detector-box calibrations and point offsets

@@ -271,7 +271,8 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                 if progress:
                     print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
         train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
-                                     shuffle=True, seed=config.seed, epoch=initial_epoch, **loader)
+                                     shuffle=True, seed=config.seed, epoch=initial_epoch,
+                                     drop_last=bool(config.distribute), **loader)
         val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None
         if not resume:
             compile_model(model, config, len(train_seq))
@@ -283,8 +284,10 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
         monitor = "val_loss" if val_seq is not None else "loss"
         callbacks = _callbacks(out, config, monitor, resume)
         try:
+            # shuffle=False: the sequence shuffles its images by (seed, epoch); Keras's batch shuffle would add an
+            # order that differs between one device and several
             model.fit(train_seq, validation_data=val_seq, epochs=config.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=1 if progress else 2)
+                      callbacks=callbacks, verbose=1 if progress else 2, shuffle=False)
             if callbacks[0].diverged:
                 epoch, batch, loss = callbacks[0].diverged
                 kept = f"{out / 'model.keras'} keeps the best epoch before it" if (out / "model.keras").exists() else "no epoch finished"

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from kerakp.api import Landmarker  # noqa: E402
 
-overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=8, head_units=16, calibration_images=0,
+overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=6, head_units=16, calibration_images=0,
                  seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
 if distribute != "none":
     overrides["distribute"] = distribute

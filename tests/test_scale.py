@@ -32,16 +32,17 @@ def test_data_parallel_on_two_jax_devices_matches_one_device(synthetic_csv, tmp_
     one = job("jax", 1, "none", "float32", synthetic_csv, tmp_path / "one")
     two = job("jax", 2, "data-parallel", "float32", synthetic_csv, tmp_path / "two")
     assert abs(two["loss"] / one["loss"] - 1) < 0.02
-    assert np.allclose(two["outputs"], one["outputs"], atol=1e-4)   # the saved models predict the same
+    assert np.allclose(two["outputs"], one["outputs"], atol=1e-3)   # crop fractions; Adam amplifies rounding
 
 
 @pytest.mark.slow
-def test_data_parallel_on_two_tensorflow_devices_trains_and_saves_a_plain_model(synthetic_csv, tmp_path):
-    """MirroredStrategy over two logical CPUs: it trains (loss near the one-device run's: the per-device
-    steps differ in their last bits) and the saved model loads on one device and predicts as it did."""
+def test_data_parallel_on_two_tensorflow_devices_matches_one_device(synthetic_csv, tmp_path):
+    """MirroredStrategy over two logical CPUs: the first epoch's loss and the saved model's outputs match the
+    one-device run's, and the saved model loads on one device and predicts as it did."""
     one = job("tensorflow", 1, "none", "float32", synthetic_csv, tmp_path / "one")
     two = job("tensorflow", 2, "data-parallel", "float32", synthetic_csv, tmp_path / "two")
-    assert abs(two["loss"] / one["loss"] - 1) < 0.1
+    assert abs(two["loss"] / one["loss"] - 1) < 0.02
+    assert np.allclose(two["outputs"], one["outputs"], atol=1e-4)
     from kerakp.runtime import load_keras_model
 
     crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)

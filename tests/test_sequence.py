@@ -93,6 +93,26 @@ def test_images_are_decoded_once(synthetic_set, monkeypatch):
     assert len(calls) == 8
 
 
+def test_threads_share_the_cache_and_build_the_batches_one_thread_builds(synthetic_set):
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = KeypointSequence(synthetic_set, CropRule(32), batch_size=4, augment=Augment(), shuffle=True, cache_mb=0.05)
+    shared = KeypointSequence(synthetic_set, CropRule(32), batch_size=4, augment=Augment(), shuffle=True, cache_mb=0.05)
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(shared.__getitem__, list(range(len(shared))) * 3))
+    for index, (crops, targets) in enumerate(batches):
+        expected = alone[index % len(alone)]
+        assert np.array_equal(crops, expected[0]) and np.array_equal(targets, expected[1], equal_nan=True)
+    assert shared.cached_bytes <= shared.cache_bytes and shared.cached_bytes == sum(i.nbytes for i in shared._images.values())
+
+
+def test_drop_last_leaves_out_the_partial_batch(synthetic_set):
+    full = KeypointSequence(synthetic_set, CropRule(32), batch_size=5)
+    dropped = KeypointSequence(synthetic_set, CropRule(32), batch_size=5, drop_last=True)
+    assert len(full) == -(-len(synthetic_set) // 5) and len(dropped) == len(synthetic_set) // 5
+    assert all(len(dropped[i][0]) == 5 for i in range(len(dropped)))
+
+
 @pytest.mark.parametrize("side, size", [(37.3, 64), (250.0, 128), (90.0, 96)])
 def test_crop_round_trip_is_exact(rng, side, size):
     """Original pixels -> crop pixels -> targets -> decoded -> original pixels: error < 1e-3 px."""

@@ -9,6 +9,7 @@ worker builds it, and a resumed run (`epoch`) draws what the uninterrupted run w
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 
 import keras
@@ -23,17 +24,22 @@ from kerakp.model_info import CropRule
 
 
 class KeypointSequence(keras.utils.PyDataset):
-    """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing)."""
+    """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing). `drop_last` leaves
+    out a last partial batch (data-parallel training, where every device must get an equal share)."""
 
     def __init__(self, data: LandmarkSet, crop: CropRule, batch_size: int = 32, augment: Augment | None = None,
-                 shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, **kwargs):
+                 shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, drop_last: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
         self.data, self.crop, self.input_size, self.batch_size = data, crop, crop.size, batch_size
         self.augment, self.shuffle, self.seed = augment, shuffle, seed
-        self.epoch = epoch
+        self.epoch, self.drop_last = epoch, drop_last
+        if drop_last and len(data) < batch_size:
+            raise KerakpError(f"{len(data)} training images, fewer than one batch of {batch_size}")
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()       # thread workers share the cache
         self.cache_bytes, self.cached_bytes = int(cache_mb * (1 << 20)), 0
         self._order = self._make_order()
 
@@ -43,7 +49,7 @@ class KeypointSequence(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
+        return (math.floor if self.drop_last else math.ceil)(len(self.data) / self.batch_size)
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -51,15 +57,17 @@ class KeypointSequence(keras.utils.PyDataset):
 
     def image(self, index: int) -> np.ndarray:
         """A decoded image, from the cache (least recently used images leave it past `cache_mb`)."""
-        if index in self._images:
-            self._images.move_to_end(index)
-            return self._images[index]
+        with self._lock:
+            if index in self._images:
+                self._images.move_to_end(index)
+                return self._images[index]
         image = self.data.image(index)
-        if image.nbytes <= self.cache_bytes:
-            self._images[index] = image
-            self.cached_bytes += image.nbytes
-            while self.cached_bytes > self.cache_bytes:
-                self.cached_bytes -= self._images.popitem(last=False)[1].nbytes
+        with self._lock:
+            if image.nbytes <= self.cache_bytes and index not in self._images:
+                self._images[index] = image
+                self.cached_bytes += image.nbytes
+                while self.cached_bytes > self.cache_bytes:
+                    self.cached_bytes -= self._images.popitem(last=False)[1].nbytes
         return image
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
