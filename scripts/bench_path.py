@@ -1,4 +1,4 @@
-"""The whole inference path per image (Haar faces, passes, flip test, turned reads): its cost and accuracy
+"""The whole inference path per image (the default detector, passes, flip test, turned reads): its cost and accuracy
 for each `--turn` setting, on a model's own validation persons.
 
     python scripts/bench_path.py MODEL --data DATA [--turns 0,12] [--images 60] [--threads 1]
@@ -70,7 +70,7 @@ def main():
     body = (f"Command: `python scripts/bench_path.py MODEL --data DATA --turns {args.turns} --images {args.images} "
             f"--threads {args.threads}` on {machine}, per model. Accuracy on every validation image, end to end; "
             f"cost: median of `Predictor.predict` over the first {args.images} validation images, the model on "
-            f"{args.threads} thread(s), Haar detector included.\n\n" + "\n".join(table))
+            f"{args.threads} thread(s), the default detector (BlazeFace) included.\n\n" + "\n".join(table))
     replace_section(Path("BENCHMARKS.md"), "Whole path per image", body)
     print(body)
 
