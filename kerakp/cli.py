@@ -234,7 +234,7 @@ def _overrides(options: dict, sets: tuple[str, ...]) -> dict:
 @click.option("--loss", type=click.Choice(LOSSES))
 @click.option("--val-fraction", type=float, help="Share of persons held out for validation.")
 @click.option("--seed", type=int, help="Seeds the person split, augmentation, initial weights and dropout.")
-@click.option("--workers", type=int, help="Data-loading threads beside the model (default 2; processes with --set use_multiprocessing=true).")
+@click.option("--workers", type=int, help="Data-loading threads beside the model (default 1; processes with --set use_multiprocessing=true).")
 @click.option("--cache-mb", type=int, help="Decoded images kept in memory, in MB, per process (default 2048; 0: none).")
 @click.option("--precision", type=click.Choice(PRECISIONS),
               help="Keras dtype policy for training (the heads stay float32; the saved model is float32).")

@@ -52,7 +52,7 @@ class TrainConfig:
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
-    workers: int = 2                 # data-loading threads (processes with use_multiprocessing) beside the model
+    workers: int = 1                 # data-loading threads (processes with use_multiprocessing) beside the model
     use_multiprocessing: bool = False
     cache_mb: int = 2048             # decoded images kept between epochs (per process), least recently used dropped
     precision: str = "float32"       # float32 | mixed_float16 | mixed_bfloat16 (Keras dtype policies; heads stay float32)
