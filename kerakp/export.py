@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from kerakp.errors import KerakpError
-from kerakp.io import refuse_existing, remove, write_json
+from kerakp.io import refuse_existing, remove, writable_folder, write_json
 from kerakp.quiet import native_stderr_silenced
 from kerakp.runtime import LiteRTModel, OnnxModel, SavedModel
 
@@ -120,7 +120,7 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
     model = load_keras_model(model_path)
     crops, targets = face_crops(model, calibration, count=200 if quantize == "int8" else 64)
     reference = np.asarray(model.predict_on_batch(crops))  # also builds the graph the ONNX exporter traces
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(out.parent)
     with tempfile.TemporaryDirectory(prefix=".kerakp-export-", dir=out.parent) as folder:
         staging = Path(folder)
         staged = staging / out.name

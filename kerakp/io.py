@@ -33,12 +33,22 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
+def writable_folder(folder) -> Path:
+    """`folder`, made if missing; one line naming it when nothing can be written there (rather than naming a
+    temporary file the user never asked for)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise KerakpError(f"{folder.resolve()}: not writable (Read-only file system, or no permission)")
+    return folder
+
+
 @contextmanager
 def replacing(target, folder: bool = False):
     """A temporary path beside `target` (a new empty folder when `folder`), renamed to `target` on success
     (replacing what was there) and removed on failure."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(target.parent)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")   # keeps the suffix writers look at
     remove(tmp)
     if folder:

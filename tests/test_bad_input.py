@@ -143,6 +143,7 @@ def test_bad_input_gets_one_line_and_leaves_nothing(world, read_only, command, m
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (command, result.output)
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (command, result.stderr)
+    assert ".tmp" not in lines[0] and ".kerakp-" not in lines[0], lines[0]   # the user's path, not a staging one
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
     assert files_under(world) == before and files_under(read_only) == before_ro, command
     assert (world / "existing" / "notes.txt").read_text() == "keep me" and (world / "taken.csv").read_text() == "keep me"

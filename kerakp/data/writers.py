@@ -22,6 +22,7 @@ from tqdm import tqdm
 from kerakp.data.geometry import box_crop_matrix, transform_points, warp
 from kerakp.data.readers import KAGGLE_SIZE, READERS, LandmarkSet
 from kerakp.errors import KerakpError
+from kerakp.io import writable_folder
 from kerakp.schemas import Schema, convert_points, get_schema
 
 WRITE_FORMATS = tuple(name for name in READERS if name != "pack")   # packs: kerakp.data.pack
@@ -107,7 +108,7 @@ def write_dataset(data: LandmarkSet, out, fmt: str, markup: str | None = None, c
     if fmt == "kaggle" and target.name != "kaggle15":
         raise KerakpError(f"the kaggle format holds the kaggle15 markup, not {target.name}")
     convert_points(data.keypoints[:1], data.schema, target)  # an impossible conversion fails before any work
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".kerakp-convert-{out.name}-", dir=out.parent))
     try:
         images, points = [], np.empty((len(data), target.num_points, 2))
