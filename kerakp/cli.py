@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from kerakp import __version__
+from kerakp.api import PRESET_FILES
 from kerakp.config import DISTRIBUTIONS, PRECISIONS
 from kerakp.data.readers import FORMATS as DATA_FORMATS
 from kerakp.detect import DEFAULT_DETECTOR
@@ -44,11 +45,18 @@ def import_keras_quietly() -> None:
             import keras  # noqa: F401
 
 
+def runs_without_keras(model) -> bool:
+    """A packaged preset or a .tflite / .onnx export runs without Keras (and so without the TensorFlow import)."""
+    return model is not None and (str(model) in PRESET_FILES or Path(str(model)).suffix in (".tflite", ".onnx"))
+
+
 class KerakpCommand(click.Command):
-    """A command that imports Keras quietly once its arguments have parsed (so `--help` stays instant)."""
+    """A command that imports Keras quietly once its arguments have parsed (so `--help` stays instant), unless
+    its MODEL runs without it."""
 
     def invoke(self, ctx):
-        import_keras_quietly()
+        if not runs_without_keras(ctx.params.get("model")):
+            import_keras_quietly()
         return super().invoke(ctx)
 
 
