@@ -26,6 +26,7 @@ flips reads both a little off, one trained without reads the mirrored crop two p
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -155,7 +156,8 @@ class Predictor:
         direct, mirrored, matrices = self.read_both(images, views, angle)
         direct, mirrored = direct + self.offsets[0] * self.input_size, mirrored + self.offsets[1] * self.input_size
         spreads = point_spread(direct, mirrored, self.schema, self.input_size)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():      # a collapsed reading is all NaN: its score becomes infinity below
+            warnings.simplefilter("ignore", RuntimeWarning)
             scores = np.nanmean(spreads, axis=1)
         means = [transform_points(np.linalg.inv(m), (d + r) / 2) for m, d, r in zip(matrices, direct, mirrored)]
         return np.stack(means), np.nan_to_num(scores, nan=np.inf, posinf=np.inf), spreads

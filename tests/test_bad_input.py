@@ -206,9 +206,11 @@ def test_a_truncated_checkpoint_cannot_resume_and_says_so(world, tmp_path):
 
 
 def _interrupt(args, when, cwd, timeout=300):
-    """Run `kerakp ARGS` in a subprocess, send SIGINT once `when()` is true; returns (exit code, stderr)."""
+    """Run `kerakp ARGS` in a subprocess, send SIGINT once `when()` is true; returns (exit code, stderr).
+    The child gets SIGINT's default action back: a job started in the background (nohup, `&`) ignores it."""
     process = subprocess.Popen([sys.executable, "-m", "kerakp", *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + timeout
     while not when() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
