@@ -362,7 +362,7 @@ def convert(data_path, out, fmt, data_format, markup, crop_size, context, qualit
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS), help="Input layout.")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def pack(data_path, out, size, context, quality, data_format, overwrite):
-    """Pack a labelled set for large or repeated training: face crops in one memory-mapped file that
+    """Pack a labelled set for large or repeated training: face crops in one file that
     `kerakp train --data OUT` reads with the same persons, markup and validation split, in bounded memory."""
     from kerakp.data.pack import write_pack
     from kerakp.data.readers import load_dataset

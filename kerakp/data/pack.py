@@ -1,4 +1,4 @@
-"""Packed training sets: every face as a fixed-size crop around its landmarks, in one memory-mapped array.
+"""Packed training sets: every face as a fixed-size crop around its landmarks, in one file.
 
 `kerakp pack DATA OUT --size N` writes `OUT/images.npy` (N faces x size x size x 3, uint8; with `--quality Q`,
 JPEG-encoded instead: `OUT/images.jpg.bin` and its offsets, a few times smaller, decoded as read),
@@ -94,7 +94,7 @@ def write_pack(data: LandmarkSet, out, size: int, context: float = 2.0, quality:
 
 
 def read_pack(folder, schema: str | None = None) -> LandmarkSet:
-    """A packed set (`write_pack`), its images memory-mapped."""
+    """A packed set (`write_pack`), its images read from the file one at a time (`PackedImages`)."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())

@@ -42,7 +42,7 @@ class ImageRows:
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
             part, row = self.rows[key]
-            return np.array(self.parts[part][row])            # a copy: the memory map's pages can go
+            return np.array(self.parts[part][row])            # a writable copy of its own (a pack's rows are read-only bytes)
         return ImageRows(self.parts, self.rows[np.asarray(key, dtype=int)])
 
     @staticmethod
@@ -198,8 +198,10 @@ def _rows_to_points(frame: pd.DataFrame, path: Path, missing: float | None) -> n
     values = frame.iloc[:, 1:]
     if all(dtype.kind in "fi" for dtype in values.dtypes):   # parsed by read_table(numbers=True)
         coords = values.to_numpy(np.float64)
-        for row in np.flatnonzero(np.isinf(coords).any(axis=1))[:1]:
-            raise KerakpError(f"{path} row {row + 2}: an infinite value ({coords[row][np.isinf(coords[row])][0]})")
+        infinite = np.isinf(coords)
+        if infinite.any():
+            row = int(np.flatnonzero(infinite.any(axis=1))[0])
+            raise KerakpError(f"{path} row {row + 2}: an infinite value ({coords[row][infinite[row]][0]})")
     else:
         coords = np.empty((len(frame), frame.shape[1] - 1), dtype=np.float64)
         for row, texts in enumerate(values.itertuples(index=False)):
