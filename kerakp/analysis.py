@@ -6,8 +6,8 @@ image's right), **pitch** positive when it looks up, **roll** positive when the 
 to the image-right eye turns clockwise on screen. The pose is a perspective-n-point fit (OpenCV's solvePnP,
 a camera whose focal length is the image's longer side, centred) of kerakp's 3-D mean face
 (`kerakp/assets/face3d_ibug68.csv`, fitted from 300-W's 2-D labels by scripts/fit_face3d.py) to the points
-that move little with expressions; a markup's named points (eye corners, nose tip, mouth corners, ...) take
-their 3-D position from it, so a markup needs at least five of them.
+that stay put on the head (iBUG 68: brows, nose, eyes); a markup's named points (eye corners, nose tip, mouth
+corners, ...) take their 3-D position from it, so a markup needs at least five of them.
 """
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ import numpy as np
 from kerakp.errors import KerakpError
 from kerakp.schemas import Schema
 
-IBUG_RIGID = list(range(0, 17)) + list(range(17, 48))   # jaw, brows, nose and eyes: not the mouth
+# brows, nose and eyes: not the mouth (it moves with expressions) nor the jaw (iBUG's jaw points follow the
+# face's visible outline, which slides over the head as it turns, so they are no fixed 3-D points)
+IBUG_RIGID = list(range(17, 48))
 # the 3-D point of a named part, as iBUG-68 indices (a part with several points: their mean)
 PART_POINTS = {"left_eye_outer": [36], "right_eye_outer": [45], "left_eye_inner": [39], "right_eye_inner": [42],
                "left_eye": list(range(36, 42)), "right_eye": list(range(42, 48)), "nose_tip": [30],
