@@ -192,8 +192,9 @@ class Landmarker:
             file or SavedModel folder.
         detector: the face detector (`kerakp.detect.DETECTORS`: "blazeface" or "haar").
         box: "detector", "full" (the whole image is the face) or "oracle" (ground truth; evaluation only).
-        passes, turn, fallback: re-crops per face, degrees of the turned test-time reads (0: none), and
-            whether the whole image is read where no face is detected.
+        passes, turn, fallback: re-crops per face (0: read the detector's box directly, turned by the eyes it
+            saw; with turn 0, the fast setting), degrees of the turned test-time reads (0: none), and whether
+            the whole image is read where no face is detected.
         threads: inference threads of a `.tflite` or `.onnx` model.
 
     Example:

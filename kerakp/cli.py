@@ -27,7 +27,8 @@ DETECTOR_HELP = "Face detector: blazeface (MediaPipe's BlazeFace) or haar (OpenC
 MODEL_HELP = "MODEL: a .keras, .tflite or .onnx file, a SavedModel folder, or a packaged preset (300w, ytf68)."
 TURN_HELP = ("Degrees: also read each face with its crop turned this far each way, and average the three "
              "readings (test-time augmentation: four more model calls per face); 0 turns it off.")
-PASSES_HELP = "Crop passes; each re-crops around the last prediction (turned level for a model trained upright)."
+PASSES_HELP = ("Crop passes; each re-crops around the last prediction (turned level for a model trained upright). "
+               "0 (fast): read the detector's box directly, turned by the eyes it saw.")
 OVERWRITE_HELP = "Replace the output if it exists (otherwise an existing output is refused)."
 
 
@@ -379,7 +380,7 @@ def pack(data_path, out, size, context, quality, data_format, overwrite):
 @click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
 @click.option("--box", default="detector", show_default=True, type=click.Choice(["detector", "oracle", "full"]), help=BOX_HELP)
 @click.option("--detector", default=DEFAULT_DETECTOR, show_default=True, help=DETECTOR_HELP)
-@click.option("--passes", default=2, show_default=True, type=click.IntRange(1, 10), help=PASSES_HELP)
+@click.option("--passes", default=2, show_default=True, type=click.IntRange(0, 10), help=PASSES_HELP)
 @click.option("--turn", default=DEFAULT_TURN, show_default=True, type=click.FloatRange(0, 45), help=TURN_HELP)
 @click.option("--subset", default="all", show_default=True, type=click.Choice(["all", "val", "train"]),
               help="Evaluate on the model's own person-wise validation split (val), its training part, or all.")
@@ -421,7 +422,7 @@ def _report_skipped(results) -> None:
 @click.option("--max-faces", type=click.IntRange(min=1),
               help="At most this many faces per image, the surest (default: every face found). 1 writes one row "
                    "per image without the face column: the face the model reads most consistently.")
-@click.option("--passes", default=2, show_default=True, type=click.IntRange(1, 10), help=PASSES_HELP)
+@click.option("--passes", default=2, show_default=True, type=click.IntRange(0, 10), help=PASSES_HELP)
 @click.option("--turn", default=DEFAULT_TURN, show_default=True, type=click.FloatRange(0, 45), help=TURN_HELP)
 @click.option("--fallback/--no-fallback", default=True, show_default=True,
               help="Where the detector finds no face (with --max-faces 1: or none the model reads consistently), "

@@ -48,11 +48,13 @@ DEFAULT_TURN = 12.0  # degrees (BENCHMARKS.md, "Turned reads")
 
 
 class Candidate(NamedTuple):
-    """A first-pass landmark box, the detector's score for it (NaN elsewhere) and whether a detector gave it."""
+    """A first-pass landmark box, the detector's score for it (NaN elsewhere), whether a detector gave it, and
+    the turn (degrees) its eyes ask for (`Predictor.view`'s rule; 0 where no detector saw eyes)."""
 
     box: np.ndarray
     score: float
     detected: bool
+    turn: float = 0.0
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Predictor:
         self.upright = self.info.crop.upright and not self.whole_image
         if self.whole_image:  # trained on whole images: every read crops the whole image, unturned
             box, passes, turn = "full", 1, 0.0
-        self.box, self.passes, self.fallback, self.batch_size = box, max(1, passes), fallback, batch_size
+        self.box, self.passes, self.fallback, self.batch_size = box, max(0, passes), fallback, batch_size
         self.candidates, self.doubt, self.margin, self.turn = max(1, candidates), doubt, margin, turn
         self.overlap, self.max_roll, self.dark = overlap, max_roll, dark
         self.detector = self._calibration = None
@@ -119,7 +121,9 @@ class Predictor:
         if self.box == "full":
             return [Candidate(whole_image_box(*image.shape[:2], self.crop_scale), np.nan, False)]
         faces = (detector or self.detector).faces(image)[:limit]
-        return [Candidate(self.calibration.apply(face.box), face.score, True) for face in faces]
+        return [Candidate(self.calibration.apply(face.box), face.score, True,
+                          0.0 if face.eyes is None else self.turn_for(level_turn(face.eyes, (0, 1))))
+                for face in faces]
 
     def fallback_boxes(self, image: np.ndarray) -> list[Candidate]:
         """Where else to look when the detector's faces are missing or doubtful: the whole image."""
@@ -131,13 +135,19 @@ class Predictor:
         """Where the next read crops around predicted landmarks: their box, and the turn (degrees) that sets
         their outer eye corners level for a model trained `upright`; for any other model, the turn that brings
         a head rolled further than `max_roll` back to `max_roll` (its training tilts)."""
-        level = level_turn(points, self.schema.norm) if self.schema.norm else 0.0
-        return points_box(points), level if self.upright else float(np.sign(level) * max(0.0, abs(level) - self.max_roll))
+        return points_box(points), self.turn_for(level_turn(points, self.schema.norm) if self.schema.norm else 0.0)
 
-    def final_views(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
-        """Where the flip test reads, per (image, first-pass landmark box): around the landmarks refined through
-        all passes (`view`), or the whole image for a model trained on it."""
-        refined = self.refine(images, boxes)
+    def turn_for(self, level: float) -> float:
+        """The turn for a face whose eye line needs `level` degrees to lie level (`view`'s rule)."""
+        return level if self.upright else float(np.sign(level) * max(0.0, abs(level) - self.max_roll))
+
+    def final_views(self, images: list[np.ndarray], candidates: list[Candidate]) -> list[tuple[np.ndarray, float]]:
+        """Where the flip test reads, per (image, first-pass candidate): around the landmarks refined through
+        all passes (`view`); with no passes (`passes=0`, the fast setting), the candidate's own box turned by
+        its eyes; the whole image for a model trained on it."""
+        if self.passes == 0 and not self.whole_image:
+            return [(c.box, c.turn) for c in candidates]
+        refined = self.refine(images, [c.box for c in candidates])
         return [(whole_image_box(*image.shape[:2], self.crop_scale), 0.0) if self.whole_image else self.view(points)
                 for image, points in zip(images, refined)]
 
@@ -208,7 +218,7 @@ class Predictor:
         if not flat:
             return [[] for _ in images]
         faces, candidates = map(list, zip(*flat))
-        means, scores, spreads = self.flip_test(faces, self.final_views(faces, [c.box for c in candidates]))
+        means, scores, spreads = self.flip_test(faces, self.final_views(faces, candidates))
         read = iter(Prediction(points, points_box(points), c.detected, float(score), c.score, spread)
                     for points, score, c, spread in zip(means, scores, candidates, spreads))
         return [[next(read) for _ in some] for some in found]
@@ -286,7 +296,7 @@ def fit_point_offsets(model, images, keypoints, passes: int = 2, offsets=None) -
     pairs, reads = zip(images, keypoints), []
     while chunk := list(islice(pairs, predictor.batch_size)):
         batch, truths = map(list, zip(*chunk))
-        first = [predictor.face_boxes(image, truth)[0].box for image, truth in zip(batch, truths)]
+        first = [predictor.face_boxes(image, truth)[0] for image, truth in zip(batch, truths)]
         direct, mirrored, matrices = predictor.read_both(batch, predictor.final_views(batch, first))
         labels = np.stack([transform_points(m, truth) for m, truth in zip(matrices, truths)])
         reads.append(np.stack([direct, mirrored, labels], axis=1))

@@ -278,6 +278,31 @@ def test_a_plain_model_reads_a_far_rolled_head_turned_back_to_its_training_tilts
     assert plain.view(eyes)[1] == 0 and np.isclose(upright.view(eyes)[1], -10)
 
 
+def test_the_fast_setting_reads_the_detector_box_once_turned_level_by_the_eyes_it_saw(tiny_model):
+    """`passes=0`: no refining passes; the flip test (one batch: crop and mirror) reads the calibrated detector
+    box, turned so the detector's eyes lie level (an upright model) or back to `max_roll` (a plain one)."""
+    class Eyed(FakeDetector):
+        def faces(self, image):
+            eyes = np.array([[40.0, 40], [40 + np.cos(np.deg2rad(30)), 40 + np.sin(np.deg2rad(30))]])   # rolled 30
+            return [DetectedFace(box, 0.9, eyes) for box in self.boxes]
+
+    class Recording(RecordingPredictor):
+        def crop(self, image, box, angle=0.0):
+            self.views = getattr(self, "views", []) + [(box, angle)]
+            return super().crop(image, box, angle)
+
+    image = np.zeros((120, 120, 3), np.uint8)
+    upright = LandmarkModel.from_config({**tiny_model.get_config(), "upright": True})
+    for model, turn in ((upright, -30.0), (tiny_model, -15.0)):
+        fast = Recording(model, detector=Eyed([20, 20, 80, 80]), passes=0, turn=0)
+        result = fast.predict(image)
+        assert len(fast.seen) == 1 and len(fast.seen[0]) == 2          # one batch: the crop and its mirror
+        (box, angle), = fast.views
+        calibrated = fast.calibration.apply(np.array([20.0, 20, 80, 80]))
+        assert np.allclose(box, calibrated) and np.isclose(angle, turn)
+        assert np.allclose(result.points, (calibrated[:2] + calibrated[2:]) / 2)   # the model says 'centre'
+
+
 def test_a_dark_crop_is_brightened_and_a_normal_one_left_alone(tiny_model):
     predictor = Predictor(tiny_model, box="full")
     box = np.array([10.0, 10, 50, 50])
