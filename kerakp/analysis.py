@@ -91,9 +91,10 @@ def rotation_from(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def confidence(spread: np.ndarray, scale) -> np.ndarray:
-    """Per-point confidence in 0..1 from the per-point flip disagreement: 2 ** (-spread / scale), so a point as
-    unsure as the median of its training images scores 0.5 (`scale`: ModelInfo.point_spread; without it,
-    0.02 eye distances)."""
+    """Per-point confidence in 0..1 from the reads' per-point disagreement (`Prediction.spread`):
+    2 ** (-spread / scale), so a point whose mirrored reads disagree as much as the median of its training
+    images scores 0.5 (`scale`: ModelInfo.point_spread; without it, 0.02 eye distances); the turned reads add
+    their own disagreement, so with them the same point scores less."""
     scale = np.asarray(scale, np.float64) if len(scale) else np.full(len(spread), 0.02)
     return np.exp2(-np.asarray(spread, np.float64) / np.maximum(scale, 1e-6))
 

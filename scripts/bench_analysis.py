@@ -174,7 +174,7 @@ def main():
              f"|roll + mirrored roll| {real['mirror_abs']['roll_plus_mirrored_roll']:.2f} degrees; the photo turned 20 degrees "
              f"clockwise: roll changes by {real['roll_after_20_degree_turn']['mean']:.2f} (mean absolute error "
              f"{real['roll_after_20_degree_turn']['mean_abs_error']:.2f}).", "",
-             "Per-point confidence (2^(-flip disagreement / the point's median on training images)):", "",
+             "Per-point confidence (2^(-the reads' disagreement / the point's median flip disagreement on training images); the default path's three flip tests, so the disagreement of the turned reads counts too:", "",
              "| photos | covered points' mean confidence below the rest's | AUROC, low confidence for error > 0.1 eye distance |",
              "|---|---|---|",
              f"| clean | - | {real['clean_auroc_error_over_0.1']:.3f} ({real['clean_points_over_0.1']:.3f} of points over 0.1) |",
