@@ -315,14 +315,16 @@ class Landmarker:
         info = info.replace(point_offsets=fitted_offsets, point_spread=spread)
         return Landmarker(save_metadata(self.path, info, out), detector=self.predictor.detector.name if self.predictor.detector else "blazeface")
 
-    def track(self, source, max_faces: int | None = None, redetect_every: int = 30, **filter_options
-              ) -> Iterator[tuple[np.ndarray, list[Face]]]:
+    def track(self, source, max_faces: int | None = None, redetect_every: int = 30, mirror: bool = False,
+              **filter_options) -> Iterator[tuple[np.ndarray, list[Face]]]:
         """(RGB frame, its faces) for each frame of a camera index or video file, each face tracked with a
-        stable `id` and smoothed (`kerakp.live`; `min_cutoff`, `beta`: the One Euro filter's settings)."""
+        stable `id` and smoothed (`kerakp.live`; `min_cutoff`, `beta`: the One Euro filter's settings;
+        `mirror`: read each tracked face's crop and its mirror, twice the model time, as accurate as reading
+        every frame alone)."""
         from kerakp.data.geometry import points_box
         from kerakp.live import track
 
-        for frame, tracks in track(self.predictor, source, redetect_every, max_faces, **filter_options):
+        for frame, tracks in track(self.predictor, source, redetect_every, max_faces, mirror=mirror, **filter_options):
             yield frame, [Face(t.points, points_box(t.points), 1.0, True, float("nan"), self.info.markup, t.id,
                                image_shape=frame.shape) for t in tracks]
 

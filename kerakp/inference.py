@@ -205,9 +205,12 @@ class Predictor:
                 views[i] = self.view(points[i])
         return points
 
-    def track(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    def track(self, image: np.ndarray, points: np.ndarray, mirror: bool = False) -> np.ndarray:
         """Landmarks (K, 2, original pixels) from one read of the crop around earlier landmarks (`view`),
-        shifted by the direct reading's `point_offsets`: the live loop's read of a tracked frame."""
+        shifted by the direct reading's `point_offsets`: the live loop's read of a tracked frame; with `mirror`,
+        the flip test of that crop (two reads)."""
+        if mirror:
+            return self.flip_test([image], [self.view(points)])[0][0]
         crop, matrix = self.crop(image, *self.view(points))
         return transform_points(np.linalg.inv(matrix), self.read_crops([crop])[0] + self.offsets[0] * self.input_size)
 

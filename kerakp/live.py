@@ -1,7 +1,8 @@
 """The live loop: camera or video → faces tracked frame to frame → smoothing → tags → drawing.
 
 `FaceTracker` keeps a `Track` per face, with a stable id. A tracked face costs one model read per frame
-(`Predictor.track`: the crop around its last landmarks, no mirrored read). The detector runs when there
+(`Predictor.track`: the crop around its last landmarks, no mirrored read), two with `mirror` (the crop and its
+mirror, as the whole path reads: as accurate as reading each frame alone, BENCHMARKS.md "Live loop"). The detector runs when there
 is no track and every `redetect_every` frames: its faces are matched to the tracks by box overlap, a track it
 no longer confirms twice running is dropped, and a new face is read through the whole path (passes and
 flip test) and kept if the model reads it consistently. A track whose landmarks collapse, leave the frame or
@@ -133,9 +134,10 @@ class FaceTracker:
     """Faces frame after frame (see the module docstring); `step` returns the live tracks, oldest first."""
 
     def __init__(self, predictor: Predictor, redetect_every: int = 30, max_faces: int | None = None,
-                 min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, reject: float = 0.15):
+                 min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, reject: float = 0.15,
+                 mirror: bool = False):
         self.predictor, self.redetect_every, self.max_faces = predictor, max(1, redetect_every), max_faces
-        self.min_cutoff, self.beta, self.reject = min_cutoff, beta, reject
+        self.min_cutoff, self.beta, self.reject, self.mirror = min_cutoff, beta, reject, mirror
         self.tracks: list[Track] = []
         self.next_id, self.since_detect = 0, 0
         self.detector = copy.copy(predictor.detector)   # the same detector, with its own tiling state
@@ -191,7 +193,7 @@ class FaceTracker:
         """Read every track once, drop the lost, run the detector when due, smooth; the live tracks."""
         started = time.perf_counter()
         for track in list(self.tracks):
-            points = self.predictor.track(frame, track.raw)
+            points = self.predictor.track(frame, track.raw, self.mirror)
             if self._lost(track, points, frame.shape):
                 self.tracks.remove(track)
                 stats.track_losses += 1
@@ -333,10 +335,10 @@ def emotion_rule_for(schema, rule: EmotionRule | None) -> EmotionRule | None:
 
 def track(predictor: Predictor, source="0", redetect_every: int = 30, max_faces: int | None = None,
           min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, max_frames: int | None = None,
-          stats: LiveStats | None = None):
+          stats: LiveStats | None = None, mirror: bool = False):
     """(RGB frame, its `Track`s, oldest first) for each frame of a camera index or video file."""
     stats = stats if stats is not None else LiveStats()
-    tracker = FaceTracker(predictor, redetect_every, max_faces, min_cutoff, beta)
+    tracker = FaceTracker(predictor, redetect_every, max_faces, min_cutoff, beta, mirror=mirror)
     for _, t, frame_bgr in frames(source, stats, max_frames):
         frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         tracks = tracker.step(frame, t, stats)
@@ -347,11 +349,12 @@ def track(predictor: Predictor, source="0", redetect_every: int = 30, max_faces:
 def run_live(predictor: Predictor, source: str = "0", record: Path | None = None, headless: bool = False,
              stats_path: Path | None = None, redetect_every: int = 30, emotion_rule: EmotionRule | None = None,
              max_frames: int | None = None, max_faces: int | None = None, min_cutoff: float = DEFAULT_MIN_CUTOFF,
-             beta: float = DEFAULT_BETA, landmarks_path: Path | None = None, snapshots: Path = Path(".")) -> dict:
+             beta: float = DEFAULT_BETA, landmarks_path: Path | None = None, snapshots: Path = Path("."),
+             mirror: bool = False) -> dict:
     """Run the loop until the video ends, `q` is pressed or `max_frames`; returns the stats, written (with
     the per-frame landmarks) also when the loop stops on an error or an interrupt."""
     stats = LiveStats()
-    tracker = FaceTracker(predictor, redetect_every, max_faces, min_cutoff, beta)
+    tracker = FaceTracker(predictor, redetect_every, max_faces, min_cutoff, beta, mirror=mirror)
     rule = emotion_rule_for(predictor.schema, emotion_rule)
     recorder, rows, window_open, taken = None, [], False, 0
     window = "kerakp live (q quit, r record, s snapshot)"

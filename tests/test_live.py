@@ -152,6 +152,27 @@ def test_landmarker_track_yields_faces_with_ids(video):
     assert all(faces == [(0, (68, 2))] for _, faces in seen)
 
 
+def test_mirrored_tracked_reads_are_the_flip_test_of_the_tracked_crop(video):
+    from kerakp import Landmarker
+    from kerakp.inference import Predictor
+
+    class Counting(Predictor):
+        def run_model(self, crops):
+            self.batches = getattr(self, "batches", []) + [len(crops)]
+            return super().run_model(crops)
+
+    predictor = Counting(PRESET)
+    frame = cv2.cvtColor(cv2.VideoCapture(str(video)).read()[1], cv2.COLOR_BGR2RGB)
+    points = predictor.predict(frame).points
+    predictor.batches = []
+    mirrored = predictor.track(frame, points, mirror=True)
+    assert predictor.batches == [2]                        # the crop and its mirror, one batch
+    assert np.allclose(mirrored, predictor.flip_test([frame], [predictor.view(points)])[0][0])
+    assert np.abs(mirrored - predictor.track(frame, points)).max() > 0.01   # not the single read
+    faces = [faces for _, faces in Landmarker(PRESET).track(video, mirror=True)]
+    assert len(faces) == 40 and all(len(f) == 1 and f[0].id == 0 for f in faces)
+
+
 GUI_PYTHON = Path(__file__).resolve().parents[1] / ".gui" / "bin" / "python"
 
 
