@@ -20,7 +20,9 @@ RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allo
     "learning_rate": (0.0, 10.0, False), "weight_decay": (0.0, 1.0, True), "warmup_epochs": (0, 100_000, True),
     "clipnorm": (0.0, 1e6, False), "patience": (1, 100_000, True), "val_fraction": (0.0, 0.9, True),
     "crop_scale": (0.0, 10.0, False), "workers": (1, 256, True), "calibration_images": (0, 1_000_000, True),
-    "cache_mb": (0, 1 << 20, True),
+    "cache_mb": (0, 1 << 20, True), "decode_window": (0, 64, True), "heatmap_spread": (0.0, 64.0, True),
+    "heatmap_weight": (0.0, 100.0, True), "loss_along": (0.0, 1.0, True),
+    "teacher_weight": (0.0, 1.0, True),
 }
 
 
@@ -37,7 +39,11 @@ class TrainConfig:
     head_units: int = 256
     dropout: float = 0.2
     loss: str = "huber"              # huber | mse | wing
+    decode_window: int = 0           # heatmap heads: 0 soft-argmax over the whole map | r: over (2r+1)^2 cells at the peak
+    heatmap_spread: float = 0.0      # heatmap heads: sd (cells) of the Gaussian the shape term pulls each map toward
+    heatmap_weight: float = 0.0      # heatmap heads: the shape term's weight beside the coordinate loss (0: off)
     huber_delta: float = 0.01        # in crop fractions (0.01 = 1.3 px at 128 px)
+    loss_along: float = 1.0          # weight of a contour point's error along its line (jaw, brows, nose bridge); 1: none
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -52,6 +58,8 @@ class TrainConfig:
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
+    teacher: str = ""                # a model whose readings of the training faces soften the labels (distillation)
+    teacher_weight: float = 0.5      # how far each training label moves toward the teacher's reading (0..1)
     workers: int = 1                 # data-loading threads (processes with use_multiprocessing) beside the model
     use_multiprocessing: bool = False
     cache_mb: int = 2048             # decoded images kept between epochs (per process), least recently used dropped

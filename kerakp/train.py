@@ -26,7 +26,7 @@ from kerakp.errors import KerakpError
 from kerakp.io import refuse_existing, remove, replacing, write_csv, write_json, write_text
 from kerakp.model_info import CropRule, ModelInfo
 from kerakp.models.landmark_model import LandmarkModel
-from kerakp.models.losses import CropNME, MaskedKeypointLoss
+from kerakp.models.losses import CropNME, MaskedKeypointLoss, contour_neighbours
 from kerakp.plots import plot_history
 from kerakp.schemas import get_schema
 
@@ -91,6 +91,18 @@ def extra_sets(config: TrainConfig, schema) -> list[LandmarkSet]:
     return sets
 
 
+def distilled(data: LandmarkSet, teacher, weight: float, progress: bool = True) -> LandmarkSet:
+    """`data` with each label moved `weight` of the way toward `teacher`'s reading of the face (the default
+    inference path on the labelled face box): soft targets from a stronger model (distillation)."""
+    from kerakp.evaluate import predict_set
+    from kerakp.inference import Predictor
+    from kerakp.runtime import open_model
+
+    readings, _, _ = predict_set(Predictor(open_model(teacher), box="oracle"), data, progress=progress)
+    both = np.isfinite(readings) & np.isfinite(data.keypoints)
+    return replace(data, keypoints=np.where(both, (1 - weight) * data.keypoints + weight * readings, data.keypoints))
+
+
 def start_from(model: keras.Model, path) -> int:
     """Copy a trained model's weights into `model` wherever a variable's path (layer/name) and shape match:
     a new head on a trained backbone, or the same model at another input size. Returns the count copied."""
@@ -118,7 +130,8 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         config.learning_rate * (0.1 if warmup else 1.0), decay_steps=max(1, total - warmup), alpha=0.01,
         warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
-    loss = MaskedKeypointLoss(config.loss, delta=config.huber_delta)
+    loss = MaskedKeypointLoss(config.loss, delta=config.huber_delta, contours=contour_neighbours(model.schema),
+                              along=config.loss_along)
     model.compile(optimizer=optimizer, loss=loss, metrics=[CropNME(model.schema.norm)])
 
 
@@ -254,6 +267,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     calibration = ({} if resume else
                    calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
                                       config.seed, progress, [config.detector] if config.detector else None))
+    targets = distilled(train_set, config.teacher, config.teacher_weight, progress) if config.teacher else train_set
     with training_context(config, progress):
         if resume:
             model, initial_epoch = _resume_from(out, config)
@@ -265,12 +279,14 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                      "extra_images": sum(len(e) for e in extra)}
             model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
                                   config.weights, config.crop_scale, calibration, split,
-                                  config.freeze_bn, config.face_box, config.head, upright=config.upright)
+                                  config.freeze_bn, config.face_box, config.head, upright=config.upright,
+                                  decode_window=config.decode_window, heatmap_spread=config.heatmap_spread,
+                                  heatmap_weight=config.heatmap_weight)
             if config.init:
                 copied = start_from(model, config.init)
                 if progress:
                     print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
-        train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
+        train_seq = KeypointSequence(join_sets([targets, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
                                      shuffle=True, seed=config.seed, epoch=initial_epoch,
                                      drop_last=bool(config.distribute), **loader)
         val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None

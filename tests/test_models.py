@@ -119,6 +119,44 @@ def test_soft_argmax_decodes_a_peak_to_its_sub_pixel_position():
     assert np.allclose(flat, [0.5, 0.5])             # untrained: the crop centre, like the regression bias
 
 
+def test_local_decoding_ignores_a_far_second_peak_and_the_shape_term_scores_a_gaussian_map_zero():
+    height = width = 8
+    logits = np.full((1, height, width, 1), -50.0, np.float32)
+    logits[0, 2, 5, 0], logits[0, 6, 1, 0] = 10.0, 9.0          # the peak and a weaker one far from it
+    whole = np.asarray(SoftArgmax()(logits))[0]
+    local = np.asarray(SoftArgmax(window=1)(logits))[0]
+    assert np.allclose(local, [5.5 / 8, 2.5 / 8], atol=1e-5) and whole[1] > 0.4   # the whole map is pulled down
+    rows, cols = np.mgrid[0:height, 0:width]
+    gaussian = (-((cols - 3.5) ** 2 + (rows - 3.5) ** 2) / (2 * 1.5 ** 2))[None, :, :, None].astype("float32")
+    losses = []
+    for maps in (gaussian, np.zeros_like(gaussian)):
+        layer = SoftArgmax(spread=1.5, weight=2.0)
+        layer(maps, training=True)
+        losses += [float(v) for v in layer.losses]
+    assert losses[0] == pytest.approx(0.0, abs=1e-5) and losses[1] > 0.5   # the Gaussian itself; a flat map
+    layer = SoftArgmax(spread=1.5, weight=2.0)
+    layer(gaussian, training=False)
+    assert not layer.losses                                       # inference adds no loss
+
+
+def test_the_contour_loss_counts_sliding_along_a_line_less_than_leaving_it():
+    from kerakp.models.losses import contour_neighbours
+    from kerakp.schemas import get_schema
+
+    neighbours = contour_neighbours(get_schema("ibug68"))
+    assert neighbours[0] == [0, 1] and neighbours[8] == [7, 9] and neighbours[36] == []   # jaw ends, middle; an eye
+    truth = np.random.default_rng(0).random((1, 68, 2)).astype("float32")
+    truth[0, 7:10] = [[0.3, 0.5], [0.4, 0.5], [0.5, 0.5]]           # the chin on a level line
+    loss = MaskedKeypointLoss("mse", contours=neighbours, along=0.5)
+    slide, leave = truth.copy(), truth.copy()
+    slide[0, 8, 0] += 0.02
+    leave[0, 8, 1] += 0.02
+    full = 0.02 ** 2 / 136
+    assert float(loss(truth.reshape(1, -1), slide.reshape(1, -1))) == pytest.approx(full / 4, rel=1e-3)
+    assert float(loss(truth.reshape(1, -1), leave.reshape(1, -1))) == pytest.approx(full, rel=1e-3)
+    assert float(MaskedKeypointLoss("mse")(truth.reshape(1, -1), slide.reshape(1, -1))) == pytest.approx(full, rel=1e-3)
+
+
 def test_heatmap_head_saves_loads_and_reaches_a_quarter_of_the_input(tmp_path):
     model = LandmarkModel("mobilenetv2", "ibug68", 64, head="heatmap")
     assert model.get_layer("heatmaps").output.shape[1:] == (16, 16, 68)

@@ -44,14 +44,44 @@ class Preprocess(layers.Layer):
 
 @keras.saving.register_keras_serializable("kerakp")
 class SoftArgmax(layers.Layer):
-    """(B, H, W, K) heatmap logits -> (B, 2K) expected positions x0, y0, ... in fractions of the map side."""
+    """(B, H, W, K) heatmap logits -> (B, 2K) expected positions x0, y0, ... in fractions of the map side.
 
-    def call(self, logits):
+    `window` r > 0 takes the expectation over the (2r+1)^2 cells around each map's peak only, so mass far from
+    the peak no longer pulls the point (local decoding). `spread` s > 0 adds, in training, `weight` times the
+    KL divergence from a Gaussian of s cells sd, centred on each map's own expected position, to the map
+    (a DSNT-style shape term, Nibali et al. 2018): the maps stay single-peaked, as local decoding assumes."""
+
+    def __init__(self, window: int = 0, spread: float = 0.0, weight: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.window, self.spread, self.weight = int(window), float(spread), float(weight)
+
+    def call(self, logits, training=False):
         height, width, points = logits.shape[1], logits.shape[2], logits.shape[3]
-        probs = ops.softmax(ops.reshape(logits, (-1, height * width, points)), axis=1)
-        ys, xs = np.meshgrid((np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width, indexing="ij")
-        grid = ops.convert_to_tensor(np.stack([xs.ravel(), ys.ravel()], -1), dtype=probs.dtype)  # (HW, 2)
-        return ops.reshape(ops.matmul(ops.transpose(probs, (0, 2, 1)), grid), (-1, 2 * points))
+        flat = ops.reshape(logits, (-1, height * width, points))
+        log_probs = ops.log_softmax(flat, axis=1)
+        probs = ops.exp(log_probs)
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        grid = ops.convert_to_tensor(np.stack([(cols.ravel() + 0.5) / width, (rows.ravel() + 0.5) / height], -1),
+                                     dtype=probs.dtype)  # (HW, 2)
+        means = ops.matmul(ops.transpose(probs, (0, 2, 1)), grid)   # (B, K, 2)
+        if training and self.spread > 0 and self.weight > 0:
+            centre = ops.stop_gradient(means)[:, None]               # (B, 1, K, 2)
+            cells = ops.convert_to_tensor([width, height], dtype=probs.dtype)
+            sq = ops.sum(ops.square((grid[None, :, None, :] - centre) * cells), axis=-1)   # in cells^2
+            log_target = ops.log_softmax(-sq / (2.0 * self.spread ** 2), axis=1)
+            kl = ops.sum(ops.exp(log_target) * (log_target - log_probs), axis=1)
+            self.add_loss(self.weight * ops.mean(kl))
+        if self.window > 0:
+            peak = ops.argmax(flat, axis=1)                                       # (B, K)
+            near_row = ops.abs(rows.ravel()[None, :, None] - (peak // width)[:, None, :]) <= self.window
+            near_col = ops.abs(cols.ravel()[None, :, None] - (peak % width)[:, None, :]) <= self.window
+            local = probs * ops.cast(ops.logical_and(near_row, near_col), probs.dtype)
+            local = local / ops.sum(local, axis=1, keepdims=True)
+            means = ops.matmul(ops.transpose(local, (0, 2, 1)), grid)
+        return ops.reshape(means, (-1, 2 * points))
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window, "spread": self.spread, "weight": self.weight}
 
 
 SKIP_STRIDES = (16, 8, 4)
@@ -70,7 +100,7 @@ def _conv_bn_relu(x, channels: int, kernel: int, conv: str, bn: str, relu: str):
     return layers.ReLU(name=relu)(layers.BatchNormalization(momentum=0.9, name=bn)(x))
 
 
-def heatmap_head(features, num_points: int, units: int, input_size: int, skips=()):
+def heatmap_head(features, num_points: int, units: int, input_size: int, skips=(), decoding=None):
     """1x1 reduction, then (bilinear x2 [+ linear 1x1 projection of the skip map of that size] -> 3x3 conv ->
     BN -> ReLU) until a quarter of the input side. The projections' BN scales start at zero, so the skips
     join a trained upsampling path (`--init`) without disturbing it."""
@@ -87,7 +117,7 @@ def heatmap_head(features, num_points: int, units: int, input_size: int, skips=(
             x = layers.Add(name=f"heat_skip{step}")([x, lateral])
         x = _conv_bn_relu(x, channels, 3, f"heat_conv{step}", f"heat_bn{step}", f"heat_relu{step}")
     logits = layers.Conv2D(num_points, 1, name="heatmaps", dtype="float32")(x)   # float32 under mixed precision
-    return SoftArgmax(name="keypoints", dtype="float32")(logits)
+    return SoftArgmax(**(decoding or {}), name="keypoints", dtype="float32")(logits)
 
 
 @keras.saving.register_keras_serializable("kerakp")
@@ -98,7 +128,8 @@ class LandmarkModel(keras.Model):
                  head_units: int = 256, dropout: float = 0.2, weights: str = "none", crop_scale: float = 1.25,
                  box_calibration: dict | None = None, split: dict | None = None, freeze_bn: bool = False,
                  face_box: str = "landmarks", head: str = "regression", point_offsets: list | None = None,
-                 upright: bool = False, point_spread: list | None = None, **kwargs):
+                 upright: bool = False, point_spread: list | None = None, decode_window: int = 0,
+                 heatmap_spread: float = 0.0, heatmap_weight: float = 0.0, **kwargs):
         markup = get_schema(schema)
         spec = get_backbone_spec(backbone)
         images = keras.Input((input_size, input_size, 3), name="image")
@@ -114,7 +145,8 @@ class LandmarkModel(keras.Model):
         else:
             features, skips = extractor(x), ()
         outputs = (regression_head(features, markup.num_points, head_units, dropout) if head == "regression"
-                   else heatmap_head(features, markup.num_points, head_units, input_size, skips))
+                   else heatmap_head(features, markup.num_points, head_units, input_size, skips,
+                                     dict(window=decode_window, spread=heatmap_spread, weight=heatmap_weight)))
         kwargs.setdefault("name", f"kerakp_{backbone}_{schema}")
         super().__init__(inputs=images, outputs=outputs, **kwargs)
         self.backbone_name, self.schema_name, self.input_size = backbone, schema, input_size
@@ -128,6 +160,7 @@ class LandmarkModel(keras.Model):
                 if isinstance(layer, layers.BatchNormalization):
                     layer.synchronized = True
         self.point_spread = [float(v) for v in point_spread] if point_spread else []
+        self.decode_window, self.heatmap_spread, self.heatmap_weight = decode_window, heatmap_spread, heatmap_weight
 
     @property
     def schema(self) -> Schema:
@@ -145,7 +178,8 @@ class LandmarkModel(keras.Model):
             "dropout": self.dropout_rate, "weights": "none", "crop_scale": self.crop_scale,
             "box_calibration": self.box_calibration, "split": self.split, "freeze_bn": self.freeze_bn,
             "face_box": self.face_box, "head": self.head, "point_offsets": self.point_offsets,
-            "upright": self.upright, "point_spread": self.point_spread,
+            "upright": self.upright, "point_spread": self.point_spread, "decode_window": self.decode_window,
+            "heatmap_spread": self.heatmap_spread, "heatmap_weight": self.heatmap_weight,
         }
 
     @classmethod
