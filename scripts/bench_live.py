@@ -11,8 +11,9 @@ Steadiness and lag: videos whose truth is known in every frame, synthetic (`kera
 noise every frame) and moving. Jitter is the mean frame-to-frame motion of the points over the true
 outer-eye-corner distance (still videos); NME is against the truth. The tracker's raw reads are recorded
 once; the One Euro settings are then applied to them offline (the raw reads do not depend on them), and the
-defaults are chosen on the synthetic videos. Every frame is also read independently by the whole path
-(`Predictor.predict`), for comparison. Writes benchmarks/live.json and the "Live loop" section of BENCHMARKS.md.
+defaults are chosen on the synthetic videos (single reads). The tracked faces are read both ways: one read a
+frame (the default) and the crop with its mirror (`--mirror`). Every frame is also read independently by the
+whole path (`Predictor.predict`), for comparison. Writes benchmarks/live.json and the "Live loop" section of BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -69,9 +70,9 @@ def nme(points: np.ndarray, truth: np.ndarray) -> float:
     return float(np.nanmean(per_image_nme(points, truth, SCHEMA)))
 
 
-def raw_reads(predictor: Predictor, video: Path) -> tuple[np.ndarray, np.ndarray]:
+def raw_reads(predictor: Predictor, video: Path, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The tracker's raw reads of the video's face (frames where it was tracked) and their frame numbers."""
-    stats, tracker = LiveStats(), FaceTracker(predictor)
+    stats, tracker = LiveStats(), FaceTracker(predictor, mirror=mirror)
     reads, found = [], []
     for index, t, frame_bgr in frames(video, stats):
         tracks = tracker.step(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), t, stats)
@@ -121,9 +122,11 @@ def main():
         videos = make_videos(Path(tmp), args.videos, photos, args.frames)
         report["mediapipe_ms"] = mediapipe_ms()
         report["speed"] = {}
-        for name, path in {**PRESETS, "fast (ytf68 regression, int8)": FAST}.items():
+        runs = {**{name: (path, False) for name, path in PRESETS.items()}, "300w, --mirror": (PRESETS["300w"], True),
+                "fast (ytf68 regression, int8)": (FAST, False)}
+        for name, (path, mirror) in runs.items():
             predictor = Predictor(open_model(path, args.threads), detector="blazeface")
-            summary = run_live(predictor, str(videos["real move"][0]), headless=True)
+            summary = run_live(predictor, str(videos["real move"][0]), headless=True, mirror=mirror)
             summary["ms_per_frame"] = 1000 * summary["wall_s"] / summary["frames"]
             summary["ratio_to_mediapipe"] = summary["ms_per_frame"] / report["mediapipe_ms"]
             report["speed"][name] = summary
@@ -135,17 +138,23 @@ def main():
             for kind, paths in videos.items():
                 truth = [np.loadtxt(f"{p}.csv", delimiter=",", skiprows=1)[:, 1:].reshape(-1, 68, 2) for p in paths]
                 reads = [raw_reads(predictor, p) for p in paths]
+                both = [raw_reads(predictor, p, mirror=True) for p in paths]
                 alone = [independent(predictor, p) for p in paths]
-                grid = {}
+                grid, mirrored_grid = {}, {}
                 for cutoff in GRID["min_cutoff"]:
                     for beta in GRID["beta"]:
-                        pts = [smoothed(r, 30.0, cutoff, beta) for r, _ in reads]
-                        grid[f"{cutoff},{beta}"] = {"nme": float(np.mean([nme(p, t[f]) for p, (_, f), t in zip(pts, reads, truth)])),
-                                                    "jitter": float(np.mean([jitter(p, t[f]) for p, (_, f), t in zip(pts, reads, truth)]))}
+                        for table, runs in ((grid, reads), (mirrored_grid, both)):
+                            pts = [smoothed(r, 30.0, cutoff, beta) for r, _ in runs]
+                            table[f"{cutoff},{beta}"] = {
+                                "nme": float(np.mean([nme(p, t[f]) for p, (_, f), t in zip(pts, runs, truth)])),
+                                "jitter": float(np.mean([jitter(p, t[f]) for p, (_, f), t in zip(pts, runs, truth)]))}
                 rows[kind] = {
                     "tracked_frames": float(np.mean([len(f) / len(t) for (_, f), t in zip(reads, truth)])),
                     "raw": {"nme": float(np.mean([nme(r, t[f]) for (r, f), t in zip(reads, truth)])),
                             "jitter": float(np.mean([jitter(r, t[f]) for (r, f), t in zip(reads, truth)]))},
+                    "mirrored_raw": {"nme": float(np.mean([nme(r, t[f]) for (r, f), t in zip(both, truth)])),
+                                     "jitter": float(np.mean([jitter(r, t[f]) for (r, f), t in zip(both, truth)]))},
+                    "mirrored_grid": mirrored_grid,
                     "independent": {"nme": float(np.mean([nme(a, t) for a, t in zip(alone, truth)])),
                                     "jitter": float(np.mean([jitter(a, t) for a, t in zip(alone, truth)]))},
                     "grid": grid}
@@ -186,14 +195,15 @@ def write_section(report, args):
     lines += ["", f"Steadiness and lag ({args.videos} videos of each kind, {args.frames} frames at 30 FPS; the One Euro "
               f"setting chosen on the synthetic videos: min_cutoff {cutoff}, beta {beta}; jitter: mean frame-to-frame motion "
               "over the eye distance; NME against the truth):", "",
-              "| model | video | tracked, smoothed: NME / jitter | tracked, raw | every frame read alone (whole path) | frames tracked |",
-              "|---|---|---|---|---|---|"]
+              "| model | video | tracked, smoothed: NME / jitter | tracked, raw | `--mirror`, smoothed | `--mirror`, raw | "
+              "every frame read alone (whole path) | frames tracked |",
+              "|---|---|---|---|---|---|---|---|"]
+    pair = lambda r: f"{r['nme']:.4f} / {r['jitter']:.4f}"  # noqa: E731
     for name, rows in report["steadiness"].items():
         for kind, row in rows.items():
-            chosen = row["grid"][report["chosen"]]
-            lines.append(f"| {name} | {kind} | {chosen['nme']:.4f} / {chosen['jitter']:.4f} | {row['raw']['nme']:.4f} / "
-                         f"{row['raw']['jitter']:.4f} | {row['independent']['nme']:.4f} / {row['independent']['jitter']:.4f} | "
-                         f"{row['tracked_frames']:.2f} |")
+            lines.append(f"| {name} | {kind} | {pair(row['grid'][report['chosen']])} | {pair(row['raw'])} | "
+                         f"{pair(row['mirrored_grid'][report['chosen']])} | {pair(row['mirrored_raw'])} | "
+                         f"{pair(row['independent'])} | {row['tracked_frames']:.2f} |")
     replace_section(Path("BENCHMARKS.md"), "Live loop", "\n".join(lines))
     print("\n".join(lines))
 
