@@ -2,12 +2,12 @@
 on the baseline's validation persons, with the paired 95 % interval of its NME change.
 
     python scripts/bench_levers.py --data DATA --baseline MODEL NAME=MODEL[@window=R] ... [--control NAME]
-        [--title T] [--json F]
+        [--title T] [--json F] [--reuse DIR]
 
 `@window=R` reads that `.keras` model with local decoding (the soft-argmax over the (2R+1)^2 cells at each
 map's peak) instead of the decoding it was trained with. `--control NAME` also gives each model's change against
 that candidate (a same-length run without the lever). Intervals resample whole persons (300-W: source
-photos), 5,000 times. Writes `--json` (default benchmarks/levers_<data>.json) and the BENCHMARKS.md section `--title`.
+photos), 5,000 times. `--reuse DIR` keeps each evaluation for the next run. Writes `--json` (default benchmarks/levers_<data>.json) and the BENCHMARKS.md section `--title`.
 """
 from __future__ import annotations
 
@@ -38,13 +38,17 @@ def with_window(path: Path, window: int, folder: str) -> Path:
     return out
 
 
-def per_image(model: Path, data, folder: str) -> pd.DataFrame:
+def per_image(model: Path, data, folder: str, reuse: Path | None = None, key: str = "", window: int = 0) -> pd.DataFrame:
+    """The model's (read with local decoding over `window` cells, if set) per-image NME table with its metrics;
+    under `reuse`, kept in `reuse/<key>` and read back while the model file is older than it."""
     from kerakp.api import Landmarker
 
-    out = Path(folder) / f"eval_{len(os.listdir(folder))}"
-    metrics = Landmarker(model).evaluate(data, out=out, progress=False)
+    out = reuse / key if reuse else Path(folder) / f"eval_{len(os.listdir(folder))}"
+    if not (reuse and (out / "metrics.json").is_file() and (out / "metrics.json").stat().st_mtime > model.stat().st_mtime):
+        Landmarker(with_window(model, window, folder) if window else model).evaluate(data, out=out, progress=False,
+                                                                                   overwrite=True)
     table = pd.read_csv(out / "per_image.csv")
-    return table.assign(metrics=[metrics] * len(table))
+    return table.assign(metrics=[json.loads((out / "metrics.json").read_text())] * len(table))
 
 
 def main():
@@ -56,6 +60,7 @@ def main():
     parser.add_argument("--title", default="Accuracy levers")
     parser.add_argument("--json", type=Path, help="default: benchmarks/levers_<data>.json")
     parser.add_argument("--resamples", type=int, default=5000)
+    parser.add_argument("--reuse", type=Path, help="keep each model's evaluation here and reuse it while the model is unchanged")
     args = parser.parse_args()
 
     from kerakp.data.readers import load_dataset, model_subset
@@ -65,13 +70,13 @@ def main():
     data = model_subset(load_dataset(args.data), open_model(args.baseline).info.split, "val")
     rows, tables = [], {}
     with tempfile.TemporaryDirectory() as folder:
-        base = per_image(args.baseline, data, folder)
+        base = per_image(args.baseline, data, folder, args.reuse, "baseline")
         groups = dict(zip(data.names, data.persons))
         for spec in [f"baseline={args.baseline}"] + args.candidates:
             name, _, target = spec.partition("=")
             path, _, option = target.partition("@window=")
-            model = with_window(Path(path), int(option), folder) if option else Path(path)
-            table = tables[name] = base if name == "baseline" else per_image(model, data, folder)
+            table = tables[name] = base if name == "baseline" else per_image(Path(path), data, folder, args.reuse, name,
+                                                                             int(option or 0))
             merged = base.merge(table, on="image", suffixes=("_base", ""))
             interval = paired_interval(merged["nme_base"], merged["nme"], merged["image"].map(groups),
                                        args.resamples)
