@@ -78,3 +78,12 @@ def test_a_damaged_landmark_table_reads_or_fails_in_one_line(tmp_path, data):
     except KerakpError:
         return
     assert len(names) == len(points) and not np.isinf(points).any()
+
+
+def test_an_asf_coordinate_too_large_for_any_image_fails_in_one_line(tmp_path):
+    """A relative coordinate of 1e308 overflows once scaled by the image size (found by the test above)."""
+    name, text = valid_files(tmp_path)["asf"]
+    (tmp_path / name).write_text(text.replace("0.100 0.200", "1e308 0.200", 1))
+    with pytest.raises(KerakpError, match=r"Ann_Lee_01.asf: a point lies beyond any image") as err:
+        load_dataset(tmp_path, "asf")
+    assert "\n" not in str(err.value)

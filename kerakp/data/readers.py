@@ -333,7 +333,11 @@ def _asf_pair(asf: Path) -> tuple[Path, np.ndarray]:
     relative, host = read_asf_file(asf)
     image = _check_image(asf.parent / host, str(asf))
     height, width = read_image(image).shape[:2]
-    return image, relative * [width, height]
+    with np.errstate(over="ignore"):
+        points = relative * [width, height]
+    if not np.isfinite(points).all():
+        raise KerakpError(f"{asf}: a point lies beyond any image (.asf coordinates are fractions of the image size)")
+    return image, points
 
 
 def read_asf_folder(folder, schema: str | None = None) -> LandmarkSet:
