@@ -29,7 +29,7 @@ def _masked(y_true, y_pred):
     valid = ops.logical_not(ops.isnan(y_true))
     target = ops.where(valid, y_true, ops.zeros_like(y_true))
     mask = ops.cast(valid, y_pred.dtype)
-    return (y_pred - target) * mask, mask
+    return (y_pred - target) * mask, mask, target
 
 
 def _mean_over_valid(values, mask):
@@ -55,12 +55,12 @@ class MaskedKeypointLoss(keras.losses.Loss):
         self.kind, self.delta, self.wing_w, self.wing_epsilon = kind, delta, wing_w, wing_epsilon
         self.contours, self.along = [list(n) for n in contours or []], float(along)
 
-    def _components(self, y_true, diff):
+    def _components(self, target, diff):
         """(B, 2K) per-point errors as (across, along x `along`) on contour points, (x, y) elsewhere."""
         on = np.array([bool(n) for n in self.contours])
         prev = np.array([n[0] if n else i for i, n in enumerate(self.contours)])
         nxt = np.array([n[1] if n else i for i, n in enumerate(self.contours)])
-        true = ops.reshape(ops.where(ops.isnan(y_true), ops.zeros_like(y_true), y_true), (-1, len(on), 2))
+        true = ops.reshape(target, (-1, len(on), 2))
         err = ops.reshape(diff, (-1, len(on), 2))
         tangent = ops.take(true, nxt, axis=1) - ops.take(true, prev, axis=1)
         length = ops.sqrt(ops.sum(ops.square(tangent), axis=-1, keepdims=True))
@@ -72,9 +72,9 @@ class MaskedKeypointLoss(keras.losses.Loss):
         return ops.reshape(ops.where(split[..., None], parts, err), ops.shape(diff))
 
     def call(self, y_true, y_pred):
-        diff, mask = _masked(y_true, y_pred)
+        diff, mask, target = _masked(y_true, y_pred)
         if self.contours and self.along != 1.0:
-            diff = self._components(y_true, diff)
+            diff = self._components(target, diff)
         err = ops.abs(diff)
         if self.kind == "mse":
             values = ops.square(err)
