@@ -19,6 +19,7 @@ from kerakp.errors import KerakpError, KerakpWarning
 from kerakp.export import FORMATS as EXPORT_FORMATS
 from kerakp.export import QUANTIZATIONS
 from kerakp.inference import DEFAULT_TURN
+from kerakp.io import catch_interrupts, interrupted
 from kerakp.live import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 from kerakp.models import HEADS, LOSSES
 
@@ -110,6 +111,7 @@ class KerakpGroup(click.Group):
 
     def invoke(self, ctx):
         warnings.showwarning = show_warning
+        catch_interrupts()
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -125,6 +127,9 @@ class KerakpGroup(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as err:
+            if interrupted():  # a library turned the Ctrl-C into its own error
+                click.echo("interrupted", err=True)
+                sys.exit(130)
             if ctx.find_root().params.get("debug") or os.environ.get("KERAKP_DEBUG"):
                 raise
             first = (str(err).strip().splitlines() or [""])[0][:200]

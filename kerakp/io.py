@@ -3,7 +3,8 @@
 `replacing(target)` yields a temporary path beside `target` (a file or a folder, written by the caller) and
 renames it into place only when the block finishes; on any failure or interrupt the temporary is removed and
 `target` is left as it was. `refuse_existing` is the one check that an output is new, or that the user
-said `--overwrite`.
+said `--overwrite`. `catch_interrupts` remembers a Ctrl-C that a library swallowed (TensorFlow's converters turn
+it into another error, or drop it), so nothing is placed after it.
 """
 from __future__ import annotations
 
@@ -11,10 +12,35 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from kerakp.errors import KerakpError
+
+
+_interrupted = False
+
+
+def catch_interrupts() -> None:
+    """Record every SIGINT before raising KeyboardInterrupt as Python does (left alone where SIGINT is ignored,
+    as in a job started with `nohup` or `&`)."""
+    global _interrupted
+    _interrupted = False
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _record_interrupt)
+
+
+def _record_interrupt(signum, frame):
+    global _interrupted
+    _interrupted = True
+    signal.default_int_handler(signum, frame)
+
+
+def interrupted() -> bool:
+    """Whether a SIGINT arrived since `catch_interrupts`, even one a library swallowed."""
+    return _interrupted
 
 
 def refuse_existing(path, overwrite: bool = False, what: str = "--overwrite") -> None:
@@ -55,6 +81,8 @@ def replacing(target, folder: bool = False):
         tmp.mkdir()
     try:
         yield tmp
+        if interrupted():
+            raise KeyboardInterrupt
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         tmp.replace(target)

@@ -226,7 +226,7 @@ def test_an_interrupted_run_is_consistent_and_resumes_where_it_stopped(synthetic
             "--input-size", 64, "--batch-size", 4, "--set", "calibration_images=8"]
     history = run_dir / "history.csv"
     code, err = _interrupt(args, lambda: history.exists() and len(history.read_text().splitlines()) >= 2, tmp_path)
-    assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted", err
     first = pd.read_csv(history)
     assert 1 <= len(first) < 6 and list(first["epoch"]) == list(range(len(first)))
     assert (run_dir / "last.keras").is_file() and (run_dir / "model.keras").is_file()
@@ -238,10 +238,34 @@ def test_an_interrupted_run_is_consistent_and_resumes_where_it_stopped(synthetic
     assert list(after["epoch"]) == list(range(6)) and np.allclose(after["loss"][:len(first)], first["loss"])
 
 
+@pytest.mark.parametrize("library", ["drops", "converts"])
+def test_a_ctrl_c_a_library_swallows_still_stops_the_command_and_writes_nothing(world, tmp_path, monkeypatch, library):
+    import dataclasses
+
+    import kerakp.export
+
+    spec = kerakp.export.FORMATS["tflite"]
+
+    def swallowing(*args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            if library == "converts":
+                raise RuntimeError("conversion cancelled") from None
+        spec.write(*args)
+
+    monkeypatch.setitem(kerakp.export.FORMATS, "tflite", dataclasses.replace(spec, write=swallowing))
+    shutil.copy(world / "tiny.keras", tmp_path / "m.keras")
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "m.keras")])
+    assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
 @pytest.mark.slow
 def test_an_interrupted_export_writes_nothing(tmp_path):
     LandmarkModel("mobilenetv2", "ibug68", 96, head_units=16).save(tmp_path / "m.keras")
     started = time.time()
     code, err = _interrupt(["export", tmp_path / "m.keras"], lambda: time.time() > started + 8, tmp_path)
-    assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted", err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
