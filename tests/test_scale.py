@@ -1,7 +1,9 @@
 """Training past one device and past memory: data-parallel on two virtual CPU devices (JAX, TensorFlow),
 mixed precision, the decode cache's budget, and packed sets."""
+import gc
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +101,13 @@ def test_a_packed_set_reads_like_its_source_and_trains(synthetic_csv, tmp_path):
     box = read.keypoints[0].max(axis=0) - read.keypoints[0].min(axis=0)
     assert abs(96 / max(box) - 2.0) < 0.05                         # context 2: the face fills half the crop
     assert type(read.subset([0, 2]).pixels).__name__ == "ImageRows"  # a subset keeps references, no copies
+    if Path("/proc/self/fd").is_dir():                                # a dropped pack closes its file
+        held = lambda: [os.path.realpath(f"/proc/self/fd/{n}") for n in os.listdir("/proc/self/fd")].count(  # noqa: E731
+            str((packed / "images.npy").resolve()))
+        before = held()
+        del read, image
+        gc.collect()
+        assert before >= 1 and held() == before - 1
     again = CliRunner().invoke(main, ["pack", str(synthetic_csv), str(packed), "--size", "96"])
     assert again.exit_code == 2 and "packed: already exists" in again.stderr
     trained = CliRunner().invoke(main, ["train", "--data", str(packed), "--out", str(tmp_path / "run"), "--epochs", "1",

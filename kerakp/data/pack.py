@@ -51,6 +51,10 @@ class PackedImages:
     def __getstate__(self):              # a data worker process opens the file itself
         return {**self.__dict__, "file": None}
 
+    def __del__(self):
+        if getattr(self, "file", None) is not None:
+            os.close(self.file)
+
 
 def write_pack(data: LandmarkSet, out, size: int, context: float = 2.0, quality: int | None = None,
                progress: bool = True, overwrite: bool = False) -> Path:
