@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,8 @@ def load_keras_model(path: Path):
 
     from kerakp.models import landmark_model
 
+    if Path(path).is_file() and not zipfile.is_zipfile(path):   # Keras would call it "File not found"
+        raise KerakpError(f"{path}: not a loadable Keras model (a .keras file is a zip archive; this one is not)")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:

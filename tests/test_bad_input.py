@@ -84,7 +84,7 @@ def read_only(tmp_path_factory):
 CASES = [   # (arguments; {W}: the world folder, {RO}: a read-only folder), text of the one error line
     ("predict {W}/tiny.keras {W}/zero.jpg --out {W}/p.csv", "zero.jpg: not a readable image"),
     ("predict {W}/tiny.keras {W}/absent.jpg --out {W}/p.csv", "absent.jpg: no such image or folder"),
-    ("predict {W}/text.keras {W}/good.jpg --out {W}/p.csv", "text.keras: not a loadable Keras model"),
+    ("predict {W}/text.keras {W}/good.jpg --out {W}/p.csv", "text.keras: not a loadable Keras model (a .keras file is a zip archive; this one is not)"),
     ("predict {W}/lonely.tflite {W}/good.jpg --out {W}/p.csv", "no lonely.tflite.json beside it"),
     ("predict {W}/tiny.keras {W}/good.jpg --out {W}/taken.csv", "taken.csv: already exists"),
     ("predict {W}/tiny.keras {W}/good.jpg --max-faces 0", "Invalid value for '--max-faces'"),
