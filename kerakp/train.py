@@ -130,8 +130,9 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         config.learning_rate * (0.1 if warmup else 1.0), decay_steps=max(1, total - warmup), alpha=0.01,
         warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
-    loss = MaskedKeypointLoss(config.loss, delta=config.huber_delta, contours=contour_neighbours(model.schema),
-                              along=config.loss_along)
+    relaxed = config.loss_along != 1.0   # the contour lines only matter to a relaxed loss
+    loss = MaskedKeypointLoss(config.loss, delta=config.huber_delta,
+                              contours=contour_neighbours(model.schema) if relaxed else None, along=config.loss_along)
     model.compile(optimizer=optimizer, loss=loss, metrics=[CropNME(model.schema.norm)])
 
 
