@@ -278,10 +278,7 @@ class Predictor:
         for j, i in enumerate(found):
             reads = np.stack([results[i].points, turned[0][0][j], turned[1][0][j]])
             results[i].points = reads.mean(axis=0)
-            norm = self.schema.norm
-            scale = np.linalg.norm(reads[0][norm[0]] - reads[0][norm[1]]) if norm else float(self.input_size)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                apart = np.linalg.norm(reads - results[i].points, axis=-1).mean(axis=0) / scale
+            apart = point_spread(reads, np.broadcast_to(results[i].points, reads.shape), self.schema, self.input_size).mean(axis=0)
             results[i].spread = (results[i].spread + turned[0][2][j] + turned[1][2][j]) / 3 + 2 * apart
         return results
 
