@@ -31,7 +31,7 @@ from kerakp.io import write_csv, write_json
 from kerakp.quiet import native_stderr_silenced
 
 STAGES = ("capture", "detect", "infer", "smooth", "tag", "draw")
-DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 4.0, 10.0   # chosen on the synthetic videos (BENCHMARKS.md, "Live loop")
+DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 0.3, 100.0  # chosen on the synthetic videos (BENCHMARKS.md, "Live loop")
 
 
 class OneEuroFilter:

@@ -114,7 +114,7 @@ def test_the_face_smoother_steadies_a_noisy_face_and_follows_a_moving_one():
     face = np.stack([100 + 30 * np.cos(angles), 80 + 40 * np.sin(angles)], -1)
     face[36], face[45] = [80, 70], [120, 70]
     smoother = FaceSmoother((36, 45))
-    noisy = [face + rng.normal(0, 0.5, face.shape) for _ in range(90)]
+    noisy = [face + rng.normal(0, 0.2, face.shape) for _ in range(90)]          # a model's noise: 0.005 eye distances
     out = np.stack([smoother(p, i / 30) for i, p in enumerate(noisy)])
     raw_motion = np.abs(np.diff(np.stack(noisy), axis=0)).mean()
     assert np.abs(np.diff(out[30:], axis=0)).mean() < 0.5 * raw_motion          # a still face: half as shaky at least
