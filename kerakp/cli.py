@@ -325,7 +325,7 @@ def fit_detector(model, data_path, data_format, images, out, detector, offsets, 
     fitted = Landmarker(model, box="full").fit_detector(data_path, images, detector, offsets, out, data_format)
     for name, calibration in fitted.info.box_calibration.items():
         click.echo(f"{name}: dx {calibration['dx']:.3f}, dy {calibration['dy']:.3f}, scale {calibration['scale']:.3f} "
-                   f"from {calibration['samples']} faces")
+                   f"from {calibration['samples']} faces{', and a fit from where it saw the eyes' if calibration.get('eyes') else ''}")
     if offsets and fitted.info.point_offsets:
         shifts = np.linalg.norm(fitted.info.point_offsets, axis=-1) * fitted.info.crop.size  # (2, K)
         click.echo(f"point offsets in a {fitted.info.crop.size} px crop: direct reading median "

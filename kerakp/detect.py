@@ -36,22 +36,38 @@ class DetectedFace(NamedTuple):
 
 @dataclass
 class BoxCalibration:
-    """Landmark box from a detector box of width w: centre + (dx, dy) * w, side = scale * w."""
+    """Landmark box from a detector box of width w: centre + (dx, dy) * w, side = scale * w. Where the
+    detector saw the eyes and `eyes` holds a fit, the box follows them instead: (dx, dy, log scale) =
+    [1, eye midpoint - box centre, right eye - left eye] (in box widths) @ `eyes` (5 x 3), so a face turned in
+    the box, or off its centre, gets a box that follows it."""
 
     dx: float = 0.0
     dy: float = 0.12
     scale: float = 0.85
     samples: int = 0
+    eyes: list | None = None
 
-    def apply(self, box: np.ndarray) -> np.ndarray:
+    def apply(self, box: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
         x0, y0, x1, y1 = box
-        width = x1 - x0
-        cx, cy = (x0 + x1) / 2 + self.dx * width, (y0 + y1) / 2 + self.dy * width
-        half = self.scale * width / 2
+        width, centre = x1 - x0, np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        if eyes is None or self.eyes is None:
+            dx, dy, scale = self.dx, self.dy, self.scale
+        else:
+            dx, dy, log_scale = eye_features(box, eyes) @ np.asarray(self.eyes)
+            scale = float(np.exp(log_scale))
+        cx, cy = centre + np.array([dx, dy]) * width
+        half = scale * width / 2
         return np.array([cx - half, cy - half, cx + half, cy + half])
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def eye_features(box: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """[1, eye midpoint - box centre (2), right eye - left eye (2)] in box widths: what `BoxCalibration.eyes`
+    maps to the landmark box."""
+    width, centre = box[2] - box[0], (np.asarray(box[:2]) + box[2:]) / 2
+    return np.r_[1.0, (eyes.mean(axis=0) - centre) / width, (eyes[1] - eyes[0]) / width]
 
 
 class Detector(Protocol):
@@ -260,8 +276,9 @@ def calibration_for(info, detector: Detector) -> BoxCalibration:
 
 def fit_box_calibration(detector: Detector, images, keypoints, min_overlap: float = 0.4) -> BoxCalibration:
     """Median offset and scale between detector boxes and landmark boxes on labelled images (per image, the
-    detected face nearest the labelled one, if its centre lies within `min_overlap` box widths)."""
-    rows = []
+    detected face nearest the labelled one, if its centre lies within `min_overlap` box widths), and, for a
+    detector that sees the eyes, the least-squares fit of the same from where it saw them (`BoxCalibration`)."""
+    rows, features = [], []
     for image, points in zip(images, keypoints):
         target = points_box(points)
         if target is None:
@@ -277,7 +294,13 @@ def fit_box_calibration(detector: Detector, images, keypoints, min_overlap: floa
         offset = centre - (box[:2] + box[2:]) / 2
         if abs(offset[0]) < min_overlap * width and abs(offset[1]) < min_overlap * width:  # the labelled face
             rows.append((offset[0] / width, offset[1] / width, side / width))
+            features.append(None if nearest.eyes is None else eye_features(box, nearest.eyes))
     if not rows:
         return BoxCalibration(**{**detector.default_calibration.to_dict(), "samples": 0})
-    dx, dy, scale = np.median(np.array(rows), axis=0)
-    return BoxCalibration(float(dx), float(dy), float(scale), len(rows))
+    rows = np.array(rows)
+    dx, dy, scale = np.median(rows, axis=0)
+    eyes = None
+    if all(f is not None for f in features) and len(features) >= 50:   # enough faces for 15 coefficients
+        targets = np.c_[rows[:, :2], np.log(rows[:, 2])]
+        eyes = np.linalg.lstsq(np.array(features), targets, rcond=None)[0].tolist()
+    return BoxCalibration(float(dx), float(dy), float(scale), len(rows), eyes)

@@ -121,7 +121,7 @@ class Predictor:
         if self.box == "full":
             return [Candidate(whole_image_box(*image.shape[:2], self.crop_scale), np.nan, False)]
         faces = (detector or self.detector).faces(image)[:limit]
-        return [Candidate(self.calibration.apply(face.box), face.score, True,
+        return [Candidate(self.calibration.apply(face.box, face.eyes), face.score, True,
                           0.0 if face.eyes is None else self.turn_for(level_turn(face.eyes, (0, 1))))
                 for face in faces]
 

@@ -161,6 +161,28 @@ def test_fit_box_calibration_uses_the_detected_face_nearest_the_labelled_one():
     assert fitted.samples == 1 and np.isclose(fitted.scale, 30 / 50) and np.isclose(fitted.dy, 5 / 50)
 
 
+def test_the_box_calibration_follows_where_the_detector_saw_the_eyes():
+    rng = np.random.default_rng(0)
+    pairs = [np.array([[30, 40], [70, 40]]) + rng.normal(0, 5, (2, 2)) for _ in range(60)]
+
+    def landmark_box(eyes):   # 25 px below the eyes' midpoint, wider apart eyes: a larger face
+        centre, side = eyes.mean(axis=0) + [0, 25], 90 * np.exp(0.5 * ((eyes[1, 0] - eyes[0, 0]) / 100 - 0.4))
+        return np.stack([centre - side / 2, centre + side / 2])
+
+    class SeesEyes:
+        name, default_calibration = "eyes", BoxCalibration()
+
+        def faces(self, index):
+            return [DetectedFace(np.array([0.0, 0, 100, 100]), 0.9, pairs[index])]
+
+    fitted = fit_box_calibration(SeesEyes(), range(60), [landmark_box(e) for e in pairs])
+    assert fitted.samples == 60 and np.array(fitted.eyes).shape == (5, 3)
+    turned = np.array([[40.0, 30], [75, 50]])                        # a face off centre and turned in its box
+    assert np.allclose(fitted.apply(np.array([0.0, 0, 100, 100]), turned), landmark_box(turned).ravel())
+    assert np.allclose(fitted.apply(np.array([0.0, 0, 100, 100])),   # no eyes seen: the medians
+                       BoxCalibration(fitted.dx, fitted.dy, fitted.scale).apply(np.array([0.0, 0, 100, 100])))
+
+
 def test_a_model_without_the_detectors_calibration_warns_and_uses_the_detectors_defaults():
     class Model:
         box_calibration = {"haar": {"dx": 0.0, "dy": 0.2, "scale": 0.8, "samples": 9}}
