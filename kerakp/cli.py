@@ -84,6 +84,12 @@ def show_warning(message, category, filename, lineno, file=None, line=None):
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+def exit_interrupted():
+    """A Ctrl-C, however it arrived: one line and exit code 130."""
+    click.echo("interrupted", err=True)
+    sys.exit(130)
+
+
 class KerakpGroup(click.Group):
     """The error boundary: bad input (`KerakpError`) and file-system errors become one line on stderr and exit
     code 2, an interrupt exit code 130, anything else one line and exit code 1 (the traceback with --debug
@@ -105,8 +111,7 @@ class KerakpGroup(click.Group):
             click.echo(f"error: {err.format_message()}", err=True)
             sys.exit(err.exit_code)
         except click.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            exit_interrupted()
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
@@ -124,12 +129,10 @@ class KerakpGroup(click.Group):
             click.echo(f"error: {where}{err.strerror or err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            exit_interrupted()
         except Exception as err:
             if interrupted():  # a library turned the Ctrl-C into its own error
-                click.echo("interrupted", err=True)
-                sys.exit(130)
+                exit_interrupted()
             if ctx.find_root().params.get("debug") or os.environ.get("KERAKP_DEBUG"):
                 raise
             first = (str(err).strip().splitlines() or [""])[0][:200]

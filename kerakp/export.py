@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from kerakp.errors import KerakpError
-from kerakp.io import interrupted, refuse_existing, remove, writable_folder, write_json
+from kerakp.io import refuse_existing, refuse_if_interrupted, remove, writable_folder, write_json
 from kerakp.quiet import native_stderr_silenced
 from kerakp.runtime import LiteRTModel, OnnxModel, SavedModel
 
@@ -145,8 +145,7 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
             raise KerakpError(f"{out.name}: {quantize} quantization ruins this model (crop NME {report['parity']['nme_keras']:.4f} -> "
                               f"{report['parity']['nme_export']:.4f}); try --quantize dynamic or float16; nothing written")
         write_json(staging / "report.json", report)
-        if interrupted():
-            raise KeyboardInterrupt
+        refuse_if_interrupted()
         remove(out)
         staged.replace(out)
         (staging / "report.json").replace(sidecar_of(out))

@@ -43,6 +43,12 @@ def interrupted() -> bool:
     return _interrupted
 
 
+def refuse_if_interrupted() -> None:
+    """The last check before an output is placed: a swallowed SIGINT stops it there."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
 def refuse_existing(path, overwrite: bool = False, what: str = "--overwrite") -> None:
     """One line for an output that exists (a file, or a folder that is not empty), unless `overwrite`."""
     path = Path(path)
@@ -81,8 +87,7 @@ def replacing(target, folder: bool = False):
         tmp.mkdir()
     try:
         yield tmp
-        if interrupted():
-            raise KeyboardInterrupt
+        refuse_if_interrupted()
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         tmp.replace(target)
