@@ -19,7 +19,7 @@ from kerakp.errors import KerakpError, KerakpWarning
 from kerakp.export import FORMATS as EXPORT_FORMATS
 from kerakp.export import QUANTIZATIONS
 from kerakp.inference import DEFAULT_TURN
-from kerakp.io import catch_interrupts, interrupted
+from kerakp.io import catching_interrupts, interrupted
 from kerakp.live import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 from kerakp.models import HEADS, LOSSES
 
@@ -116,29 +116,29 @@ class KerakpGroup(click.Group):
 
     def invoke(self, ctx):
         warnings.showwarning = show_warning
-        catch_interrupts()
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except KerakpError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except OSError as err:
-            where = f"{err.filename}: " if err.filename else ""
-            click.echo(f"error: {where}{err.strerror or err}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            exit_interrupted()
-        except Exception as err:
-            if interrupted():  # a library turned the Ctrl-C into its own error
-                exit_interrupted()
-            if ctx.find_root().params.get("debug") or os.environ.get("KERAKP_DEBUG"):
+        with catching_interrupts():
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.ClickException, click.Abort):
                 raise
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            click.echo(f"error: internal error in `kerakp {ctx.invoked_subcommand or ctx.info_name}`: {type(err).__name__}: "
-                       f"{first} (run with --debug or KERAKP_DEBUG=1 for the traceback)", err=True)
-            sys.exit(1)
+            except KerakpError as err:
+                click.echo(f"error: {err}", err=True)
+                sys.exit(2)
+            except OSError as err:
+                where = f"{err.filename}: " if err.filename else ""
+                click.echo(f"error: {where}{err.strerror or err}", err=True)
+                sys.exit(2)
+            except KeyboardInterrupt:
+                exit_interrupted()
+            except Exception as err:
+                if interrupted():  # a library turned the Ctrl-C into its own error
+                    exit_interrupted()
+                if ctx.find_root().params.get("debug") or os.environ.get("KERAKP_DEBUG"):
+                    raise
+                first = (str(err).strip().splitlines() or [""])[0][:200]
+                click.echo(f"error: internal error in `kerakp {ctx.invoked_subcommand or ctx.info_name}`: {type(err).__name__}: "
+                           f"{first} (run with --debug or KERAKP_DEBUG=1 for the traceback)", err=True)
+                sys.exit(1)
 
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}   # backend -> the package it needs

@@ -3,7 +3,7 @@
 `replacing(target)` yields a temporary path beside `target` (a file or a folder, written by the caller) and
 renames it into place only when the block finishes; on any failure or interrupt the temporary is removed and
 `target` is left as it was. `refuse_existing` is the one check that an output is new, or that the user
-said `--overwrite`. `catch_interrupts` remembers a Ctrl-C that a library swallowed (TensorFlow's converters turn
+said `--overwrite`. `catching_interrupts` remembers a Ctrl-C that a library swallowed (TensorFlow's converters turn
 it into another error, or drop it), so nothing is placed after it.
 """
 from __future__ import annotations
@@ -23,13 +23,22 @@ from kerakp.errors import KerakpError
 _interrupted = False
 
 
-def catch_interrupts() -> None:
-    """Record every SIGINT before raising KeyboardInterrupt as Python does (left alone where SIGINT is ignored,
-    as in a job started with `nohup` or `&`)."""
+@contextmanager
+def catching_interrupts():
+    """Within the block, record every SIGINT before raising KeyboardInterrupt as Python does (left alone where
+    SIGINT is ignored, as in a job started with `nohup` or `&`); afterwards the handler and the record are
+    as before, so a Python session that ran a command is not left stopping its own outputs."""
     global _interrupted
-    _interrupted = False
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    install = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if install:
         signal.signal(signal.SIGINT, _record_interrupt)
+    try:
+        yield
+    finally:
+        _interrupted = False
+        if install:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _record_interrupt(signum, frame):
@@ -39,7 +48,7 @@ def _record_interrupt(signum, frame):
 
 
 def interrupted() -> bool:
-    """Whether a SIGINT arrived since `catch_interrupts`, even one a library swallowed."""
+    """Whether a SIGINT arrived within `catching_interrupts`, even one a library swallowed."""
     return _interrupted
 
 

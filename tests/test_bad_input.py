@@ -260,6 +260,10 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_command_and_writes_nothing(
     result = CliRunner().invoke(main, ["export", str(tmp_path / "m.keras")])
     assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+    from kerakp.io import write_text                         # the session that ran it is not left interrupted
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert write_text(tmp_path / "after.txt", "x").read_text() == "x"
 
 
 @pytest.mark.slow
