@@ -2,8 +2,8 @@
 
     python scripts/bench_analysis.py [--faces 150] [--photos 100]
 
-Pose: synthetic faces drawn turned by a known (yaw, pitch, roll) (`posed_face`: |yaw| <= 45, |pitch| <= 20,
-|roll| <= 25), the error from their true landmarks and end to end (the packaged 300-W model, BlazeFace); on
+Pose: synthetic faces, the whole head drawn turned by a known (yaw, pitch, roll) (`posed_face`: |yaw| <= 45,
+|pitch| <= 20, |roll| <= 25), the error from their true landmarks and end to end (the packaged 300-W model, BlazeFace); on
 real validation photos (300-W, persons the model never trained on), the pose of the mirrored photo against the
 negated yaw and roll, and the roll of the photo turned 20 degrees in the image. Confidence: on the same
 photos clean and with a grey block over the mouth (or the eyes), how often the covered points' mean
@@ -53,8 +53,9 @@ def agreement(estimate: np.ndarray, truth: np.ndarray) -> dict:
     estimate against the truth (under 1: the estimate damps the turn)."""
     ok = ~np.isnan(estimate).any(axis=1)
     error = np.abs(estimate[ok] - truth[ok]).mean(axis=0)
-    slope = [np.polyfit(truth[ok, j], estimate[ok, j], 1)[0] for j in range(3)]
-    return {**dict(zip(ANGLES, error.round(3).tolist())), "slope": dict(zip(ANGLES, np.round(slope, 3).tolist()))}
+    slope, intercept = np.array([np.polyfit(truth[ok, j], estimate[ok, j], 1) for j in range(3)]).T
+    return {**dict(zip(ANGLES, error.round(3).tolist())), "slope": dict(zip(ANGLES, slope.round(3).tolist())),
+            "intercept": dict(zip(ANGLES, intercept.round(3).tolist()))}
 
 
 def pose_errors(lm: Landmarker, count: int) -> dict:
@@ -69,8 +70,11 @@ def pose_errors(lm: Landmarker, count: int) -> dict:
         end_to_end.append(found[0].pose if found else (np.nan,) * 3)
     truth, from_labels, end_to_end = map(np.array, (truth, from_labels, end_to_end))
     wide = np.abs(truth[:, 0]) > 30
+    by_yaw = {f"{lo}-{lo + 15}": (np.abs(truth[:, 0]) >= lo) & (np.abs(truth[:, 0]) < lo + 15) for lo in (0, 15, 30)}
     return {"faces": count, "from_labels": agreement(from_labels, truth), "end_to_end": agreement(end_to_end, truth),
             "end_to_end_yaw_over_30": float(np.nanmean(np.abs(end_to_end[wide, 0] - truth[wide, 0]))),
+            "pitch_by_abs_yaw": {band: {"faces": int(rows.sum()), "from_labels": agreement(from_labels[rows], truth[rows]),
+                                        "end_to_end": agreement(end_to_end[rows], truth[rows])} for band, rows in by_yaw.items()},
             "found": float(np.mean(~np.isnan(end_to_end[:, 0])))}
 
 
@@ -180,12 +184,18 @@ def main():
     pose, real = report["pose"], report["real"]
     lines = [f"Command: `python scripts/bench_analysis.py --faces {args.faces} --photos {args.photos} --videos {args.videos}` on "
              f"{report['machine']}, the packaged 300-W model, BlazeFace, one thread.", "",
-             f"Head pose, {pose['faces']} synthetic faces turned by known angles (|yaw| <= 45, |pitch| <= 20, |roll| <= 25), "
+             f"Head pose, {pose['faces']} synthetic faces, the whole head drawn turned by known angles (|yaw| <= 45, |pitch| <= 20, |roll| <= 25), "
              "mean absolute error in degrees:", "",
              "| from | yaw | pitch | roll | slope against the truth: yaw / pitch / roll |", "|---|---|---|---|---|",
              *[pose_row(label, pose[key]) for key, label in (("from_labels", "the true landmarks"),
                                                               ("end_to_end", "end to end (predicted landmarks)"))],
-             "", f"End to end, faces turned more than 30 degrees: yaw error {pose['end_to_end_yaw_over_30']:.2f}.", "",
+             "", f"End to end, faces turned more than 30 degrees: yaw error {pose['end_to_end_yaw_over_30']:.2f}. Pitch by how far "
+             "the face is turned (error; slope; the intercept shows a bias):", "",
+             "| abs(yaw) | faces | pitch from the true landmarks | end to end |", "|---|---|---|---|",
+             *[f"| {band} | {row['faces']} | {row['from_labels']['pitch']:.2f}; {row['from_labels']['slope']['pitch']:.2f}; "
+               f"{row['from_labels']['intercept']['pitch']:+.1f} | {row['end_to_end']['pitch']:.2f}; "
+               f"{row['end_to_end']['slope']['pitch']:.2f}; {row['end_to_end']['intercept']['pitch']:+.1f} |"
+               for band, row in pose["pitch_by_abs_yaw"].items()], "",
              f"Real validation photos ({real['photos']}): the pose end to end against the pose of the labelled landmarks "
              "(no true pose is known for real photos; this measures what the predicted landmarks add to the pose fit):", "",
              "| from | yaw | pitch | roll | slope against the labelled pose: yaw / pitch / roll |", "|---|---|---|---|---|",

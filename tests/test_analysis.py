@@ -33,6 +33,20 @@ def test_pose_signs_follow_the_stated_conventions(pose, axis, sign):
         assert np.sign(face["points"][30, 0] - face["points"][[36, 45], 0].mean()) == sign
 
 
+def test_the_whole_drawn_head_turns_with_its_landmarks():
+    """Hair, forehead and ears are drawn turned in 3-D too: a face looking down shows more of its hair."""
+    from dataclasses import replace
+
+    from kerakp.data.synthetic import random_person
+
+    person = replace(random_person(np.random.default_rng(0)), hair=np.array([20.0, 20.0, 200.0]))
+    hair = []
+    for pitch in (-20, 0, 20):
+        image = posed_face(np.random.default_rng(0), 0, pitch, 0, person=person)["image"].astype(int)
+        hair.append(((image[..., 2] > image[..., 0] + 80) & (image[..., 2] > image[..., 1] + 80)).sum())
+    assert hair[0] > 1.3 * hair[1] > 1.3 * 1.3 * hair[2]
+
+
 def test_pose_from_true_landmarks_is_within_a_few_degrees_and_mirrors():
     rng = np.random.default_rng(2)
     errors = []

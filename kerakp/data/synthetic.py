@@ -100,10 +100,25 @@ def _pose_matrix(rng: np.random.Generator, size: int, roll_range: float) -> tupl
     return np.c_[rot, centre], roll
 
 
-def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Render one face; returns the RGB image and its 68 points in pixels."""
-    to_px = lambda q: q @ matrix[:, :2].T + matrix[:, 2]  # noqa: E731
-    pts = to_px(points_unit)
+def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size: int, rng: np.random.Generator,
+              rotation: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Render one face; returns the RGB image and its 68 points in pixels. Without `rotation` the unit frame
+    maps to pixels by the 2 x 3 `matrix`; with it the whole head (landmarks, skin, hair, ears) is first given
+    its depth (`face_depth`, `head_depth`), turned by the 3 x 3 `rotation` and seen through a pinhole camera
+    whose focal length is the image side (the camera `head_pose` assumes)."""
+    scale = np.linalg.norm(matrix[:, 0])
+
+    def to_px(q, depth):
+        if rotation is not None:
+            turned = np.c_[q, depth] @ rotation.T * scale
+            q = turned[:, :2] * size / (size + turned[:, 2:]) / scale
+        return q @ matrix[:, :2].T + matrix[:, 2]
+
+    def region(boundary, centre, extra=np.empty((0, 2))):  # the outline on screen of a star-shaped patch of the head
+        patch = np.concatenate([centre + (boundary - centre) * t for t in np.linspace(0.1, 1, 10)])
+        return cv2.convexHull(np.r_[to_px(patch, head_depth(patch)), extra].astype(np.float32))[:, 0]
+
+    pts = to_px(points_unit, face_depth(points_unit))
     background = np.empty((size, size, 3), np.float64)
     ramp = np.linspace(0, 1, size)[:, None]
     c0, c1 = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
@@ -111,17 +126,22 @@ def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size:
     image = np.clip(background + rng.normal(0, 6, background.shape), 0, 255).astype(np.uint8)
     ipt = lambda q: np.round(q * 16).astype(np.int32)  # noqa: E731 - sub-pixel drawing, shift=4
     draw = dict(lineType=cv2.LINE_AA, shift=4)
-    crown = to_px(np.c_[np.cos(np.linspace(0, np.pi, 25)) * -1.05 * person.face_width, -0.2 - 1.1 * np.sin(np.linspace(0, np.pi, 25))])
-    cv2.fillPoly(image, [ipt(np.r_[crown, pts[[16]], pts[[0]]])], person.hair.tolist(), **draw)
-    forehead = to_px(np.c_[np.cos(np.linspace(0, np.pi, 25)) * -person.face_width, -0.2 - 0.85 * np.sin(np.linspace(0, np.pi, 25))])
+    arc = np.linspace(0, np.pi, 25)
+    crown = np.c_[np.cos(arc) * -1.05 * person.face_width, -0.2 - 1.1 * np.sin(arc)]
+    cv2.fillPoly(image, [ipt(region(np.r_[crown, points_unit[[16, 0]]], np.array([0.0, -0.5])))], person.hair.tolist(), **draw)
     skin = person.skin.tolist()
-    cv2.fillPoly(image, [ipt(np.r_[pts[0:17], forehead[::-1]])], skin, **draw)
-    for side in (1, -1):  # ears
-        ear = to_px(np.array([[side * person.face_width * 1.02, -0.25]]))[0]
-        cv2.ellipse(image, tuple(ipt(ear)), tuple(ipt(np.array([0.1, 0.22]) * np.linalg.norm(matrix[:, 0])).tolist()), 0, 0, 360, skin, -1, **draw)
+    for side in (1, -1):  # ears, behind the face's outline
+        ear = np.array([[side * person.face_width * 1.02, -0.25]])
+        cv2.ellipse(image, tuple(ipt(to_px(ear, head_depth(ear))[0])), tuple(ipt(np.array([0.1, 0.22]) * scale).tolist()),
+                    0, 0, 360, skin, -1, **draw)
+    forehead = np.c_[np.cos(arc) * -person.face_width, -0.2 - 0.85 * np.sin(arc)]
+    outline = region(np.r_[points_unit[0:17], forehead[::-1]], np.array([0.0, -0.2]), pts[27:36])   # the nose stands out
+    cv2.fillPoly(image, [ipt(outline)], skin, **draw)
     shade = (person.skin * 0.55).tolist()
-    cv2.polylines(image, [ipt(pts[0:17])], False, shade, 1, **draw)
-    brow_px = max(1, int(np.linalg.norm(matrix[:, 0]) * 0.06))
+    on_outline = [cv2.pointPolygonTest(outline, tuple(map(float, p)), True) > -1.0 for p in pts[0:17]]
+    runs = np.split(np.arange(17), np.flatnonzero(np.diff(on_outline)) + 1)
+    cv2.polylines(image, [ipt(pts[run]) for run in runs if on_outline[run[0]] and len(run) > 1], False, shade, 1, **draw)
+    brow_px = max(1, int(scale * 0.06))
     for a, b in ((17, 22), (22, 27)):
         cv2.polylines(image, [ipt(pts[a:b])], False, (person.hair * 0.8).tolist(), brow_px, **draw)
     for a in (36, 42):  # shaded sockets: the dark eye band a face detector looks for
@@ -156,14 +176,21 @@ def close_eyes(points: np.ndarray) -> np.ndarray:
     return closed
 
 
-def face_depth(points: np.ndarray) -> np.ndarray:
-    """A depth (away from the camera) for each of the 68 unit-frame points of `face_points`, from a hand-made
-    head of rough human proportions (in outer-eye-corner distances: the jaw's ends 0.85 behind the eye
-    corners, the nose tip 0.45 before them, the chin level with them). Not kerakp's fitted 3-D face, so a
-    pose fitted to these faces does not fit its own model."""
+def head_depth(points: np.ndarray) -> np.ndarray:
+    """The depth (away from the camera) of the head's surface under unit-frame points: a hand-made head of
+    rough human proportions whose sides go back, the lower face sloping back to the chin and the forehead
+    back to the crown."""
     x, y = points[:, 0], points[:, 1]
-    z = 2.05 * (1 - np.sqrt(np.clip(1 - (x / 1.1) ** 2, 0, None)))   # across the face: the sides go back
-    z += 0.35 * np.clip(y - 0.3, 0, None)                             # the lower face slopes back to the chin
+    z = 2.05 * (1 - np.sqrt(np.clip(1 - (x / 1.1) ** 2, 0, None)))
+    return z + 0.35 * np.clip(y - 0.3, 0, None) + 1.2 * np.clip(-0.7 - y, 0, None) ** 2
+
+
+def face_depth(points: np.ndarray) -> np.ndarray:
+    """A depth for each of the 68 unit-frame points of `face_points`: the head's surface (`head_depth`; in
+    outer-eye-corner distances the jaw's ends 0.85 behind the eye corners, the chin level with them) with the
+    nose standing out (its tip 0.45 before the eye corners) and the eyes a little in. Not kerakp's fitted 3-D
+    face, so a pose fitted to these faces does not fit its own model."""
+    z = head_depth(points)
     z[27:31] -= np.linspace(0.0, 0.12, 4)                              # the nose stands out
     z[31:36] -= 0.05
     z[36:48] += 0.05                                                   # the eyes sit a little in
@@ -172,21 +199,15 @@ def face_depth(points: np.ndarray) -> np.ndarray:
 
 def posed_face(rng: np.random.Generator, yaw: float, pitch: float, roll: float, person: Person | None = None,
                size: int = 200, eyes_closed: bool = False, expression: str = "neutral") -> dict:
-    """One synthetic face turned by a known (yaw, pitch, roll) in degrees (`kerakp.analysis` conventions):
-    its 68 points given a depth (`face_depth`), turned, projected through a pinhole camera whose focal length
-    is the image side (the camera `head_pose` assumes) and drawn; `eyes_closed` lowers the upper lids onto the
-    lower ones."""
+    """One synthetic face turned by a known (yaw, pitch, roll) in degrees (`kerakp.analysis` conventions): the
+    whole head drawn turned in 3-D (`draw_face`); `eyes_closed` lowers the upper lids onto the lower ones."""
     from kerakp.analysis import rotation_from
 
     person = person or random_person(rng)
     unit = face_points(person, expression, rng)
     unit = close_eyes(unit) if eyes_closed else unit
-    scale = size * 0.21                                         # pixels per unit at the face's centre
-    turned = np.c_[unit, face_depth(unit)] @ rotation_from(yaw, pitch, roll).T * scale
-    focal = float(size)                                         # the camera kerakp's pose fit assumes
-    projected = turned[:, :2] * focal / (focal + turned[:, 2:]) / scale
-    matrix = np.c_[np.eye(2) * scale, [size / 2, size / 2 - 0.04 * size]]
-    image, points = draw_face(person, projected, matrix, size, rng)
+    matrix = np.c_[np.eye(2) * size * 0.21, [size / 2, size / 2 - 0.04 * size]]   # 0.21 image sides per unit
+    image, points = draw_face(person, unit, matrix, size, rng, rotation_from(yaw, pitch, roll))
     return {"image": image, "points": points, "pose": (yaw, pitch, roll)}
 
 
