@@ -162,7 +162,7 @@ def select_backend(backend: str) -> None:
     os.environ["KERAS_BACKEND"] = backend
 
 
-@click.group(cls=KerakpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="kerakp", cls=KerakpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kerakp")
 @click.option("--backend", type=click.Choice(list(BACKENDS)),
               help="Keras backend for this run (default: $KERAS_BACKEND, else tensorflow). Models move between backends.")

@@ -20,7 +20,7 @@ def run(*args):
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0
-    assert f" {command} [OPTIONS]" in result.output.splitlines()[0] and len(result.output.splitlines()) > 3
+    assert result.output.startswith(f"Usage: kerakp {command} [OPTIONS]") and len(result.output.splitlines()) > 3
 
 
 @pytest.fixture(scope="module")
