@@ -114,9 +114,9 @@ def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size:
             q = turned[:, :2] * size / (size + turned[:, 2:]) / scale
         return q @ matrix[:, :2].T + matrix[:, 2]
 
-    def region(boundary, centre, extra=np.empty((0, 2))):  # the outline on screen of a star-shaped patch of the head
+    def region(boundary, centre):  # the outline on screen of a star-shaped patch of the head
         patch = np.concatenate([centre + (boundary - centre) * t for t in np.linspace(0.1, 1, 10)])
-        return cv2.convexHull(np.r_[to_px(patch, head_depth(patch)), extra].astype(np.float32))[:, 0]
+        return cv2.convexHull(to_px(patch, head_depth(patch)).astype(np.float32))[:, 0]
 
     pts = to_px(points_unit, face_depth(points_unit))
     background = np.empty((size, size, 3), np.float64)
@@ -135,7 +135,7 @@ def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size:
         cv2.ellipse(image, tuple(ipt(to_px(ear, head_depth(ear))[0])), tuple(ipt(np.array([0.1, 0.22]) * scale).tolist()),
                     0, 0, 360, skin, -1, **draw)
     forehead = np.c_[np.cos(arc) * -person.face_width, -0.2 - 0.85 * np.sin(arc)]
-    outline = region(np.r_[points_unit[0:17], forehead[::-1]], np.array([0.0, -0.2]), pts[27:36])   # the nose stands out
+    outline = region(np.r_[points_unit[0:17], forehead[::-1]], np.array([0.0, -0.2]))
     cv2.fillPoly(image, [ipt(outline)], skin, **draw)
     shade = (person.skin * 0.55).tolist()
     on_outline = [cv2.pointPolygonTest(outline, tuple(map(float, p)), True) > -1.0 for p in pts[0:17]]
