@@ -138,7 +138,8 @@ def draw_face(person: Person, points_unit: np.ndarray, matrix: np.ndarray, size:
     outline = region(np.r_[points_unit[0:17], forehead[::-1]], np.array([0.0, -0.2]))
     cv2.fillPoly(image, [ipt(outline)], skin, **draw)
     shade = (person.skin * 0.55).tolist()
-    on_outline = [cv2.pointPolygonTest(outline, tuple(map(float, p)), True) > -1.0 for p in pts[0:17]]
+    # the jaw line where it is the face's outline: a jaw point turned behind the cheek lies inside it
+    on_outline = [cv2.pointPolygonTest(outline, tuple(map(float, p)), True) < 0.05 * scale for p in pts[0:17]]
     runs = np.split(np.arange(17), np.flatnonzero(np.diff(on_outline)) + 1)
     cv2.polylines(image, [ipt(pts[run]) for run in runs if on_outline[run[0]] and len(run) > 1], False, shade, 1, **draw)
     brow_px = max(1, int(scale * 0.06))
