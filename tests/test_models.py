@@ -7,7 +7,8 @@ from kerakp.data.sequence import KeypointSequence
 from kerakp.model_info import CropRule
 from kerakp.errors import KerakpError
 from kerakp.models.backbones import BACKBONES, build_backbone
-from kerakp.models.landmark_model import LandmarkModel, SoftArgmax
+from kerakp.models.heads import HEADS, SoftArgmax
+from kerakp.models.landmark_model import LandmarkModel
 from kerakp.models.losses import CropNME, MaskedKeypointLoss
 
 from conftest import SHARED_WEIGHTS
@@ -29,7 +30,7 @@ def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set
     assert model.predict_on_batch(crops).shape == (4, 136)
 
 
-@pytest.mark.parametrize("head", ["regression", "heatmap", "unet"])
+@pytest.mark.parametrize("head", sorted(HEADS))
 def test_training_lowers_the_loss(synthetic_set, head):
     model = _compiled("simplecnn", 48, lr=1e-2, head=head)
     crops, targets = KeypointSequence(synthetic_set, CropRule(48), batch_size=16)[0]
@@ -191,3 +192,22 @@ def test_unet_head_started_from_a_heatmap_model_predicts_what_it_did(tmp_path):
     assert loaded.head == "unet" and np.allclose(loaded.predict_on_batch(crops), unet.predict_on_batch(crops), atol=1e-6)
     with pytest.raises(KerakpError, match="has backbone 'mobilenetv2', this run trains 'simplecnn'"):
         start_from(LandmarkModel("simplecnn", "five", 64), tmp_path / "heat.keras")
+
+
+def test_a_compact_student_cuts_the_backbone_and_inherits_its_layers_from_a_full_model(tmp_path):
+    from kerakp.train import start_from
+
+    full = LandmarkModel("mobilenetv2", "ibug68", 64, head_units=32, head="unet")
+    student = LandmarkModel("mobilenetv2", "ibug68", 48, head_units=64, head="light", backbone_stride=16, heatmap_stride=8)
+    backbone = student.layers[2]
+    assert backbone.output.shape[1:] == (3, 3, 576) and backbone.layers[-1].name == "block_13_expand_relu"
+    assert student.get_layer("heatmaps").output.shape[1:3] == (6, 6)   # 1/8 of the input
+    full.save(tmp_path / "full.keras")
+    copied = start_from(student, tmp_path / "full.keras")
+    assert copied == len(backbone.weights) + 1   # every backbone tensor, of the head only the maps' bias (one per point)
+    assert np.array_equal(student.get_layer(backbone.name).get_layer("block_13_expand").kernel.numpy(),
+                          full.layers[2].get_layer("block_13_expand").kernel.numpy())
+    narrow = LandmarkModel("mobilenetv2", "ibug68", 48, head_units=16, head="light", backbone_stride=16, width=0.5)
+    assert narrow.layers[2].output.shape[-1] == 288 and narrow.count_params() < student.count_params() / 2
+    with pytest.raises(KerakpError, match="is built at width 1.0, not 0.5"):
+        LandmarkModel("resnet18", "ibug68", 48, width=0.5)

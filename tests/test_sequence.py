@@ -33,8 +33,8 @@ def test_targets_fall_inside_the_crop(synthetic_set):
 def test_a_flip_mirrors_the_image_and_swaps_the_sides(synthetic_set):
     plain = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**NO_AUGMENT))
     flipped = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**{**NO_AUGMENT, "flip": 1.0}))
-    crop, points = plain.sample(0)
-    crop_f, points_f = flipped.sample(0)
+    crop, points, _ = plain.sample(0)
+    crop_f, points_f, _ = flipped.sample(0)
     assert np.abs(crop_f - crop[:, ::-1]).mean() < 1.0
     flip = list(synthetic_set.schema.flip)
     assert np.allclose(points_f[:, 0], (63 - points[:, 0])[flip], atol=1e-6)
@@ -48,7 +48,7 @@ def test_upright_crops_level_the_outer_eye_corners_about_the_crop_centre(synthet
     left, right = synthetic_set.schema.norm
     tilts = []
     for i in range(8):
-        (_, points), (_, level) = plain.sample(i), upright.sample(i)
+        (_, points, _), (_, level, _) = plain.sample(i), upright.sample(i)
         tilts.append(np.degrees(np.arctan2(*(points[right] - points[left])[::-1])))
         assert abs(level[right, 1] - level[left, 1]) < 1e-6 and level[right, 0] > level[left, 0]
         centre = (points_box(points)[:2] + points_box(points)[2:]) / 2   # the crop centre, where the turn pivots
@@ -141,9 +141,28 @@ def test_occlusion_paints_one_block_and_keeps_the_points(synthetic_set):
     plain = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**NO_AUGMENT))
     occluded = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**{**NO_AUGMENT, "occlusion": 1.0}))
     for index in range(4):
-        (crop, points), (crop_o, points_o) = plain.sample(index), occluded.sample(index)
+        (crop, points, _), (crop_o, points_o, _) = plain.sample(index), occluded.sample(index)
         assert np.array_equal(points, points_o)
         changed = np.argwhere(np.abs(crop_o - crop).max(axis=-1) > 0)
         rows, cols = np.ptp(changed, axis=0) + 1
         assert 0.15 * 64 - 1 <= min(rows, cols) and max(rows, cols) <= 0.4 * 64  # one block of the promised size
         assert len(changed) <= rows * cols
+
+
+def test_camera_degradations_keep_the_points_and_a_dark_crop_is_exposed_as_inference_exposes_it(synthetic_set):
+    from kerakp.data.augment import DARK, expose
+
+    plain = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**NO_AUGMENT))
+    for key in ("low_light", "noise", "blur", "small"):
+        degraded = KeypointSequence(synthetic_set, CropRule(64), batch_size=4, augment=Augment(**{**NO_AUGMENT, key: 1.0}))
+        for index in range(3):
+            (crop, points, matrix), (crop_d, points_d, matrix_d) = plain.sample(index), degraded.sample(index)
+            assert np.array_equal(points, points_d) and np.array_equal(matrix, matrix_d)
+            assert np.abs(crop_d - crop).mean() > 0.5
+            if key == "low_light":   # darkened to 5-30 %, then brought back up to a mean of twice DARK at most
+                assert crop_d.mean() < crop.mean() and crop_d.mean() <= 2 * DARK + 1
+            else:                    # in whole grey levels, as a camera gives them
+                assert np.array_equal(crop_d, np.round(crop_d))
+    dim = np.full((8, 8, 3), 10, np.uint8)
+    assert expose(dim).mean() == pytest.approx(40, abs=1) and expose(dim + 100) is not None
+    assert np.array_equal(expose(dim + 100), dim + 100)

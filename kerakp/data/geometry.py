@@ -64,6 +64,13 @@ def box_crop_matrix(box, scale: float, size: int, turn: float = 0.0) -> np.ndarr
     return about_centre(rotation(turn), size) @ matrix if turn else matrix
 
 
+def resize_matrix(size: int, to_size: int, zoom: float = 1.0) -> np.ndarray:
+    """3 x 3 matrix from the pixels of a `size` crop to those of a `to_size` crop of the same region, zoomed in
+    `zoom` times about the centre (a crop of another model's size and crop scale)."""
+    k, a, b = to_size / size * zoom, (size - 1) / 2, (to_size - 1) / 2
+    return np.array([[k, 0, b - k * a], [0, k, b - k * a], [0, 0, 1]], dtype=np.float64)
+
+
 def about_centre(linear: np.ndarray, size: int) -> np.ndarray:
     """Embed a 2 x 2 linear map acting about the centre of a `size` x `size` crop as a 3 x 3 matrix."""
     half = (size - 1) / 2

@@ -3,7 +3,8 @@
 Each sample: decode the image (kept in a cache of at most `cache_mb`, least recently used out first), crop a square around its landmark box (`crop_scale` times
 the box side, the same rule inference uses; with `upright`, turned about its centre so the outer eye corners
 lie level), apply a random affine, photometric augmentation and an optional occluding block when training,
-and encode the keypoints. Randomness comes from (seed, epoch, index), so a batch is the same whatever
+camera degradations when training, the inference path's exposure of a dark crop (`expose`), and encode the
+keypoints. Randomness comes from (seed, epoch, index), so a batch is the same whatever
 worker builds it, and a resumed run (`epoch`) draws what the uninterrupted run would have.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import keras
 import numpy as np
 
 from kerakp.codecs import encode_regression
-from kerakp.data.augment import Augment, occlude, photometric, random_affine
+from kerakp.data.augment import Augment, degrade, expose, occlude, photometric, random_affine
 from kerakp.data.geometry import box_crop_matrix, level_turn, transform_points, warp
 from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
@@ -70,8 +71,9 @@ class KeypointSequence(keras.utils.PyDataset):
                     self.cached_bytes -= self._images.popitem(last=False)[1].nbytes
         return image
 
-    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """One crop (S, S, 3) float32 and its keypoints (K, 2) in crop pixels."""
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One crop (S, S, 3) float32, its keypoints (K, 2) in crop pixels, and the matrix from the image's
+        pixels to the crop's (augmentation included)."""
         points = self.data.keypoints[index]
         box = self.data.crop_box(index)
         if box is None:
@@ -88,10 +90,12 @@ class KeypointSequence(keras.utils.PyDataset):
         if flipped:
             crop_points = crop_points[list(self.data.schema.flip)]
         if self.augment is not None:
-            crop = occlude(photometric(crop, rng, self.augment), rng, self.augment)
-        return crop.astype(np.float32), crop_points
+            crop = degrade(occlude(photometric(crop, rng, self.augment), rng, self.augment), rng, self.augment)
+        return expose(crop).astype(np.float32), crop_points, matrix
+
+    def batch_indices(self, batch: int) -> np.ndarray:
+        return self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
 
     def __getitem__(self, batch: int):
-        indices = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
-        crops, points = zip(*(self.sample(int(i)) for i in indices))
+        crops, points, _ = zip(*(self.sample(int(i)) for i in self.batch_indices(batch)))
         return np.stack(crops), encode_regression(np.stack(points), self.input_size)

@@ -21,9 +21,10 @@ from kerakp.errors import KerakpError
 class BackboneSpec:
     """How to build one backbone and the input scaling its weights expect."""
 
-    build: Callable[[int, str | None], keras.Model]   # (input size, keras weights arg) -> model
-    preprocess: str                                    # a `Preprocess` mode
+    build: Callable[..., keras.Model]    # (input size, keras weights arg[, width=]) -> model
+    preprocess: str                      # a `Preprocess` mode
     has_imagenet: bool
+    widths: tuple[float, ...] = (1.0,)   # channel multipliers it can be built with (`width`)
 
 
 def _bn(name: str) -> layers.BatchNormalization:
@@ -71,18 +72,21 @@ def simple_cnn(size: int, weights: str | None) -> keras.Model:
     return keras.Model(inputs, x, name="simplecnn")
 
 
-def _application(factory: Callable, **extra) -> Callable[[int, str | None], keras.Model]:
-    def build(size: int, weights: str | None) -> keras.Model:
+def _application(factory: Callable, width: str = "", **extra) -> Callable[..., keras.Model]:
+    """A `keras.applications` factory as a builder; `width` names the factory's channel-multiplier argument."""
+    def build(size: int, weights: str | None, width_value: float = 1.0) -> keras.Model:
         with warnings.catch_warnings():
             if weights is None:  # its warning about which ImageNet input size it would load does not apply
                 warnings.filterwarnings("ignore", message=".*will be loaded as the default", category=UserWarning)
-            return factory(input_shape=(size, size, 3), include_top=False, weights=weights, **extra)
+            return factory(input_shape=(size, size, 3), include_top=False, weights=weights,
+                           **({width: width_value} if width else {}), **extra)
 
     return build
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenetv2": BackboneSpec(_application(keras.applications.MobileNetV2, alpha=1.0), "tf", True),
+    "mobilenetv2": BackboneSpec(_application(keras.applications.MobileNetV2, width="alpha"), "tf", True,
+                                (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)),
     "efficientnetv2b0": BackboneSpec(
         _application(keras.applications.EfficientNetV2B0, include_preprocessing=True), "raw", True),
     "resnet18": BackboneSpec(basic_resnet((2, 2, 2, 2), "resnet18"), "tf", False),
@@ -111,19 +115,24 @@ def pyramid_layers(backbone: keras.Model, strides: tuple[int, ...]) -> list[str]
     return names
 
 
-def build_backbone(name: str, input_size: int, weights: str = "none", freeze_bn: bool = False) -> keras.Model:
-    """Build a backbone. BatchNorm trains with momentum 0.9 (not keras.applications' 0.999, whose moving
-    statistics lag a short fine-tune); `freeze_bn` keeps it in inference mode instead. Measured on ytf68
-    with ImageNet MobileNetV2: frozen BN learned only the mean shape (NME 0.22), momentum 0.9 reached 0.14."""
+def build_backbone(name: str, input_size: int, weights: str = "none", freeze_bn: bool = False, stride: int = 32,
+                   width: float = 1.0) -> keras.Model:
+    """Build a backbone, `width` times its channels, ending at its deepest map of `stride` (a compact student
+    cuts it at 16, the layers below keep their names, so a full model's weights still fit them). BatchNorm
+    trains with momentum 0.9 (not keras.applications' 0.999, whose moving statistics lag a short fine-tune);
+    `freeze_bn` keeps it in inference mode instead (on ytf68 it learned only the mean shape)."""
     spec = get_backbone_spec(name)
+    if width not in spec.widths:
+        raise KerakpError(f"backbone '{name}' is built at width {', '.join(map(str, spec.widths))}, not {width}")
+    build = (lambda size, arg: spec.build(size, arg, width)) if width != 1.0 else spec.build
     weights = weights or "none"
     if weights == "none":
-        model = spec.build(input_size, None)
+        model = build(input_size, None)
     elif weights == "imagenet":
-        if not spec.has_imagenet:
-            raise KerakpError(f"no ImageNet weights exist for '{name}'; use --weights none or a local weights file")
+        if not spec.has_imagenet or width != 1.0:
+            raise KerakpError(f"no ImageNet weights exist for '{name}' at width {width}; use --weights none or a local weights file")
         try:
-            model = spec.build(input_size, "imagenet")
+            model = build(input_size, "imagenet")
         except Exception as err:  # offline: urllib/HTTP errors of many kinds
             raise KerakpError(
                 f"could not download ImageNet weights for '{name}' ({type(err).__name__}); offline? "
@@ -132,11 +141,14 @@ def build_backbone(name: str, input_size: int, weights: str = "none", freeze_bn:
         path = Path(weights)
         if not path.is_file():
             raise KerakpError(f"weights file not found: {path}")
-        model = spec.build(input_size, None)
+        model = build(input_size, None)
         try:
             model.load_weights(str(path))
         except Exception as err:
             raise KerakpError(f"{path}: does not fit backbone '{name}' ({str(err).splitlines()[0][:160]})") from None
+    if stride != 32:
+        model = keras.Model(model.input, model.get_layer(pyramid_layers(model, (stride,))[0]).output,
+                            name=f"{model.name}_s{stride}")
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
             if freeze_bn:
