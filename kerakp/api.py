@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
@@ -16,39 +15,7 @@ import numpy as np
 
 from kerakp.errors import KerakpError
 from kerakp.inference import DEFAULT_TURN, Prediction, Predictor
-
-DEFAULT_PRESET = "300w"
-PRESET_FILES = {"300w": "300w_mobilenetv2_heatmap.tflite", "ytf68": "ytf68_mobilenetv2_heatmap.tflite"}
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A model packaged with kerakp: its name, file and model card (the card's first sentence as `summary`)."""
-
-    name: str
-    path: Path
-    card: Path
-    summary: str
-
-
-def presets() -> dict[str, Preset]:
-    """The packaged models by name (`Landmarker(name)`, or a name in place of MODEL on the command line)."""
-    folder = Path(str(resources.files("kerakp") / "presets"))
-    found = {}
-    for name, file in PRESET_FILES.items():
-        card = folder / file.replace(".tflite", ".md")
-        text = card.read_text().split("\n\n")[1] if card.is_file() else ""
-        summary = " ".join(text.split()).split(". ")[0]   # the card's first sentence
-        found[name] = Preset(name, folder / file, card, summary)
-    return found
-
-
-def model_path(model) -> Path:
-    """A preset's file for a preset name (None: the default preset), else the path given."""
-    if model is None or str(model) in PRESET_FILES:
-        return presets()[DEFAULT_PRESET if model is None else str(model)].path
-    return Path(model)
-
+from kerakp.zoo import model_path, presets  # noqa: F401  (presets: re-exported as kerakp.presets())
 
 @dataclass
 class Face:
@@ -377,6 +344,15 @@ class Landmarker:
         from kerakp.kaggle import submission
 
         return submission(self.predictor, test_csv, lookup_csv)
+
+    def distill(self, data, config="300w_fast", out="runs/distill", *, images=(), format: str = "auto",
+                resume: bool = False, overwrite: bool = False, progress: bool = True, **overrides) -> "Landmarker":
+        """Train a student recipe on `data` with this model as its teacher: the teacher reads every crop the
+        student sees, and labels `images` (unlabelled images or folders) for it (`kerakp.distill`); returns a
+        Landmarker of the student."""
+        unlabelled = {"unlabelled": [str(p) for p in images]} if images else {}
+        return Landmarker.train(data, config, out, format=format, resume=resume, overwrite=overwrite, progress=progress,
+                                **{"teacher": str(self.path), **unlabelled, **overrides})
 
     @classmethod
     def train(cls, data, config=None, out="runs/train", *, format: str = "auto", resume: bool = False,

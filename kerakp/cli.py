@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from kerakp import __version__
-from kerakp.api import PRESET_FILES
+from kerakp.zoo import PRESETS
 from kerakp.config import DISTRIBUTIONS, PRECISIONS
 from kerakp.data.readers import FORMATS as DATA_FORMATS
 from kerakp.detect import DEFAULT_DETECTOR
@@ -49,7 +49,7 @@ def import_keras_quietly() -> None:
 
 def runs_without_keras(model) -> bool:
     """A packaged preset or a .tflite / .onnx export runs without Keras (and so without the TensorFlow import)."""
-    return model is not None and (str(model) in PRESET_FILES or Path(str(model)).suffix in (".tflite", ".onnx"))
+    return model is not None and (str(model) in PRESETS or Path(str(model)).suffix in (".tflite", ".onnx"))
 
 
 class KerakpCommand(click.Command):
@@ -272,6 +272,32 @@ def train(data_path, data_format, config_path, out, resume, overwrite, sets, ext
     model = Landmarker.train(data_path, config_path, out, format=data_format, resume=resume, overwrite=overwrite,
                              **_overrides(options, sets))
     click.echo(f"model: {full(model.path)}\ncurves: {full(out / 'training_curves.png')}")
+
+
+@main.command()
+@click.argument("teacher", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Labelled set (CSV or folder).")
+@click.option("--images", multiple=True, type=click.Path(path_type=Path),
+              help="Unlabelled images or folders the teacher labels for the student (repeatable; default: the recipe's).")
+@click.option("--config", "config_path", required=True, help="The student's recipe: a file, or a packaged recipe's name.")
+@click.option("--format", "data_format", default="auto", show_default=True, type=click.Choice(DATA_FORMATS))
+@click.option("--out", default=Path("runs/distill"), show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--epochs", type=int)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. teacher_weight=0.5.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (same split and schedule).")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out (otherwise a folder holding a run is refused).")
+def distill(teacher, data_path, images, config_path, data_format, out, epochs, sets, resume, overwrite):
+    """Train a compact student on what TEACHER (a model or preset) reads in every crop the student sees.
+
+    The student trains on the teacher's flip-averaged reading of each augmented crop (beside the label where
+    one exists), and the teacher also labels --images for it; the validation persons are the teacher's.
+    Example: `kerakp distill 300w --data ../shared/data/300w_train --config 300w_fast --out runs/300w_fast`.
+    """
+    from kerakp.api import Landmarker
+
+    student = Landmarker(teacher, box="full").distill(data_path, config_path, out, images=images, format=data_format,
+                                                       resume=resume, overwrite=overwrite, **_overrides({"epochs": epochs}, sets))
+    click.echo(f"model: {full(student.path)}\ncurves: {full(out / 'training_curves.png')}")
 
 
 @main.command()

@@ -22,8 +22,10 @@ RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allo
     "crop_scale": (0.0, 10.0, False), "workers": (1, 256, True), "calibration_images": (0, 1_000_000, True),
     "cache_mb": (0, 1 << 20, True), "decode_window": (0, 64, True), "heatmap_spread": (0.0, 64.0, True),
     "heatmap_weight": (0.0, 100.0, True), "loss_along": (0.0, 1.0, True),
-    "teacher_weight": (0.0, 1.0, True),
+    "width": (0.0, 4.0, False), "backbone_stride": (4, 32, True),
+    "teacher_weight": (0.0, 1.0, True), "heatmap_stride": (1, 64, True),
 }
+POWERS_OF_TWO = ("backbone_stride", "heatmap_stride")
 
 
 @dataclass
@@ -34,9 +36,12 @@ class TrainConfig:
     weights: str = "none"            # none | imagenet | path of a local weights file
     init: str = ""                   # a trained .keras model to start from where layer names and shapes match
     freeze_bn: bool = False          # keep BatchNorm in inference mode (else it trains with momentum 0.9)
+    width: float = 1.0               # the backbone's channel multiplier (MobileNetV2's alpha)
+    backbone_stride: int = 32        # cut the backbone at its deepest map of this stride (16: a compact student)
     input_size: int = 128
-    head: str = "regression"         # regression | heatmap (soft-argmax over upsampled heatmaps) | unet (with skips)
+    head: str = "regression"         # regression | heatmap | unet (heatmap with skips) | light (a student's); models.heads
     head_units: int = 256
+    heatmap_stride: int = 4          # heatmap heads: input side / heatmap side
     dropout: float = 0.2
     loss: str = "huber"              # huber | mse | wing
     decode_window: int = 0           # heatmap heads: 0 soft-argmax over the whole map | r: over (2r+1)^2 cells at the peak
@@ -58,8 +63,9 @@ class TrainConfig:
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
-    teacher: str = ""                # a model whose readings of the training faces soften the labels (distillation)
-    teacher_weight: float = 0.5      # how far each training label moves toward the teacher's reading (0..1)
+    teacher: str = ""                # a model (or preset) that reads every training crop: the targets (distillation)
+    teacher_weight: float = 0.5      # how far each label moves toward the teacher's reading of the crop (0..1)
+    unlabelled: list = field(default_factory=list)  # images or folders the teacher labels alone (distillation)
     workers: int = 1                 # data-loading threads (processes with use_multiprocessing) beside the model
     use_multiprocessing: bool = False
     cache_mb: int = 2048             # decoded images kept between epochs (per process), least recently used dropped
@@ -151,10 +157,11 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     for key, allowed in CHOICES.items():
         if getattr(config, key) not in allowed:
             raise KerakpError(f"config key '{key}': expected one of {', '.join(allowed)}, got {getattr(config, key)!r}")
-    if isinstance(config.extra_data, str):
-        config.extra_data = [config.extra_data]
-    if not isinstance(config.extra_data, list) or not all(isinstance(p, str) for p in config.extra_data):
-        raise KerakpError(f"config key 'extra_data': expected a list of paths, got {config.extra_data!r}")
+    for key in ("extra_data", "unlabelled"):
+        paths = [getattr(config, key)] if isinstance(getattr(config, key), str) else getattr(config, key)
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise KerakpError(f"config key '{key}': expected a list of paths, got {getattr(config, key)!r}")
+        setattr(config, key, paths)
     for f in fields(TrainConfig):
         value, default = getattr(config, f.name), getattr(TrainConfig(), f.name)
         if isinstance(default, bool) and not isinstance(value, bool) \
@@ -174,6 +181,11 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
         if not (low <= value if closed else low < value) or not value <= high or value != value:
             raise KerakpError(f"config key '{key}': expected a value from {low}{'' if closed else ' (excluded)'} "
                               f"to {high}, got {value!r}")
+    for key in POWERS_OF_TWO:
+        if getattr(config, key) & (getattr(config, key) - 1):
+            raise KerakpError(f"config key '{key}': expected a power of two, got {getattr(config, key)}")
+    if config.unlabelled and not config.teacher:
+        raise KerakpError("config key 'unlabelled': needs a teacher to label those images")
     if config.detector:
         from kerakp.detect import DETECTORS
 

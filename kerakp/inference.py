@@ -32,10 +32,10 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
 from kerakp.codecs import decode_regression
+from kerakp.data.augment import DARK, expose
 from kerakp.data.geometry import box_crop_matrix, box_iou, level_turn, points_box, transform_points, warp, whole_image_box
 from kerakp.detect import DEFAULT_DETECTOR, Detector, calibration_for, get_detector
 from kerakp.errors import KerakpError
@@ -77,7 +77,7 @@ class Predictor:
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
                  detector: str | Detector = DEFAULT_DETECTOR, batch_size: int = 32, candidates: int = 3,
                  doubt: float = 0.06, margin: float = 0.7, turn: float = DEFAULT_TURN, overlap: float = 0.5,
-                 max_roll: float = 15.0, dark: float = 40.0):
+                 max_roll: float = 15.0, dark: float = DARK):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
@@ -151,20 +151,27 @@ class Predictor:
         return [(whole_image_box(*image.shape[:2], self.crop_scale), 0.0) if self.whole_image else self.view(points)
                 for image, points in zip(images, refined)]
 
-    def read_both(self, images: list[np.ndarray], views: list[tuple[np.ndarray, float]], angle: float = 0.0):
-        """Per (image, view) pair: the model's points on its crop (turned by `angle` degrees more) and the
-        mirrored points on the mirrored crop (both K, 2, crop pixels, before offsets), and the crop matrices."""
+    def read_both(self, images: list[np.ndarray], views: list[tuple[np.ndarray, float]], angle: float = 0.0,
+                  offsets: bool = False):
+        """Per (image, view) pair: `read_pair` of its crop (turned by `angle` degrees more), and the crop matrices."""
         crops, matrices = zip(*(self.crop(image, box, turn + angle) for image, (box, turn) in zip(images, views)))
+        return (*self.read_pair(crops, offsets), matrices)
+
+    def read_pair(self, crops, offsets: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The model's points on each crop and the mirrored points on its mirror image (both N, K, 2, crop
+        pixels), shifted by the fitted `point_offsets` when `offsets`."""
         points = self.read_crops(list(crops) + [c[:, ::-1] for c in crops])
-        return points[:len(views)], self.schema.flip_points(points[len(views):], self.input_size), matrices
+        direct, mirrored = points[:len(crops)], self.schema.flip_points(points[len(crops):], self.input_size)
+        if offsets:
+            direct, mirrored = direct + self.offsets[0] * self.input_size, mirrored + self.offsets[1] * self.input_size
+        return direct, mirrored
 
     def flip_test(self, images: list[np.ndarray], views: list[tuple[np.ndarray, float]],
                   angle: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (image, view) pair: the mean of the two offset readings of `read_both` (K, 2, original pixels),
         the NME between them (infinity where they collapse) and their per-point distance (N, K) over the
         normalising distance (`point_spread`)."""
-        direct, mirrored, matrices = self.read_both(images, views, angle)
-        direct, mirrored = direct + self.offsets[0] * self.input_size, mirrored + self.offsets[1] * self.input_size
+        direct, mirrored, matrices = self.read_both(images, views, angle, offsets=True)
         spreads = point_spread(direct, mirrored, self.schema, self.input_size)
         with warnings.catch_warnings():      # a collapsed reading is all NaN: its score becomes infinity below
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -173,16 +180,10 @@ class Predictor:
         return np.stack(means), np.nan_to_num(scores, nan=np.inf, posinf=np.inf), spreads
 
     def crop(self, image: np.ndarray, box: np.ndarray, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Model-input crop around a landmark box, turned by `angle` degrees about its centre, and the matrix
-        that made it. A dark crop (mean below `dark`) is exposed as a camera would: smoothed a little, then
-        brightened to a mean of twice `dark` (at most 4 times), so its sensor noise is not amplified as is."""
+        """Model-input crop around a landmark box, turned by `angle` degrees about its centre (a dark one
+        exposed, `kerakp.data.augment.expose`), and the matrix that made it."""
         matrix = box_crop_matrix(box, self.crop_scale, self.input_size, angle)
-        crop = warp(image, matrix, self.input_size)
-        mean = crop.mean()
-        if mean < self.dark:
-            gain = min(4.0, 2 * self.dark / max(mean, 1.0))
-            crop = np.clip(cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 1.0) * gain, 0, 255)
-        return crop, matrix
+        return expose(warp(image, matrix, self.input_size), self.dark), matrix
 
     def read_crops(self, crops) -> np.ndarray:
         """The model's points (N, K, 2) in crop pixels for a sequence of crops, `batch_size` at a time."""

@@ -155,10 +155,12 @@ def save_metadata(path, info: ModelInfo, out=None) -> Path:
 
 
 def open_model(path, threads: int | None = None):
-    """Open a model of any supported format: `.keras`, or an export format by its suffix (a folder: SavedModel)."""
+    """Open a model of any supported format: `.keras`, or an export format by its suffix (a folder: SavedModel),
+    or a packaged preset by its name."""
     from kerakp.export import FORMATS
+    from kerakp.zoo import model_path
 
-    path = Path(path)
+    path = model_path(path)
     if not path.exists():
         raise KerakpError(f"{path}: model file not found")
     suffix = "" if path.is_dir() else path.suffix.lower()

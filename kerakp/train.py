@@ -22,6 +22,7 @@ from kerakp.data.geometry import whole_image_box
 from kerakp.data.readers import LandmarkSet, join_sets, load_dataset, split_by_person
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import DETECTORS, fit_box_calibration, get_detector
+from kerakp.distill import UNLABELLED_FILE, DistillSequence, Teacher, taught_set, teacher_labels
 from kerakp.errors import KerakpError
 from kerakp.io import refuse_existing, remove, replacing, write_csv, write_json, write_text
 from kerakp.model_info import CropRule, ModelInfo
@@ -89,18 +90,6 @@ def extra_sets(config: TrainConfig, schema) -> list[LandmarkSet]:
         except KerakpError as err:
             raise KerakpError(f"{path}: markup {extra.schema.name}, this run trains {schema.name} ({err})") from None
     return sets
-
-
-def distilled(data: LandmarkSet, teacher, weight: float, progress: bool = True) -> LandmarkSet:
-    """`data` with each label moved `weight` of the way toward `teacher`'s reading of the face (the default
-    inference path on the labelled face box): soft targets from a stronger model (distillation)."""
-    from kerakp.evaluate import predict_set
-    from kerakp.inference import Predictor
-    from kerakp.runtime import open_model
-
-    readings, _, _ = predict_set(Predictor(open_model(teacher), box="oracle"), data, progress=progress)
-    both = np.isfinite(readings) & np.isfinite(data.keypoints)
-    return replace(data, keypoints=np.where(both, (1 - weight) * data.keypoints + weight * readings, data.keypoints))
 
 
 def start_from(model: keras.Model, path) -> int:
@@ -188,7 +177,7 @@ def save_for_inference(model: LandmarkModel, path, info: ModelInfo | None = None
     clean.save(path)
 
 
-RUN_FILES = ("model.keras", "last.keras", "history.csv", "config.yaml", "split.json", "training_curves.png")
+RUN_FILES = ("model.keras", "last.keras", "history.csv", "config.yaml", "split.json", "training_curves.png", UNLABELLED_FILE)
 
 
 def _resume_from(out: Path, config: TrainConfig):
@@ -260,36 +249,51 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     if not resume and any((out / name).exists() for name in RUN_FILES):
         refuse_existing(out, overwrite, "--overwrite to replace it, or --resume to continue it")
     data = prepare(data, config)
-    train_idx, val_idx = split_by_person(data, config.val_fraction, config.seed)
+    teacher = Teacher(config.teacher, config.teacher_weight) if config.teacher else None
+    split = {"val_fraction": config.val_fraction, "seed": config.seed}
+    if teacher is not None:
+        teacher.check(data)
+        split = {key: teacher.info.split.get(key, value) for key, value in split.items()}   # persons it never saw
+    train_idx, val_idx = split_by_person(data, split["val_fraction"], split["seed"])
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     extra = extra_sets(config, data.schema)
+    labels = None   # the teacher's labels of the unlabelled images, made once per run
+    if teacher is not None and config.unlabelled:
+        cached = out / UNLABELLED_FILE
+        labels = pd.read_csv(cached) if resume and cached.is_file() else teacher_labels(teacher, config.unlabelled, progress)
+    unlabelled = [s for s in [taught_set(labels, data.schema, val_set) if labels is not None else None] if s is not None]
     crop = CropRule(config.input_size, config.crop_scale, config.upright, config.face_box == "image")
     loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing, cache_mb=config.cache_mb)
     calibration = ({} if resume else
                    calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
                                       config.seed, progress, [config.detector] if config.detector else None))
-    targets = distilled(train_set, config.teacher, config.teacher_weight, progress) if config.teacher else train_set
     with training_context(config, progress):
         if resume:
             model, initial_epoch = _resume_from(out, config)
         else:
             initial_epoch = 0
             keras.utils.set_random_seed(config.seed)   # initial weights and dropout, as the split and augmentation
-            split = {"val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(train_idx),
-                     "val_images": len(val_idx), "val_persons": len(set(val_set.persons)),
-                     "extra_images": sum(len(e) for e in extra)}
+            split = {**split, "train_images": len(train_idx), "val_images": len(val_idx),
+                     "val_persons": len(set(val_set.persons)), "extra_images": sum(len(e) for e in extra),
+                     **({"unlabelled_images": len(unlabelled[0])} if unlabelled else {})}
             model = LandmarkModel(config.backbone, data.schema.name, config.input_size, config.head_units, config.dropout,
                                   config.weights, config.crop_scale, calibration, split,
                                   config.freeze_bn, config.face_box, config.head, upright=config.upright,
                                   decode_window=config.decode_window, heatmap_spread=config.heatmap_spread,
-                                  heatmap_weight=config.heatmap_weight)
+                                  heatmap_weight=config.heatmap_weight, backbone_stride=config.backbone_stride,
+                                  width=config.width, heatmap_stride=config.heatmap_stride)
             if config.init:
                 copied = start_from(model, config.init)
                 if progress:
                     print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
-        train_seq = KeypointSequence(join_sets([targets, *extra]), crop, config.batch_size, Augment.from_dict(config.augment),
-                                     shuffle=True, seed=config.seed, epoch=initial_epoch,
-                                     drop_last=bool(config.distribute), **loader)
+        seen = dict(batch_size=config.batch_size, augment=Augment.from_dict(config.augment), shuffle=True, seed=config.seed,
+                    epoch=initial_epoch, drop_last=bool(config.distribute), **loader)
+        if teacher is None:
+            train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, **seen)
+        else:   # the labelled sets first, then the images only the teacher labels
+            sizes = [len(s) for s in (train_set, *extra, *unlabelled)]
+            labelled = np.arange(sum(sizes)) < sum(sizes) - sum(len(s) for s in unlabelled)
+            train_seq = DistillSequence(join_sets([train_set, *extra, *unlabelled]), crop, teacher, labelled, **seen)
         val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None
         if not resume:
             compile_model(model, config, len(train_seq))
@@ -297,6 +301,8 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
             for name in RUN_FILES:   # --overwrite: the earlier run's files go only now, when this one starts
                 remove(out / name)
             out.mkdir(parents=True, exist_ok=True)
+            if labels is not None:
+                write_csv(labels, out / UNLABELLED_FILE)
         write_text(out / "config.yaml", yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
         monitor = "val_loss" if val_seq is not None else "loss"
         callbacks = _callbacks(out, config, monitor, resume)
@@ -313,6 +319,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
         except BaseException:
             if not resume and not (out / "history.csv").exists():   # not one epoch finished: nothing to keep
                 remove(out / "config.yaml")
+                remove(out / UNLABELLED_FILE)
                 if created and not any(out.iterdir()):
                     out.rmdir()
             raise
