@@ -11,8 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ errors on
 
 __version__ = "0.2.0"
 __all__ = ["Landmarker", "Face", "KerakpError", "presets", "load_dataset", "__version__"]
-_PUBLIC = {"Landmarker": "kerakp.api", "Face": "kerakp.api", "presets": "kerakp.api",
-           "KerakpError": "kerakp.errors", "load_dataset": "kerakp.data.readers"}
+_PUBLIC = {"Landmarker": "kerakp.api", "Face": "kerakp.results", "presets": "kerakp.api",
+           "KerakpError": "kerakp.errors", "load_dataset": "kerakp.data.formats"}
 
 
 def __getattr__(name):

@@ -7,148 +7,16 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from kerakp.detect import DEFAULT_DETECTOR
 from kerakp.errors import KerakpError
-from kerakp.inference import DEFAULT_TURN, Prediction, Predictor
+from kerakp.inference import DEFAULT_TURN, Predictor
+from kerakp.results import Face, ImageFaces, Predictions  # noqa: F401  (Face: re-exported as kerakp.Face)
 from kerakp.zoo import model_path, presets  # noqa: F401  (presets: re-exported as kerakp.presets())
-
-@dataclass
-class Face:
-    """One face: `points` (K, 2) in original-image pixels, `box` (x0, y0, x1, y1) around them, `score` the
-    face detector's confidence in 0..1 (0 where no detector gave the box: the whole image was read; 1 for a
-    tracked face), `detected` whether a detector's box gave it, `flip_nme` how far the model's reads of the
-    face and of its mirror image disagree (NME; lower is surer), `confidence` (K,) per point in 0..1
-    (`kerakp.analysis.confidence`; NaN where not measured), and `image_shape` of the image it came from.
-    `pose`, `openness` and `aligned` analyse it (`kerakp.analysis`)."""
-
-    points: np.ndarray
-    box: np.ndarray
-    score: float
-    detected: bool
-    flip_nme: float
-    markup: str = "ibug68"
-    id: int | None = None      # a tracked face's id (`Landmarker.track`), stable from frame to frame
-    confidence: np.ndarray | None = None
-    image_shape: tuple = ()
-
-    @classmethod
-    def from_prediction(cls, prediction: Prediction, markup: str, image_shape: tuple = (), scale=()) -> "Face":
-        from kerakp.analysis import confidence
-
-        score = prediction.score if prediction.detected and np.isfinite(prediction.score) else 0.0
-        sure = (confidence(prediction.spread, scale) if prediction.spread is not None
-                else np.full(len(prediction.points), np.nan))
-        return cls(prediction.points, prediction.box, float(score), prediction.detected, prediction.flip_nme, markup,
-                   confidence=sure, image_shape=tuple(image_shape))
-
-    @property
-    def pose(self) -> tuple[float, float, float]:
-        """(yaw, pitch, roll) in degrees: yaw positive when the face turns to its own left, pitch when it looks
-        up, roll when its eye line turns clockwise on screen (`kerakp.analysis.head_pose`)."""
-        from kerakp.analysis import head_pose
-        from kerakp.schemas import get_schema
-
-        if not self.image_shape:
-            raise KerakpError("this face does not know the size of its image, which its head pose needs")
-        return head_pose(self.points, self.image_shape, get_schema(self.markup))
-
-    @property
-    def openness(self) -> dict[str, float]:
-        """Eye aspect ratio per eye (about 0.3 open, under 0.2 closed) and mouth openness (iBUG 68)."""
-        from kerakp.analysis import openness
-        from kerakp.schemas import get_schema
-
-        return openness(self.points, get_schema(self.markup))
-
-    def aligned(self, image: np.ndarray, size: int = 112) -> np.ndarray:
-        """The face as a `size` x `size` crop aligned by its eyes, nose tip and mouth corners to the ArcFace
-        template (`kerakp.analysis.aligned`)."""
-        from kerakp.analysis import aligned
-        from kerakp.schemas import get_schema
-
-        return aligned(image, self.points, get_schema(self.markup), size)[0]
-
-    def to_dict(self) -> dict:
-        """The face as a flat row: box, score, detected, flip_nme, then x0, y0, ... (the predictions CSV's columns)."""
-        row = {"x_min": self.box[0], "y_min": self.box[1], "x_max": self.box[2], "y_max": self.box[3],
-               "score": self.score, "detected": int(self.detected), "flip_nme": self.flip_nme}
-        return {**{k: float(v) if k != "detected" else v for k, v in row.items()},
-                **{f"{a}{i}": float(p[j]) for i, p in enumerate(self.points) for j, a in enumerate("xy")}}
-
-    def draw(self, image: np.ndarray, color=(0, 255, 0), radius: int = 2) -> np.ndarray:
-        """Draw the points and the box onto `image` (RGB or BGR, in place) and return it."""
-        import cv2
-
-        for x, y in self.points:
-            if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(image, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
-        x0, y0, x1, y1 = np.round(self.box).astype(int)
-        cv2.rectangle(image, (x0, y0), (x1, y1), color, 1, cv2.LINE_AA)
-        return image
-
-
-@dataclass
-class ImageFaces:
-    """The faces found in one image of `Landmarker.predict_many` (none, where `error` says why it was skipped)."""
-
-    name: str
-    path: Path | None
-    faces: list[Face] = field(default_factory=list)
-    error: str = ""
-
-
-@dataclass
-class Predictions:
-    """Per-image results of `Landmarker.predict_many`, in input order; `table()` is the `kerakp predict` CSV."""
-
-    images: list[ImageFaces]
-    markup: str
-    one_per_image: bool
-
-    @property
-    def skipped(self) -> list[ImageFaces]:
-        return [image for image in self.images if image.error]
-
-    def table(self, pose: bool = False, confidence: bool = False):
-        """One row per face (image, face, found, detected, x0, y0, ...; face 0 the largest; an image without a
-        face one row with found 0), or per image without the face column when `one_per_image`; `pose` adds
-        yaw, pitch, roll and `confidence` c0, c1, ... (each point's confidence)."""
-        import pandas as pd
-
-        from kerakp.schemas import get_schema
-
-        count = get_schema(self.markup).num_points
-        rows = []
-        for image in self.images:
-            if image.error:
-                continue
-            by_size = sorted(image.faces, key=lambda face: -np.prod(face.box[2:] - face.box[:2]))
-            for k, face in enumerate(by_size or [None]):
-                points = np.full((count, 2), np.nan) if face is None else face.points
-                row = {"image": image.name, "face": k, "found": int(face is not None),
-                       "detected": int(face is not None and face.detected)}
-                row.update({f"{a}{i}": round(float(points[i, j]), 2) for i in range(count) for j, a in enumerate("xy")})
-                if pose:
-                    row.update(zip(("yaw", "pitch", "roll"), np.round(face.pose, 2) if face is not None else [np.nan] * 3))
-                if confidence:
-                    row.update({f"c{i}": round(float(face.confidence[i]), 3) if face is not None else np.nan for i in range(count)})
-                rows.append(row)
-        columns = ["image", "face", "found", "detected"] + [f"{a}{i}" for i in range(count) for a in "xy"]
-        columns += (["yaw", "pitch", "roll"] if pose else []) + ([f"c{i}" for i in range(count)] if confidence else [])
-        frame = pd.DataFrame(rows, columns=columns)
-        return frame.drop(columns="face") if self.one_per_image else frame
-
-    def to_csv(self, path, overwrite: bool = False, pose: bool = False, confidence: bool = False) -> Path:
-        """Write `table()` atomically; an existing file only with `overwrite`."""
-        from kerakp.io import refuse_existing, write_csv
-
-        refuse_existing(path, overwrite)
-        return write_csv(self.table(pose, confidence), path)
 
 
 class Landmarker:
@@ -157,11 +25,12 @@ class Landmarker:
     Args:
         model: a packaged preset name (`kerakp.presets()`; default "300w") or a `.keras`, `.tflite`, `.onnx`
             file or SavedModel folder.
-        detector: the face detector (`kerakp.detect.DETECTORS`: "blazeface" or "haar").
+        detector: the face detector, a name of `kerakp.detect.DETECTORS` (default `DEFAULT_DETECTOR`).
         box: "detector", "full" (the whole image is the face) or "oracle" (ground truth; evaluation only).
         passes, turn, fallback: re-crops per face (0: read the detector's box directly, turned by the eyes it
             saw; with turn 0, the fast setting), degrees of the turned test-time reads (0: none), and whether
-            the whole image is read where no face is detected.
+            the whole image is read as a face where the detector finds none (default: no face there; a model
+            trained on whole images always reads the whole image).
         threads: inference threads of a `.tflite` or `.onnx` model.
 
     Example:
@@ -170,22 +39,29 @@ class Landmarker:
         ...     print(image.name, [face.score for face in image.faces])
     """
 
-    def __init__(self, model=None, *, detector: str = "blazeface", box: str = "detector", passes: int = 2,
-                 turn: float = DEFAULT_TURN, fallback: bool = True, threads: int | None = None):
+    def __init__(self, model=None, *, detector: str = DEFAULT_DETECTOR, box: str = "detector", passes: int = 2,
+                 turn: float = DEFAULT_TURN, fallback: bool = False, threads: int | None = None):
         from kerakp.runtime import open_model
 
         self.path = model_path(model)
         self.model = open_model(self.path, threads)
         self.info = self.model.info
-        self.predictor = Predictor(self.model, box=box, passes=passes, fallback="full" if fallback else None,
-                                   detector=detector, turn=turn)
+        self.options = dict(box=box, passes=passes, fallback="full" if fallback else None, detector=detector, turn=turn)
+        self.predictor = Predictor(self.model, **self.options)
+
+    def _spec(self, max_faces: int | None = None):
+        """How a worker process builds this Landmarker's predictor (one thread each)."""
+        from kerakp.bulk import ReadSpec
+
+        options = {**self.options, "detector": getattr(self.predictor.detector, "name", self.options["detector"])}
+        return ReadSpec(str(self.path), options, 1, max_faces)
 
     def __repr__(self) -> str:
         return f"Landmarker({str(self.path)!r}, markup={self.info.markup!r})"
 
     @staticmethod
     def _image(image) -> np.ndarray:
-        from kerakp.data.readers import read_image
+        from kerakp.data.images import read_image
 
         if isinstance(image, (str, Path)):
             return read_image(image)
@@ -194,46 +70,60 @@ class Landmarker:
             raise KerakpError(f"expected an RGB image as a (height, width, 3) uint8 array, got {image.dtype} {image.shape}")
         return image
 
-    def _faces(self, predictions: list[Prediction], image_shape: tuple = ()) -> list[Face]:
-        return [Face.from_prediction(p, self.info.markup, image_shape, self.info.point_spread)
-                for p in predictions if p.points is not None]
-
     def predict(self, image, max_faces: int | None = None) -> list[Face]:
         """Every face in one image (a path, or an RGB uint8 array), surest first (the detector's score);
         `max_faces` 1 gives the one face the model reads most consistently."""
         image = self._image(image)
-        return self._faces(self.predictor.predict_faces([image], max_faces)[0], image.shape)
+        return [Face.from_prediction(p, self.info.markup, image.shape, self.info.point_spread)
+                for p in self.predictor.predict_faces([image], max_faces)[0] if p.points is not None]
 
     def predict_many(self, inputs, max_faces: int | None = None, batch: int = 16, progress: bool = False) -> Predictions:
         """Faces of every image in `inputs` (paths of images or folders, searched recursively), read `batch`
-        images at a time. An unreadable file is skipped and listed (`Predictions.skipped`), not fatal."""
+        images at a time, held in memory (for many images, `predict_to`). An unreadable file is skipped and
+        listed (`Predictions.skipped`), not fatal."""
         from tqdm import tqdm
 
-        from kerakp.data.readers import image_files
+        from kerakp.bulk import read_all
+        from kerakp.data.images import image_files
 
-        items = [ImageFaces(name, path) for name, path in image_files(inputs)]
+        items, images = image_files(inputs), []
         with tqdm(total=len(items), desc="predicting", unit="img", disable=None if progress else True) as bar:
-            for start in range(0, len(items), batch):
-                chunk, images = [], []
-                for item in items[start:start + batch]:
-                    try:
-                        images.append(self._image(item.path))
-                        chunk.append(item)
-                    except KerakpError as err:
-                        item.error = str(err)
-                for item, image, faces in zip(chunk, images, self.predictor.predict_faces(images, max_faces)):
-                    item.faces = self._faces(faces, image.shape)
-                bar.update(len(items[start:start + batch]))
-        return Predictions(items, self.info.markup, max_faces == 1)
+            for chunk in read_all(self._spec(max_faces), items, batch, predictor=self.predictor):
+                images += chunk
+                bar.update(len(chunk))
+        return Predictions(images, self.info.markup, max_faces == 1)
+
+    def predict_to(self, out, inputs, max_faces: int | None = None, pose: bool = False, confidence: bool = False,
+                   draw=None, batch: int = 16, workers: int | None = None, resume: bool = False, overwrite: bool = False,
+                   progress: bool = True, ray: str | None = None) -> dict:
+        """The predictions table (`Predictions.table`) of every image in `inputs` streamed to `out` (.csv or
+        .parquet) as it is read, by `workers` processes (default one per core; 1: this process), `batch` images a
+        read; each image drawn into the new folder `draw` when given. Ctrl-C leaves `<out>.partial`, which
+        `resume` continues (`kerakp.bulk`). With `ray` ("local", "auto" or a cluster's address), Ray actors read
+        the images (`kerakp.distributed`; no `draw` there). Returns the counts of this run."""
+        from kerakp.bulk import default_workers, predict_table
+
+        workers = default_workers() if workers is None else workers
+        if ray is not None:
+            from kerakp.distributed import predict_dataset
+
+            if draw is not None:
+                raise KerakpError("--draw writes images here; it does not run on Ray")
+            return predict_dataset(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, batch, workers,
+                                   None if ray == "local" else ray, resume, overwrite, progress)
+        return predict_table(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, draw, batch, workers,
+                             resume, overwrite, progress, predictor=self.predictor if workers <= 1 else None)
 
     def evaluate(self, data, subset: str = "all", out=None, format: str = "auto", overwrite: bool = False,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, report: bool = False) -> dict:
         """End-to-end accuracy on a labelled set (a path any reader takes, or a `LandmarkSet`), on the model's
         validation persons (`subset="val"`), its training part or all; writes metrics.json, per_image.csv,
-        ced.png and grid.png into `out` when given. Returns the metrics (the dict metrics.json holds)."""
+        ced.png and grid.png into `out` when given, and with `report` report.html, a page to look through the
+        faces (`kerakp.report`). Returns the metrics (the dict metrics.json holds)."""
         import tempfile
 
-        from kerakp.data.readers import LandmarkSet, load_dataset, model_subset
+        from kerakp.data.dataset import LandmarkSet, model_subset
+        from kerakp.data.formats import load_dataset
         from kerakp.evaluate import evaluate
         from kerakp.io import refuse_existing
 
@@ -248,7 +138,9 @@ class Landmarker:
         data = model_subset(data, self.info.split, subset)
         label = f"{self.path.stem} on {subset}"
         if out is not None:
-            return evaluate(self.predictor, data, out, label=label, progress=progress)
+            return evaluate(self.predictor, data, out, label=label, progress=progress, report=report)
+        if report:
+            raise KerakpError("report=True writes report.html into `out`; give an out folder")
         with tempfile.TemporaryDirectory() as folder:
             return evaluate(self.predictor, data, Path(folder) / "report", label=label, progress=progress)
 
@@ -260,14 +152,18 @@ class Landmarker:
         return Path(export_model(self.path, format, quantize, out, calibration, overwrite)["file"])
 
     def fit_detector(self, data, images: int = 400, detector: str | None = None, offsets: bool = True, out=None,
-                     format: str = "auto", progress: bool = True) -> "Landmarker":
+                     format: str = "auto", progress: bool = True, overwrite: bool = False) -> "Landmarker":
         """Refit the box calibration of every detector (or one), the point offsets (unless not `offsets`) and the
-        points' spread on the training part of `data`; writes the model (in place, or to `out`) and returns a
-        Landmarker of it."""
-        from kerakp.data.readers import load_dataset, model_subset
+        points' spread on the training part of `data`; writes the model (in place, or to `out`: an existing file
+        only with `overwrite`) and returns a Landmarker of it (`info.describe_fit()` says what was fitted)."""
+        from kerakp.data.dataset import model_subset
+        from kerakp.data.formats import load_dataset
+        from kerakp.io import refuse_existing
         from kerakp.runtime import save_metadata
         from kerakp.train import calibrate_detector, calibrate_points
 
+        if out is not None:
+            refuse_existing(out, overwrite)
         if self.info.crop.whole_image:
             raise KerakpError(f"{self.path}: trained on whole images (face_box: image), it uses no detector")
         data = load_dataset(data, format)
@@ -280,28 +176,36 @@ class Landmarker:
         kept = None if offsets else (self.info.point_offsets or None)   # the spread is fitted with the offsets in use
         fitted_offsets, spread = calibrate_points(self.model, data, images, seed, progress, offsets=kept)
         info = info.replace(point_offsets=fitted_offsets, point_spread=spread)
-        return Landmarker(save_metadata(self.path, info, out), detector=self.predictor.detector.name if self.predictor.detector else "blazeface")
+        return Landmarker(save_metadata(self.path, info, out), detector=self.predictor.detector.name if self.predictor.detector else DEFAULT_DETECTOR)
 
     def track(self, source, max_faces: int | None = None, redetect_every: int = 30, mirror: bool = False,
+              expressions: bool = False, rule=None, stats=None, max_frames: int | None = None,
               **filter_options) -> Iterator[tuple[np.ndarray, list[Face]]]:
         """(RGB frame, its faces) for each frame of a camera index or video file, each face tracked with a
-        stable `id` and smoothed (`kerakp.live`; `min_cutoff`, `beta`: the One Euro filter's settings;
+        stable `id` and smoothed (`kerakp.tracking`; `min_cutoff`, `beta`: the One Euro filter's settings;
         `mirror`: read each tracked face's crop and its mirror, twice the model time, as accurate as reading
-        every frame alone)."""
+        every frame alone; `expressions`: each face's `tag` (by `rule`, default kerakp's fitted one) and
+        `eyes_closed`; `stats`: a `kerakp.tracking.LiveStats` to fill)."""
         from kerakp.data.geometry import points_box
-        from kerakp.live import track
+        from kerakp.tracking import track
 
-        for frame, tracks in track(self.predictor, source, redetect_every, max_faces, mirror=mirror, **filter_options):
+        for frame, tracks in track(self.predictor, source, redetect_every, max_faces, max_frames=max_frames, stats=stats,
+                                   mirror=mirror, expressions=expressions, rule=rule, **filter_options):
             yield frame, [Face(t.points, points_box(t.points), 1.0, True, float("nan"), self.info.markup, t.id,
-                               image_shape=frame.shape) for t in tracks]
+                               image_shape=frame.shape, tag=t.tag, eyes_closed=t.eyes_closed) for t in tracks]
 
     def annotate(self, inputs, out, format: str = "ytf68", max_disagreement: float | None = None,
-                 max_faces: int | None = None, progress: bool = True):
-        """Label unlabelled images (this model as the teacher) into the new folder `out`, readable by `train`;
-        returns the labelled set's path and the per-face table (also `out/annotations.csv`)."""
+                 max_faces: int | None = None, progress: bool = True, markup: str | None = None, batch: int = 16,
+                 workers: int | None = None, resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
+        """Label unlabelled images (this model as the teacher) into the new folder `out`, readable by `train`, as
+        they are read (`kerakp.annotate`; `workers`, `resume` as in `predict_to`); returns the labelled set's path
+        and the counts (the per-face table is `out/annotations.csv`)."""
         from kerakp.annotate import annotate
+        from kerakp.bulk import default_workers
 
-        return annotate(self.predictor, inputs, out, format, max_disagreement, max_faces, progress)
+        workers = default_workers() if workers is None else workers
+        return annotate(self._spec(max_faces), self.info.markup, inputs, out, format, max_disagreement, markup, batch,
+                        workers, resume, overwrite, progress, predictor=self.predictor if workers <= 1 else None)
 
     def align(self, inputs, out, size: int = 112, max_faces: int | None = None) -> tuple[Path, int]:
         """Aligned `size` x `size` crops (`Face.aligned`) of every face of the images in `inputs`, written into
@@ -329,21 +233,34 @@ class Landmarker:
                     count += 1
         return out, count
 
-    def emotions(self, inputs, rule=None):
+    def emotions(self, inputs, rule=None, out=None, overwrite: bool = False):
         """Expression tags of the face the model reads best in each image: a table image, tag, w, h, c
-        (`kerakp.emotion`)."""
+        (`kerakp.emotion`), also written to `out` when given (an existing file only with `overwrite`)."""
         from kerakp.emotion import tag_table
+        from kerakp.io import refuse_existing, write_csv
 
+        if out is not None:
+            refuse_existing(out, overwrite)
         images = [image for image in self.predict_many(inputs, max_faces=1).images if not image.error]
         nan = np.full((self.info.schema.num_points, 2), np.nan)
         points = np.stack([image.faces[0].points if image.faces else nan for image in images]) if images else nan[None, :0]
-        return tag_table([image.name for image in images], points, self.info.schema, rule)
+        table = tag_table([image.name for image in images], points, self.info.schema, rule)
+        if out is not None:
+            write_csv(table, out)
+        return table
 
-    def kaggle_submission(self, test_csv, lookup_csv):
-        """The Kaggle Facial Keypoints submission table (RowId, Location) for a kaggle15 model."""
+    def kaggle_submission(self, test_csv, lookup_csv, out=None, overwrite: bool = False):
+        """The Kaggle Facial Keypoints submission table (RowId, Location) for a kaggle15 model, also written to
+        `out` when given (an existing file only with `overwrite`)."""
+        from kerakp.io import refuse_existing, write_csv
         from kerakp.kaggle import submission
 
-        return submission(self.predictor, test_csv, lookup_csv)
+        if out is not None:
+            refuse_existing(out, overwrite)
+        table = submission(self.predictor, test_csv, lookup_csv)
+        if out is not None:
+            write_csv(table, out)
+        return table
 
     def distill(self, data, config="300w_fast", out="runs/distill", *, images=(), format: str = "auto",
                 resume: bool = False, overwrite: bool = False, progress: bool = True, **overrides) -> "Landmarker":
@@ -360,12 +277,10 @@ class Landmarker:
         """Train on a labelled set with a recipe (a YAML path or a packaged recipe's name; keys overridden by
         `overrides`, such as epochs=5); returns a Landmarker of the best model (`out/model.keras`)."""
         from kerakp.config import load_config
-        from kerakp.data.readers import load_dataset
-        from kerakp.models.backbones import get_backbone_spec
+        from kerakp.data.formats import load_dataset
         from kerakp.train import train
 
         recipe = load_config(config, overrides)
-        get_backbone_spec(recipe.backbone)
         dataset = load_dataset(data, format)
         if progress:
             print(f"data: {len(dataset)} images, markup {dataset.schema.name}, from {dataset.source}", flush=True)

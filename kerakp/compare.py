@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from kerakp.config import TrainConfig
-from kerakp.data.readers import LandmarkSet, split_by_person
+from kerakp.data.dataset import LandmarkSet, split_by_person
 from kerakp.errors import KerakpError
 from kerakp.evaluate import evaluate
-from kerakp.io import refuse_existing, remove, write_json, write_text
 from kerakp.inference import Predictor
+from kerakp.io import refuse_existing, remove, write_json, write_text
 from kerakp.plots import plot_ced, plot_tradeoff
 from kerakp.timing import time_calls
 from kerakp.train import train
@@ -39,13 +39,6 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(k, v) for k, v in row.items()) + " |" for row in table.to_dict("records")]
     return "\n".join(lines) + "\n"
-
-
-def ced_limit(curves: dict[str, np.ndarray]) -> float:
-    """An x range that shows most images of every model: the largest 90th-percentile NME, rounded up to
-    0.05, between 0.1 and 0.5."""
-    worst = max(float(np.percentile(nme, 90)) for nme in curves.values() if len(nme))
-    return float(np.clip(np.ceil(worst / 0.05) * 0.05, 0.1, 0.5))
 
 
 def compare(config: TrainConfig, backbones: list[str], data: LandmarkSet, out_dir, box: str = "detector",
@@ -79,7 +72,7 @@ def compare(config: TrainConfig, backbones: list[str], data: LandmarkSet, out_di
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("nme")
     write_json(out / "compare.json", {"box": box, "val_images": len(val), "rows": table.to_dict("records")})
     write_text(out / "compare.md", markdown_table(table))
-    plot_ced(curves, out / "ced.png", limit=ced_limit(curves), title=f"CED, {len(val)} validation images ({box} boxes)")
+    plot_ced(curves, out / "ced.png", title=f"CED, {len(val)} validation images ({box} boxes)")
     plot_tradeoff({r["backbone"]: (r["keras_ms"], r["nme"]) for r in rows}, out / "nme_vs_latency.png")
     return table
 
@@ -88,7 +81,7 @@ def compare_backbones(backbones: str, data, config=None, overrides: dict | None 
                       box: str = "detector", weights_dir=None, format: str = "auto", overwrite: bool = False) -> pd.DataFrame:
     """`compare` from command-line values: comma-separated backbone names, a data path, a recipe and its overrides."""
     from kerakp.config import load_config
-    from kerakp.data.readers import load_dataset
+    from kerakp.data.formats import load_dataset
     from kerakp.models.backbones import get_backbone_spec
 
     names = [b.strip() for b in backbones.split(",") if b.strip()]

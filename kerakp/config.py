@@ -7,13 +7,16 @@ from pathlib import Path
 import yaml
 
 from kerakp.data.augment import Augment
+from kerakp.detect import DETECTORS
 from kerakp.errors import KerakpError
-from kerakp.models import HEADS, LOSSES
+from kerakp.models.backbones import BACKBONES
+from kerakp.models.heads import HEADS
+from kerakp.models.losses import LOSSES
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("", "data-parallel")
-CHOICES = {"face_box": ("landmarks", "image"), "head": HEADS, "loss": LOSSES, "precision": PRECISIONS,
-           "distribute": DISTRIBUTIONS}   # keys with a fixed set of values
+CHOICES = {"face_box": ("landmarks", "image"), "backbone": tuple(BACKBONES), "head": tuple(HEADS), "loss": tuple(LOSSES),
+           "precision": PRECISIONS, "distribute": DISTRIBUTIONS}   # keys with a fixed set of values
 RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allowed)
     "input_size": (32, 1024, True), "head_units": (1, 1 << 16, True), "dropout": (0.0, 0.999, True),
     "huber_delta": (0.0, 1.0, False), "epochs": (1, 100_000, True), "batch_size": (1, 65_536, True),
@@ -83,6 +86,17 @@ class TrainConfig:
 def parse_value(text: str):
     """A `--set` value: YAML scalars (numbers, true/false, null, lists) or a plain string."""
     return yaml.safe_load(text) if text != "" else ""
+
+
+def overrides_from(options: dict, sets=()) -> dict:
+    """Recipe overrides from named options (None: not given) and `KEY=VALUE` texts (`--set`)."""
+    overrides = {k: v for k, v in options.items() if v is not None}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KerakpError(f"--set expects KEY=VALUE, got '{item}'")
+        overrides[key.strip()] = parse_value(value.strip())
+    return overrides
 
 
 def apply_overrides(values: dict, overrides: dict) -> dict:
@@ -184,13 +198,10 @@ def load_config(path=None, overrides: dict | None = None) -> TrainConfig:
     for key in POWERS_OF_TWO:
         if getattr(config, key) & (getattr(config, key) - 1):
             raise KerakpError(f"config key '{key}': expected a power of two, got {getattr(config, key)}")
+    if config.detector and config.detector not in DETECTORS:
+        raise KerakpError(f"unknown detector '{config.detector}' (known: {', '.join(DETECTORS)})")
     if config.unlabelled and not config.teacher:
         raise KerakpError("config key 'unlabelled': needs a teacher to label those images")
-    if config.detector:
-        from kerakp.detect import DETECTORS
-
-        if config.detector not in DETECTORS:
-            raise KerakpError(f"unknown detector '{config.detector}' (known: {', '.join(DETECTORS)})")
     if config.upright and config.face_box == "image":
         raise KerakpError("config key 'upright': needs face_box: landmarks (a whole-image crop is read as it is)")
     return config

@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -25,7 +25,8 @@ from kerakp.data.geometry import points_box
 from kerakp.errors import KerakpError, KerakpWarning
 
 
-class DetectedFace(NamedTuple):
+@dataclass(frozen=True)
+class DetectedFace:
     """One detection: box (x0, y0, x1, y1) and score in 0..1, and where the detector saw the eyes ((2, 2):
     the image-left eye first; None for a detector that does not say)."""
 

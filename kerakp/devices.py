@@ -1,4 +1,5 @@
-"""What compute devices the active Keras backend sees (CPU, CUDA GPUs, Apple Metal)."""
+"""What this installation runs on: versions, the Keras backend and the compute devices it sees (CPU, CUDA GPUs,
+Apple Metal), and the packaged models (`kerakp info`)."""
 from __future__ import annotations
 
 
@@ -24,3 +25,20 @@ def list_devices() -> dict[str, str]:
     else:
         devices = ["CPU:0"]
     return {"devices": ", ".join(devices)}
+
+
+def environment() -> list[tuple[str, str]]:
+    """(name, value) rows: kerakp, Python, Keras and its backend, NumPy, OpenCV, the devices, the presets."""
+    import platform
+
+    import cv2
+    import keras
+    import numpy
+
+    from kerakp import __version__
+    from kerakp.zoo import presets
+
+    rows = [("kerakp", __version__), ("python", f"{platform.python_version()} ({platform.system()} {platform.machine()})"),
+            ("keras", f"{keras.__version__} (backend: {keras.backend.backend()})"), ("numpy", numpy.__version__),
+            ("opencv", cv2.__version__), *list_devices().items()]
+    return rows + [(f"preset {name}", f"{preset.path} ({preset.summary})") for name, preset in presets().items()]

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from kerakp.data.augment import expose
+from kerakp.data.dataset import LandmarkSet, person_of, photo_of
 from kerakp.data.geometry import resize_matrix, transform_points, warp
-from kerakp.data.readers import LandmarkSet, image_files, person_of, photo_of, read_image
+from kerakp.data.images import image_files, read_image
 from kerakp.data.sequence import KeypointSequence
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor

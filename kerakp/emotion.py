@@ -181,12 +181,30 @@ def landmark_features(landmarks) -> tuple[list[str], np.ndarray]:
     return names, features(points, schema)
 
 
-def calibrate(landmarks, labels_path, start: EmotionRule) -> tuple[EmotionRule, dict]:
-    """Fit the rule's thresholds on labelled faces: the landmark CSV and a labels CSV (an image column and a
-    label, expression or tag column). Returns the fitted rule and, for `before` (`start`) and `after`, the
-    accuracy and confusion counts on these faces."""
-    from kerakp.data.readers import read_table
+def tag_landmarks(landmarks, rule: EmotionRule | None = None, out=None, overwrite: bool = False):
+    """`tag_table` of a landmark CSV (`kerakp predict` output or ground truth), also written to `out` when given
+    (an existing file only with `overwrite`)."""
+    from kerakp.data.readers import read_landmark_table
+    from kerakp.io import refuse_existing, write_csv
 
+    if out is not None:
+        refuse_existing(out, overwrite)
+    table = tag_table(*read_landmark_table(landmarks), rule)
+    if out is not None:
+        write_csv(table, out)
+    return table
+
+
+def calibrate(landmarks, labels_path, start: EmotionRule, out=None, overwrite: bool = False) -> tuple[EmotionRule, dict]:
+    """Fit the rule's thresholds on labelled faces: the landmark CSV and a labels CSV (an image column and a
+    label, expression or tag column). Returns the fitted rule (also written to `out` when given: an existing file
+    only with `overwrite`) and, for `before` (`start`) and `after`, the accuracy and confusion counts on these
+    faces."""
+    from kerakp.data.readers import read_table
+    from kerakp.io import refuse_existing
+
+    if out is not None:
+        refuse_existing(out, overwrite)
     names, feats = landmark_features(landmarks)
     table = read_table(labels_path)
     column = next((c for c in ("label", "expression", "tag") if c in table.columns), None)
@@ -201,6 +219,8 @@ def calibrate(landmarks, labels_path, start: EmotionRule) -> tuple[EmotionRule, 
     after = fit_rule(feats, truth)
     report = {title: {"faces": len(known), "accuracy": accuracy(truth, rule.tag(feats)), "confusion": confusion(truth, rule.tag(feats))}
               for title, rule in (("before", start), ("after", after))}
+    if out is not None:
+        save_rule(after, out, f"fitted by kerakp emotion calibrate on {landmarks} with {labels_path}")
     return after, report
 
 

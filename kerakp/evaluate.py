@@ -1,7 +1,7 @@
 """`evaluate`: end-to-end accuracy from the raw image through the same `Predictor` users run.
 
 Writes `metrics.json`, `per_image.csv` (NME and detection per image), `ced.png` and `grid.png` (the worst
-and the best predictions) into an output folder.
+and the best predictions) into an output folder, and with `report` the page to look through (`kerakp.report`).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kerakp.data.readers import LandmarkSet
+from kerakp.data.dataset import LandmarkSet
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
 from kerakp.io import replacing, strict_json, write_json
@@ -40,9 +40,11 @@ def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progre
     return preds, detected, sides
 
 
-def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", progress: bool = True) -> dict:
-    """Score a model on a labelled set; returns the metrics and writes the report files into `out_dir`, all
-    at once when they are complete. Images whose points are all missing are left out and counted."""
+def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", progress: bool = True,
+             report: bool = False) -> dict:
+    """Score a model on a labelled set; returns the metrics and writes the report files into `out_dir` (with
+    `report`, also `report.html`), all at once when they are complete. Images whose points are all missing are
+    left out and counted."""
     labelled = ~np.isnan(data.keypoints).all(axis=(1, 2))
     if not labelled.any():
         raise KerakpError(f"{data.source}: no image has a labelled point")
@@ -76,6 +78,11 @@ def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", 
         plot_grid([data.image(i) for i in shown], [data.keypoints[i] for i in shown],
                   [preds[i] for i in shown], titles, out / "grid.png")
         write_json(out / "metrics.json", metrics)
+        if report:
+            from kerakp.report import write_report
+
+            write_report(out / "report.html", data, preds, nme, detected, strict_json(metrics), out / "ced.png",
+                         f"{name}: {metrics['images']} faces, NME {metrics['nme']:.4f}")
     return strict_json(metrics)
 
 

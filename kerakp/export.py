@@ -19,7 +19,7 @@ import numpy as np
 from kerakp.errors import KerakpError
 from kerakp.io import refuse_existing, refuse_if_interrupted, remove, writable_folder, write_json
 from kerakp.quiet import native_stderr_silenced
-from kerakp.runtime import LiteRTModel, OnnxModel, SavedModel
+from kerakp.runtime import RUNTIMES
 
 FLOAT_TOLERANCE = 1e-4
 QUANTIZED_NME_TOLERANCE = 0.01  # crop-space NME a quantized export may add (int8 softmax heatmaps collapse)
@@ -27,13 +27,16 @@ QUANTIZED_NME_TOLERANCE = 0.01  # crop-space NME a quantized export may add (int
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """One export format: the file suffix ("" for a folder), the quantizations it takes, how it is written
-    (`write(model, path, quantize, crops)`) and which runtime opens it (`kerakp.runtime`)."""
+    """One export format: the file suffix ("" for a folder), the quantizations it takes and how it is written
+    (`write(model, path, quantize, crops)`); the runtime that opens it is `kerakp.runtime.RUNTIMES[suffix]`."""
 
     suffix: str
     quantizations: tuple[str, ...]
     write: Callable
-    runtime: type
+
+    @property
+    def runtime(self) -> type:
+        return RUNTIMES[self.suffix]
 
 
 def _write_tflite(model, path: Path, quantize: str, crops: np.ndarray) -> None:
@@ -61,9 +64,9 @@ def _write_savedmodel(model, path: Path, quantize: str, crops: np.ndarray) -> No
 
 
 FORMATS = {
-    "tflite": ExportFormat(".tflite", ("none", "float16", "dynamic", "int8"), _write_tflite, LiteRTModel),
-    "onnx": ExportFormat(".onnx", ("none",), _write_onnx, OnnxModel),
-    "savedmodel": ExportFormat("", ("none",), _write_savedmodel, SavedModel),
+    "tflite": ExportFormat(".tflite", ("none", "float16", "dynamic", "int8"), _write_tflite),
+    "onnx": ExportFormat(".onnx", ("none",), _write_onnx),
+    "savedmodel": ExportFormat("", ("none",), _write_savedmodel),
 }
 QUANTIZATIONS = tuple(dict.fromkeys(q for spec in FORMATS.values() for q in spec.quantizations))
 
@@ -71,7 +74,7 @@ QUANTIZATIONS = tuple(dict.fromkeys(q for spec in FORMATS.values() for q in spec
 def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`count` face crops at the model's input size and their target coordinates: from a labelled set
     (`data`, a path any reader takes) or, without one, from synthetic faces."""
-    from kerakp.data.readers import load_dataset
+    from kerakp.data.formats import load_dataset
     from kerakp.data.sequence import KeypointSequence
     from kerakp.data.synthetic import write_synthetic_set
 

@@ -30,16 +30,22 @@ import warnings
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from kerakp.codecs import decode_regression
 from kerakp.data.augment import DARK, expose
-from kerakp.data.geometry import box_crop_matrix, box_iou, level_turn, points_box, transform_points, warp, whole_image_box
+from kerakp.data.geometry import (
+    box_crop_matrix,
+    box_iou,
+    level_turn,
+    points_box,
+    transform_points,
+    warp,
+    whole_image_box,
+)
 from kerakp.detect import DEFAULT_DETECTOR, Detector, calibration_for, get_detector
 from kerakp.errors import KerakpError
-from kerakp.metrics import per_image_nme
 from kerakp.runtime import open_model
 from kerakp.schemas import Schema
 
@@ -47,7 +53,8 @@ BOX_SOURCES = ("detector", "oracle", "full")
 DEFAULT_TURN = 12.0  # degrees (BENCHMARKS.md, "Turned reads")
 
 
-class Candidate(NamedTuple):
+@dataclass(frozen=True)
+class Candidate:
     """A first-pass landmark box, the detector's score for it (NaN elsewhere), whether a detector gave it, and
     the turn (degrees) its eyes ask for (`Predictor.view`'s rule; 0 where no detector saw eyes)."""
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from kerakp.errors import KerakpError
 
-
 _interrupted = False
 
 
@@ -50,6 +49,20 @@ def _record_interrupt(signum, frame):
 def interrupted() -> bool:
     """Whether a SIGINT arrived within `catching_interrupts`, even one a library swallowed."""
     return _interrupted
+
+
+@contextmanager
+def uninterrupted():
+    """A block that a Ctrl-C does not cut in two: SIGINT waits (in the main thread) until it ends, so a chunk of
+    streamed output and the record of its progress are written together."""
+    blocking = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def refuse_if_interrupted() -> None:

@@ -1,260 +1,15 @@
-"""The live loop: camera or video → faces tracked frame to frame → smoothing → tags → drawing.
-
-`FaceTracker` keeps a `Track` per face, with a stable id. A tracked face costs one model read per frame
-(`Predictor.track`: the crop around its last landmarks, no mirrored read), two with `mirror` (the crop and its
-mirror, as the whole path reads: as accurate as reading each frame alone, BENCHMARKS.md "Live loop"). The detector runs when there
-is no track and every `redetect_every` frames: its faces are matched to the tracks by box overlap, a track it
-no longer confirms twice running is dropped, and a new face is read through the whole path (passes and
-flip test) and kept if the model reads it consistently. A track whose landmarks collapse, leave the frame or
-jump in size is dropped at once. Landmarks are smoothed by One Euro filters (`OneEuroFilter`) in the face's
-own frame (`FaceSmoother`), and expression tags are majority-voted per face. `track` yields the tracked
-faces per frame (what `Landmarker.track` returns); `run_live` adds the window (keys q, r, s), recording,
-per-frame landmarks and statistics.
-"""
+"""The live window: `Landmarker.track` (`kerakp.tracking`) on a camera or video, drawn (keys q quit, r record,
+s snapshot), recorded, with per-frame landmarks and statistics."""
 from __future__ import annotations
 
-import copy
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from kerakp.analysis import BlinkDetector, head_pose, openness, rotation_from
-from kerakp.data.geometry import box_iou, points_box
-from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
-from kerakp.inference import Candidate, Predictor
 from kerakp.io import write_csv, write_json
-from kerakp.quiet import native_stderr_silenced
-
-STAGES = ("capture", "detect", "infer", "smooth", "tag", "draw")
-DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 0.3, 100.0  # chosen on the synthetic videos (BENCHMARKS.md, "Live loop")
-
-
-class OneEuroFilter:
-    """The One Euro filter (Casiez, Roussel and Vogel, CHI 2012): an exponential low-pass whose cutoff rises
-    with the signal's speed, `min_cutoff + beta * |speed|` (Hz), so a still signal is smoothed hard and a
-    moving one followed with little lag. Works elementwise on arrays; `t` in seconds."""
-
-    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, d_cutoff: float = 1.0):
-        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.value = self.speed = self.t = None
-
-    @staticmethod
-    def _alpha(cutoff, dt: float):
-        return 1.0 / (1.0 + 1.0 / (2 * math.pi * cutoff * dt))
-
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        if self.value is None or t <= self.t:
-            self.value, self.speed, self.t = x.copy(), np.zeros_like(x), t
-            return self.value.copy()
-        dt, self.t = t - self.t, t
-        self.speed = self.speed + self._alpha(self.d_cutoff, dt) * ((x - self.value) / dt - self.speed)
-        cutoff = self.min_cutoff + self.beta * np.abs(self.speed)
-        self.value = self.value + self._alpha(cutoff, dt) * (x - self.value)
-        return self.value.copy()
-
-
-class FaceSmoother:
-    """Landmarks smoothed in the face's own frame: the pose (centre and scale in units of the first frame's
-    eye distance, log scale, roll) and the shape (points in the pose's frame, in eye distances) each through a
-    One Euro filter, so a head that moves moves the pose, which the filter follows, and the shape stays
-    steady. Markups without a normalising pair are filtered as they are."""
-
-    def __init__(self, norm, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA):
-        self.norm, self.unit = norm, None
-        self.pose, self.shape = OneEuroFilter(min_cutoff, beta), OneEuroFilter(min_cutoff, beta)
-
-    def __call__(self, points: np.ndarray, t: float) -> np.ndarray:
-        if self.norm is None or np.isnan(points[list(self.norm)]).any():
-            return self.shape(points, t)
-        left, right = points[self.norm[0]], points[self.norm[1]]
-        side = float(np.linalg.norm(right - left))
-        if side < 1e-6:
-            return points
-        self.unit = self.unit or side
-        angle = math.atan2(*(right - left)[::-1])
-        centre = np.nanmean(points, axis=0)
-        rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        shape = (points - centre) @ rotation / side                     # R^T (p - c) / s, row vectors
-        cx, cy, log_side, angle = self.pose(np.array([*centre / self.unit, math.log(side), angle]), t)
-        shape = self.shape(shape, t)
-        rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        return np.array([cx, cy]) * self.unit + math.exp(log_side) * shape @ rotation.T
-
-
-@dataclass
-class Track:
-    """One tracked face: its id, the last raw landmarks (where the next crop looks), the smoothed ones
-    (what is shown), its smoother, tag vote and how many detector checks in a row missed it."""
-
-    id: int
-    raw: np.ndarray
-    points: np.ndarray
-    smoother: FaceSmoother
-    tags: TagSmoother = field(default_factory=TagSmoother)
-    tag: str = ""
-    misses: int = 0
-    blinks: BlinkDetector = field(default_factory=BlinkDetector)
-    eyes_closed: bool = False
-
-
-@dataclass
-class LiveStats:
-    """What one run of the loop did and how long each stage took (milliseconds per frame)."""
-
-    frames: int = 0
-    wall_s: float = 0.0
-    source_fps: float = 0.0
-    detector_calls: int = 0
-    track_losses: int = 0
-    faces: int = 0
-    blinks: int = 0
-    emotion_counts: dict = field(default_factory=dict)
-    stage_ms: dict = field(default_factory=lambda: {stage: [] for stage in STAGES})
-
-    def timed(self, stage: str, started: float) -> None:
-        self.stage_ms[stage].append(1000 * (time.perf_counter() - started))
-
-    def summary(self) -> dict:
-        latency = {stage: {"mean": float(np.mean(v)), "p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))}
-                   for stage, v in self.stage_ms.items() if v}
-        return {"frames": self.frames, "wall_s": round(self.wall_s, 3),
-                "fps": self.frames / self.wall_s if self.wall_s > 0 else 0.0, "latency_ms": latency,
-                "detector_calls": self.detector_calls, "track_losses": self.track_losses,
-                "faces_per_frame": self.faces / self.frames if self.frames else 0.0, "source_fps": self.source_fps, "blinks": self.blinks,
-                "emotion_counts": self.emotion_counts}
-
-
-class FaceTracker:
-    """Faces frame after frame (see the module docstring); `step` returns the live tracks, oldest first."""
-
-    def __init__(self, predictor: Predictor, redetect_every: int = 30, max_faces: int | None = None,
-                 min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, reject: float = 0.15,
-                 mirror: bool = False):
-        self.predictor, self.redetect_every, self.max_faces = predictor, max(1, redetect_every), max_faces
-        self.min_cutoff, self.beta, self.reject, self.mirror = min_cutoff, beta, reject, mirror
-        self.tracks: list[Track] = []
-        self.next_id, self.since_detect = 0, 0
-        self.detector = copy.copy(predictor.detector)   # the same detector, with its own tiling state
-        if hasattr(self.detector, "tiles_per_call"):
-            self.detector.tiles_per_call = 1   # an empty frame reads one tile: a small face shows up within nine
-
-    def _lost(self, track: Track, points: np.ndarray, shape) -> bool:
-        """A track is lost when its landmarks collapse, leave the frame, or jump in size."""
-        box, previous = points_box(points), points_box(track.raw)
-        if box is None:
-            return True
-        side = max(box[2] - box[0], box[3] - box[1])
-        centre = (box[:2] + box[2:]) / 2
-        inside = 0 <= centre[0] < shape[1] and 0 <= centre[1] < shape[0]
-        ratio = side / max(previous[2] - previous[0], previous[3] - previous[1], 1)
-        return side < 12 or not inside or not 0.6 < ratio < 1.6
-
-    def _new(self, frame: np.ndarray, candidate: Candidate, t: float) -> Track | None:
-        """A track for a newly detected face, read through the whole path; None where the model reads it
-        inconsistently (a false detection)."""
-        (read,) = self.predictor.read_candidates([frame], [[candidate]])[0]
-        if not read.flip_nme <= self.reject:
-            return None
-        track = Track(self.next_id, read.points, read.points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta))
-        track.points = track.smoother(read.points, t)
-        self.next_id += 1
-        return track
-
-    def _detect(self, frame: np.ndarray, t: float, stats: LiveStats) -> None:
-        started = time.perf_counter()
-        stats.detector_calls += 1
-        self.since_detect = 0
-        found = self.predictor.face_boxes(frame, detector=self.detector)
-        confirmed = set()
-        for candidate in found:
-            overlaps = [box_iou(candidate.box, points_box(track.raw)) for track in self.tracks]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            if best >= 0 and overlaps[best] > 0.3:
-                confirmed.add(self.tracks[best].id)
-            elif self.max_faces is None or len(self.tracks) < self.max_faces:
-                track = self._new(frame, candidate, t)
-                if track is not None:
-                    self.tracks.append(track)
-                    confirmed.add(track.id)
-        for track in list(self.tracks):
-            track.misses = 0 if track.id in confirmed else track.misses + 1
-            if track.misses >= 2:   # the detector has missed it twice running
-                self.tracks.remove(track)
-                stats.track_losses += 1
-        stats.timed("detect", started)
-
-    def step(self, frame: np.ndarray, t: float, stats: LiveStats) -> list[Track]:
-        """Read every track once, drop the lost, run the detector when due, smooth; the live tracks."""
-        started = time.perf_counter()
-        for track in list(self.tracks):
-            points = self.predictor.track(frame, track.raw, self.mirror)
-            if self._lost(track, points, frame.shape):
-                self.tracks.remove(track)
-                stats.track_losses += 1
-                continue
-            track.raw = points
-        if self.tracks:
-            stats.timed("infer", started)
-        fresh = {track.id for track in self.tracks}
-        self.since_detect += 1
-        if not self.tracks or self.since_detect >= self.redetect_every:
-            self._detect(frame, t, stats)
-        started = time.perf_counter()
-        for track in self.tracks:
-            if track.id in fresh:
-                track.points = track.smoother(track.raw, t)
-        stats.timed("smooth", started)
-        return self.tracks
-
-
-def draw_pose(frame_bgr: np.ndarray, points: np.ndarray, schema) -> None:
-    """The head's axes (x red, y green, z blue, towards the camera) from its nose tip, as `head_pose` sees them."""
-    try:
-        yaw, pitch, roll = head_pose(points, frame_bgr.shape, schema)
-    except KerakpError:   # a markup with too few points for a pose
-        return
-    if not np.isfinite(yaw):
-        return
-    box = points_box(points)
-    length = 0.5 * max(box[2] - box[0], box[3] - box[1])
-    origin = points[schema.parts["nose_tip"][0]] if "nose_tip" in schema.parts else (box[:2] + box[2:]) / 2
-    axes = rotation_from(yaw, pitch, roll) @ np.diag([1.0, 1.0, -1.0])   # z drawn towards the camera
-    for k, colour in enumerate(((0, 0, 255), (0, 255, 0), (255, 0, 0))):
-        end = origin + length * axes[:2, k]
-        cv2.line(frame_bgr, tuple(np.round(origin).astype(int)), tuple(np.round(end).astype(int)), colour, 2, cv2.LINE_AA)
-
-
-def draw(frame_bgr: np.ndarray, tracks: list[Track], fps: float, schema=None) -> None:
-    """Each face's landmarks, box, id, tag, blink and head-pose axes, and the FPS, drawn in place."""
-    for track in tracks:
-        for x, y in track.points:
-            if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(frame_bgr, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1, cv2.LINE_AA)
-        x0, y0, x1, y1 = points_box(track.points).astype(int)
-        cv2.rectangle(frame_bgr, (x0, y0), (x1, y1), (255, 200, 0), 1)
-        if schema is not None:
-            draw_pose(frame_bgr, track.points, schema)
-        label = f"#{track.id} {track.tag}{' blink' if track.eyes_closed else ''}".strip()
-        cv2.putText(frame_bgr, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 0, 255), 1, cv2.LINE_AA)
-    cv2.putText(frame_bgr, f"{fps:5.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2, cv2.LINE_AA)
-
-
-def open_source(source: str) -> cv2.VideoCapture:
-    """A camera (an index such as `0`) or a video file, with one clear error when neither opens."""
-    is_camera = str(source).isdigit()
-    if not is_camera and not Path(source).is_file():
-        raise KerakpError(f"{source}: video file not found")
-    with native_stderr_silenced():  # OpenCV's own warnings for a missing camera or a damaged file
-        capture = cv2.VideoCapture(int(source) if is_camera else str(source))
-    if not capture.isOpened():
-        raise KerakpError(f"camera {source} not found or busy" if is_camera else f"{source}: not a readable video")
-    return capture
 
 
 class Recorder:
@@ -282,85 +37,33 @@ class Recorder:
             self.writer.release()
 
 
-def frames(source, stats: LiveStats, max_frames: int | None = None):
-    """(frame index, seconds, BGR frame) of a camera or video until it ends or `max_frames`; time is the
-    video's own (its frame rate) or, for a camera, the clock."""
-    capture = open_source(str(source))
-    fps = stats.source_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-    video = not str(source).isdigit() and fps > 0
-    began = time.perf_counter()
-    try:
-        index = 0
-        while max_frames is None or index < max_frames:
-            started = time.perf_counter()
-            ok, frame_bgr = capture.read()
-            if not ok:
-                break
-            stats.timed("capture", started)
-            yield index, index / fps if video else time.perf_counter() - began, frame_bgr
-            index += 1
-    finally:
-        capture.release()
+def run_live(landmarker, source: str = "0", record: Path | None = None, headless: bool = False,
+             stats_path: Path | None = None, redetect_every: int = 30, emotion_rule=None,
+             max_frames: int | None = None, max_faces: int | None = None, min_cutoff: float | None = None,
+             beta: float | None = None, landmarks_path: Path | None = None, snapshots: Path = Path("."),
+             mirror: bool = False, overwrite: bool = False, threads: int | None = None) -> dict:
+    """Run `landmarker.track` (a `Landmarker`) with expressions until the video ends, `q` is pressed or
+    `max_frames`; returns the stats, written (with the per-frame landmarks) also when the loop stops on an error
+    or an interrupt. Existing output files are replaced only with `overwrite`; `threads` also caps OpenCV's."""
+    from kerakp.drawing import draw
+    from kerakp.io import refuse_existing
+    from kerakp.tracking import LiveStats
 
-
-def tag_faces(tracks: list[Track], schema, rule: EmotionRule | None, stats: LiveStats) -> None:
-    """Each track's expression tag, majority-voted over its recent frames (markups with mouth points), and
-    whether its eyes are closed (`BlinkDetector`, iBUG 68)."""
-    if not tracks:
-        return
-    started = time.perf_counter()
-    if schema.name == "ibug68":
-        for track in tracks:
-            ratios, before = openness(track.raw, schema), track.blinks.blinks   # unsmoothed: a blink is brief
-            track.eyes_closed = track.blinks.update((ratios["left_eye"] + ratios["right_eye"]) / 2)
-            stats.blinks += track.blinks.blinks - before
-    if rule is None:
-        stats.timed("tag", started)
-        return
-    tags = rule.tag(features(np.stack([track.points for track in tracks]), schema))
-    for track, tag in zip(tracks, tags):
-        track.tag = track.tags.update(tag)
-        if track.tag:
-            stats.emotion_counts[track.tag] = stats.emotion_counts.get(track.tag, 0) + 1
-    stats.timed("tag", started)
-
-
-def emotion_rule_for(schema, rule: EmotionRule | None) -> EmotionRule | None:
-    try:
-        mouth_points(schema)
-    except KerakpError:   # a markup without mouth points is tracked but not tagged
-        return None
-    return rule or EmotionRule()
-
-
-def track(predictor: Predictor, source="0", redetect_every: int = 30, max_faces: int | None = None,
-          min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, max_frames: int | None = None,
-          stats: LiveStats | None = None, mirror: bool = False):
-    """(RGB frame, its `Track`s, oldest first) for each frame of a camera index or video file."""
-    stats = stats if stats is not None else LiveStats()
-    tracker = FaceTracker(predictor, redetect_every, max_faces, min_cutoff, beta, mirror=mirror)
-    for _, t, frame_bgr in frames(source, stats, max_frames):
-        frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        tracks = tracker.step(frame, t, stats)
-        stats.frames += 1
-        yield frame, tracks
-
-
-def run_live(predictor: Predictor, source: str = "0", record: Path | None = None, headless: bool = False,
-             stats_path: Path | None = None, redetect_every: int = 30, emotion_rule: EmotionRule | None = None,
-             max_frames: int | None = None, max_faces: int | None = None, min_cutoff: float = DEFAULT_MIN_CUTOFF,
-             beta: float = DEFAULT_BETA, landmarks_path: Path | None = None, snapshots: Path = Path("."),
-             mirror: bool = False) -> dict:
-    """Run the loop until the video ends, `q` is pressed or `max_frames`; returns the stats, written (with
-    the per-frame landmarks) also when the loop stops on an error or an interrupt."""
+    for path in (record, stats_path, landmarks_path):
+        if path is not None:
+            refuse_existing(path, overwrite)
+    if threads:
+        cv2.setNumThreads(threads)
     stats = LiveStats()
-    tracker = FaceTracker(predictor, redetect_every, max_faces, min_cutoff, beta, mirror=mirror)
-    rule = emotion_rule_for(predictor.schema, emotion_rule)
+    schema = landmarker.info.schema
+    smoothing = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}
     recorder, rows, window_open, taken = None, [], False, 0
     window = "kerakp live (q quit, r record, s snapshot)"
     try:
         began = time.perf_counter()
-        for index, t, frame_bgr in frames(source, stats, max_frames):
+        for index, (frame, faces) in enumerate(landmarker.track(
+                source, max_faces, redetect_every, mirror, expressions=True, rule=emotion_rule, stats=stats,
+                max_frames=max_frames, **smoothing)):
             if recorder is None:
                 recorder = Recorder(record, stats.source_fps or 30.0)
                 if not headless:
@@ -370,16 +73,13 @@ def run_live(predictor: Predictor, source: str = "0", record: Path | None = None
                     except cv2.error:
                         raise KerakpError("this OpenCV has no window support (opencv-python-headless): "
                                           "install opencv-python<5 or run with --headless") from None
-            tracks = tracker.step(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), t, stats)
-            tag_faces(tracks, predictor.schema, rule, stats)
-            stats.frames += 1
-            stats.faces += len(tracks)
             if landmarks_path is not None:
-                rows += [[index, tr.id, *np.round(tr.points, 2).ravel()] for tr in tracks]
+                rows += [[index, face.id, *np.round(face.points, 2).ravel()] for face in faces]
             started = time.perf_counter()
             stats.wall_s = time.perf_counter() - began
             if recorder.on or not headless:
-                draw(frame_bgr, tracks, stats.frames / stats.wall_s, predictor.schema)
+                frame_bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+                draw(frame_bgr, faces, stats.frames / stats.wall_s, schema)
                 recorder.write(frame_bgr)
             if not headless:
                 cv2.imshow(window, frame_bgr)
@@ -405,6 +105,6 @@ def run_live(predictor: Predictor, source: str = "0", record: Path | None = None
         if landmarks_path is not None:
             import pandas as pd
 
-            columns = ["frame", "face"] + [f"{a}{k}" for k in range(predictor.schema.num_points) for a in "xy"]
+            columns = ["frame", "face"] + [f"{a}{k}" for k in range(schema.num_points) for a in "xy"]
             write_csv(pd.DataFrame(rows, columns=columns), landmarks_path)
     return summary

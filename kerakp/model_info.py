@@ -55,3 +55,15 @@ class ModelInfo:
 
     def replace(self, **changes) -> "ModelInfo":
         return replace(self, **changes)
+
+    def describe_fit(self) -> list[str]:
+        """Lines that say what `fit-detector` fitted: each detector's box calibration, the point offsets' size."""
+        import numpy as np
+
+        lines = [f"{name}: dx {c['dx']:.3f}, dy {c['dy']:.3f}, scale {c['scale']:.3f} from {c['samples']} faces"
+                 f"{', and a fit from where it saw the eyes' if c.get('eyes') else ''}" for name, c in self.box_calibration.items()]
+        if self.point_offsets:
+            shifts = np.linalg.norm(self.point_offsets, axis=-1) * self.crop.size  # (2, K)
+            lines.append(f"point offsets in a {self.crop.size} px crop: direct reading median {np.median(shifts[0]):.2f} px, "
+                         f"mirrored {np.median(shifts[1]):.2f} px, largest {shifts.max():.2f} px")
+        return lines

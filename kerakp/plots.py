@@ -1,4 +1,5 @@
-"""Figures: cumulative error distribution (CED), training curves and prediction grids (PNG, no display)."""
+"""Figures: cumulative error distribution (CED), training curves and prediction grids (PNG, no display). Truth
+and prediction are blue and orange, which colour-blind readers tell apart."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,15 @@ import pandas as pd  # noqa: E402
 from kerakp.io import replacing  # noqa: E402
 from kerakp.metrics import auc, ced_curve  # noqa: E402
 
+TRUTH, PREDICTION = "#0072B2", "#E69F00"   # blue and orange (Okabe-Ito), for matplotlib; BGR in `kerakp.drawing`
+
+
+def ced_limit(curves) -> float:
+    """The CED's x range: reaching the 95th percentile of every curve's errors, never below 0.1."""
+    values = [np.asarray(nme, float) for nme in curves]
+    high = max((np.nanpercentile(v, 95) for v in values if np.isfinite(v).any()), default=0.0)
+    return float(max(0.1, np.ceil(high * 20) / 20))   # up to the next 0.05
+
 
 def _save(fig, path) -> Path:
     try:
@@ -23,12 +33,15 @@ def _save(fig, path) -> Path:
     return Path(path)
 
 
-def plot_ced(curves: dict[str, np.ndarray], path, limit: float = 0.1, title: str = "Cumulative error distribution") -> Path:
-    """One CED line per named array of per-image NME values."""
+def plot_ced(curves: dict[str, np.ndarray], path, limit: float | None = None,
+             title: str = "Cumulative error distribution") -> Path:
+    """One CED line per named array of per-image NME values, to `limit` (default `ced_limit`); the legend gives
+    each curve's AUC to 0.1, the usual figure, whatever the range shown."""
+    limit = limit or ced_limit(curves.values())
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for label, nme in curves.items():
         x, y = ced_curve(np.asarray(nme), limit)
-        ax.plot(x, y, label=f"{label} (AUC@{limit:g} {auc(np.asarray(nme), limit):.3f})")
+        ax.plot(x, y, label=f"{label} (AUC@0.1 {auc(np.asarray(nme), 0.1):.3f})")
     ax.set(xlabel="NME (outer-eye-corner distance)", ylabel="fraction of images", xlim=(0, limit), ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -51,7 +64,7 @@ def plot_history(history_csv, path) -> Path:
 
 
 def plot_grid(images: list[np.ndarray], truths: list, preds: list, titles: list[str], path, columns: int = 4) -> Path:
-    """Images with ground truth (green) and predictions (red), each cropped around its face."""
+    """Images with ground truth (blue) and predictions (orange), each cropped around its face, under one legend."""
     rows = max(1, int(np.ceil(len(images) / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
     for ax in axes.ravel():
@@ -66,10 +79,12 @@ def plot_grid(images: list[np.ndarray], truths: list, preds: list, titles: list[
             ax.set_xlim(lo[0] - pad, hi[0] + pad)
             ax.set_ylim(hi[1] + pad, lo[1] - pad)
         if truth is not None:
-            ax.scatter(truth[:, 0], truth[:, 1], s=4, c="lime", linewidths=0)
+            ax.scatter(truth[:, 0], truth[:, 1], s=5, c=TRUTH, linewidths=0, label="truth")
         if pred is not None:
-            ax.scatter(pred[:, 0], pred[:, 1], s=4, c="red", linewidths=0)
+            ax.scatter(pred[:, 0], pred[:, 1], s=5, c=PREDICTION, linewidths=0, label="prediction")
         ax.set_title(title, fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, markerscale=3, frameon=False, bbox_to_anchor=(0.5, 1.02))
     return _save(fig, path)
 
 

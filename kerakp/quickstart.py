@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kerakp.detect import DEFAULT_DETECTOR
 from kerakp.errors import KerakpError
 
 MARKER = ".kerakp-quickstart"   # a folder holding it was made by quickstart, which may replace its contents
 
 
-def quickstart(out="runs/quickstart", images: int = 600, epochs: int | None = None, detector: str = "blazeface",
+def quickstart(out="runs/quickstart", images: int = 600, epochs: int | None = None, detector: str = DEFAULT_DETECTOR,
                progress: bool = True) -> tuple[dict, Path]:
     """Generate `images` synthetic faces (kept and reused by a later run), train the quickstart recipe on
-    them and evaluate on the held-out synthetic persons; returns the metrics and the trained model's path. A
+    them and evaluate on the held-out synthetic persons (with the page `evaluate/report.html`); returns the metrics
+    and the trained model's path. A
     folder quickstart did not make is refused."""
     from kerakp.api import Landmarker
     from kerakp.data.synthetic import write_synthetic_set
@@ -28,5 +30,6 @@ def quickstart(out="runs/quickstart", images: int = 600, epochs: int | None = No
     overrides = {"epochs": epochs} if epochs is not None else {}
     model = Landmarker.train(data, "quickstart", out / "run", format="ytf68", overwrite=True, progress=progress, **overrides)
     lm = Landmarker(model.path, detector=detector)
-    metrics = lm.evaluate(data, subset="val", out=out / "evaluate", format="ytf68", overwrite=True, progress=progress)
+    metrics = lm.evaluate(data, subset="val", out=out / "evaluate", format="ytf68", overwrite=True, progress=progress,
+                          report=True)
     return metrics, model.path

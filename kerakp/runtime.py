@@ -1,7 +1,8 @@
 """One model interface for every file format: `.keras` (Keras, any backend), `.tflite` (LiteRT), `.onnx` (ONNX
 Runtime) and a SavedModel folder (TensorFlow). Each gives what the `Predictor` needs: `predict_on_batch(crops)`
 and `info` (`kerakp.model_info.ModelInfo`); an exported model keeps its info in the `<file>.json` sidecar
-written by `kerakp export`. Which runtime opens which suffix is the export-format table, `kerakp.export.FORMATS`.
+written by `kerakp export`. `RUNTIMES` is the table of which runtime opens which suffix. This is the bottom of the
+model code: training, export and inference load and save models here, and it imports none of them.
 """
 from __future__ import annotations
 
@@ -134,14 +135,25 @@ def load_keras_model(path: Path):
     return model
 
 
+RUNTIMES = {".tflite": LiteRTModel, ".onnx": OnnxModel, "": SavedModel}   # file suffix ("" a folder) -> runtime
+
+
+def save_for_inference(model, path, info: ModelInfo | None = None) -> None:
+    """Save a `LandmarkModel`'s weights and metadata (`info`, default the model's own) without the optimizer state
+    (which would triple the file)."""
+    from kerakp.models.landmark_model import LandmarkModel
+
+    clean = LandmarkModel.from_config({**model.get_config(), **(info.to_config() if info else {})})
+    clean.set_weights(model.get_weights())
+    clean.save(path)
+
+
 def save_metadata(path, info: ModelInfo, out=None) -> Path:
     """The model at `path` with new `info` (refitted calibrations and offsets), written to `out` (default: in
     place): a `.keras` model whole, without optimizer state; an exported model as a copy of its file with the
     info in its sidecar. Nothing changes until everything is written."""
     path, target = Path(path), Path(out or path)
     if path.suffix.lower() == ".keras":
-        from kerakp.train import save_for_inference
-
         with replacing(target) as tmp:
             save_for_inference(load_keras_model(path), tmp, info)
         return target
@@ -157,7 +169,6 @@ def save_metadata(path, info: ModelInfo, out=None) -> Path:
 def open_model(path, threads: int | None = None):
     """Open a model of any supported format: `.keras`, or an export format by its suffix (a folder: SavedModel),
     or a packaged preset by its name."""
-    from kerakp.export import FORMATS
     from kerakp.zoo import model_path
 
     path = model_path(path)
@@ -166,8 +177,7 @@ def open_model(path, threads: int | None = None):
     suffix = "" if path.is_dir() else path.suffix.lower()
     if suffix == ".keras":
         return load_keras_model(path)
-    for spec in FORMATS.values():
-        if spec.suffix == suffix:
-            return spec.runtime(path, threads)
-    known = ", ".join([".keras"] + [spec.suffix or "a SavedModel folder" for spec in FORMATS.values()])
+    if suffix in RUNTIMES:
+        return RUNTIMES[suffix](path, threads)
+    known = ", ".join([".keras"] + [suffix or "a SavedModel folder" for suffix in RUNTIMES])
     raise KerakpError(f"{path}: unknown model format (expected {known})")

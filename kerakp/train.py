@@ -18,17 +18,20 @@ import yaml
 
 from kerakp.config import TrainConfig
 from kerakp.data.augment import Augment
+from kerakp.data.dataset import LandmarkSet, join_sets, split_by_person
+from kerakp.data.formats import load_dataset
 from kerakp.data.geometry import whole_image_box
-from kerakp.data.readers import LandmarkSet, join_sets, load_dataset, split_by_person
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import DETECTORS, fit_box_calibration, get_detector
 from kerakp.distill import UNLABELLED_FILE, DistillSequence, Teacher, taught_set, teacher_labels
 from kerakp.errors import KerakpError
 from kerakp.io import refuse_existing, remove, replacing, write_csv, write_json, write_text
-from kerakp.model_info import CropRule, ModelInfo
+from kerakp.model_info import CropRule
+from kerakp.models.custom import CropNME, MaskedKeypointLoss
 from kerakp.models.landmark_model import LandmarkModel
-from kerakp.models.losses import CropNME, MaskedKeypointLoss, contour_neighbours
+from kerakp.models.losses import contour_neighbours
 from kerakp.plots import plot_history
+from kerakp.runtime import save_for_inference
 from kerakp.schemas import get_schema
 
 
@@ -169,14 +172,6 @@ def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> li
     return callbacks
 
 
-def save_for_inference(model: LandmarkModel, path, info: ModelInfo | None = None) -> None:
-    """Save weights and metadata (`info`, default the model's own) without the optimizer state (which would
-    triple the file)."""
-    clean = LandmarkModel.from_config({**model.get_config(), **(info.to_config() if info else {})})
-    clean.set_weights(model.get_weights())
-    clean.save(path)
-
-
 RUN_FILES = ("model.keras", "last.keras", "history.csv", "config.yaml", "split.json", "training_curves.png", UNLABELLED_FILE)
 
 
@@ -267,7 +262,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     calibration = ({} if resume else
                    calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
                                       config.seed, progress, [config.detector] if config.detector else None))
-    with training_context(config, progress):
+    with training_context(config, progress) as devices:
         if resume:
             model, initial_epoch = _resume_from(out, config)
         else:
@@ -287,7 +282,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                 if progress:
                     print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
         seen = dict(batch_size=config.batch_size, augment=Augment.from_dict(config.augment), shuffle=True, seed=config.seed,
-                    epoch=initial_epoch, drop_last=bool(config.distribute), **loader)
+                    epoch=initial_epoch, devices=devices, **loader)
         if teacher is None:
             train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, **seen)
         else:   # the labelled sets first, then the images only the teacher labels

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from report import replace_section
 
 from kerakp import Landmarker
 from kerakp.analysis import head_pose
-from kerakp.data.readers import load_dataset, model_subset
+from kerakp.data.dataset import model_subset
+from kerakp.data.formats import load_dataset
 from kerakp.data.synthetic import posed_face, synthetic_video_frames, write_video
-from kerakp.inference import Predictor
 from kerakp.live import run_live
 from kerakp.schemas import get_schema
 
@@ -137,7 +136,7 @@ def blinks(model: str, videos: int, folder: Path) -> dict:
         closed = frozenset(f for s in starts for f in range(s, s + int(rng.integers(3, 8))))
         video = write_video(folder / f"blink_{model}_{seed}.avi", synthetic_video_frames(160, 320, 240, seed=seed + 1, motion="still",
                                                                                            closed=closed))
-        summary = run_live(Predictor(f"kerakp/presets/{model}_mobilenetv2_heatmap.tflite"), str(video), headless=True)
+        summary = run_live(Landmarker(model), str(video), headless=True)
         truth += len(starts)
         found += summary["blinks"]
         hits += min(summary["blinks"], len(starts))

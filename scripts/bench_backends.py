@@ -32,12 +32,12 @@ def measure(backbones: list[str], size: int, train_steps: int, infer_runs: int) 
 
     import keras
 
-    from kerakp.data.readers import load_dataset
+    from kerakp.config import TrainConfig
+    from kerakp.data.formats import load_dataset
     from kerakp.data.sequence import KeypointSequence
     from kerakp.data.synthetic import write_synthetic_set
     from kerakp.models.landmark_model import LandmarkModel
     from kerakp.train import compile_model
-    from kerakp.config import TrainConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         data = load_dataset(write_synthetic_set(tmp, 64, 8, 160, progress=False))

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from report import replace_section
 
+from kerakp.data.dataset import model_subset
+from kerakp.data.formats import load_dataset
 from kerakp.data.geometry import points_box, transform_points
-from kerakp.data.readers import load_dataset, model_subset
 from kerakp.data.synthetic import SKIN_TONES, random_person, synthetic_face
 from kerakp.detect import DETECTORS, get_detector
 from kerakp.inference import Predictor
@@ -211,7 +211,7 @@ def write_section(report, args):
     for side in report["recall_small"][names[0]]:
         lines.append(f"| real face pasted into 640x480, landmark box {side} px | "
                      + " | ".join(f"{report['recall_small'][n][side]:.2f}" for n in names) + " |")
-    lines.append(f"| the same without tiles (BlazeFace) | "
+    lines.append("| the same without tiles (BlazeFace) | "
                  + ", ".join(f"{s} px {v:.2f}" for s, v in report["recall_small"]["blazeface (no tiles)"].items()) + " | |")
     cost = report["ms_per_frame"]
     lines += ["", "| ms per 640x480 frame (median, 1 thread) | " + " | ".join(names) + " | ratio |", "|---|" + "---|" * (len(names) + 1)]

@@ -13,13 +13,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from report import replace_section  # noqa: E402 - scripts/ helper
 
 from kerakp.data.synthetic import EXPRESSIONS, random_person, synthetic_face
 from kerakp.emotion import TAGS, EmotionRule, accuracy, confusion, features, fit_rule, normalise_labels
 from kerakp.schemas import get_schema
-
-from report import replace_section  # noqa: E402 - scripts/ helper
 
 IBUG = get_schema("ibug68")
 ROLLS = (0, 15, 30, 45)
@@ -59,7 +57,8 @@ def synthetic_report(count: int) -> dict:
 
 def ytf68_report(model: Path, data: Path) -> dict:
     """Tags of ground truth vs end-to-end predictions on the model's own held-out persons."""
-    from kerakp.data.readers import load_dataset, model_subset
+    from kerakp.data.dataset import model_subset
+    from kerakp.data.formats import load_dataset
     from kerakp.evaluate import predict_set
     from kerakp.inference import Predictor
 

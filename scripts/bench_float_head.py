@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from report import replace_section
 
 from kerakp.export import crop_nme, face_crops
@@ -83,7 +82,6 @@ def main():
     for how, row in report["variants"].items():
         lines.append(f"| {how} | {row['size_mb']:.2f} | {row['ms']['median_ms']:.2f} | {row['ms']['p95_ms']:.2f} | "
                      f"{row['crop_nme']:.4f} | {row['crop_nme'] - report['keras_crop_nme']:+.4f} | {row['max_abs_diff']:.4f} |")
-    v = report["variants"]
     ms = {how: row["ms"]["median_ms"] for how, row in report["variants"].items()}
     lines += ["", f"Keeping the head in float keeps {(ms['float'] - ms['float head']) / (ms['float'] - ms['int8']):.0%} of full "
               "int8's saving: the rest is in the head, and quantizing the head is what spreads the heatmaps."]

@@ -16,8 +16,6 @@ import platform
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from report import replace_section
 
 from kerakp.timing import time_calls

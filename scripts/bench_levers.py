@@ -18,9 +18,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-
 from report import replace_section
 
 
@@ -63,7 +61,8 @@ def main():
     parser.add_argument("--reuse", type=Path, help="keep each model's evaluation here and reuse it while the model is unchanged")
     args = parser.parse_args()
 
-    from kerakp.data.readers import load_dataset, model_subset
+    from kerakp.data.dataset import model_subset
+    from kerakp.data.formats import load_dataset
     from kerakp.metrics import paired_interval
     from kerakp.runtime import open_model
 

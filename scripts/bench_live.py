@@ -27,17 +27,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from report import replace_section
 
-from kerakp.data.readers import load_dataset, model_subset
+from kerakp.api import Landmarker
+from kerakp.data.dataset import model_subset
+from kerakp.data.formats import load_dataset
 from kerakp.data.synthetic import photo_video_frames, synthetic_video_frames, write_video
 from kerakp.inference import Predictor
-from kerakp.live import FaceSmoother, FaceTracker, LiveStats, frames, run_live
+from kerakp.live import run_live
 from kerakp.metrics import per_image_nme
 from kerakp.runtime import litert_interpreter, open_model
 from kerakp.schemas import get_schema
 from kerakp.timing import time_calls
+from kerakp.tracking import FaceSmoother, FaceTracker, LiveStats, frames
 
 PRESETS = {"300w": "kerakp/presets/300w_mobilenetv2_heatmap.tflite", "ytf68": "kerakp/presets/ytf68_mobilenetv2_heatmap.tflite"}
 FAST = "saved_models/ytf68_mobilenetv2.tflite"
@@ -125,8 +127,7 @@ def main():
         runs = {**{name: (path, False) for name, path in PRESETS.items()}, "300w, --mirror": (PRESETS["300w"], True),
                 "fast (ytf68 regression, int8)": (FAST, False)}
         for name, (path, mirror) in runs.items():
-            predictor = Predictor(open_model(path, args.threads), detector="blazeface")
-            summary = run_live(predictor, str(videos["real move"][0]), headless=True, mirror=mirror)
+            summary = run_live(Landmarker(path, threads=args.threads), str(videos["real move"][0]), headless=True, mirror=mirror)
             summary["ms_per_frame"] = 1000 * summary["wall_s"] / summary["frames"]
             summary["ratio_to_mediapipe"] = summary["ms_per_frame"] / report["mediapipe_ms"]
             report["speed"][name] = summary

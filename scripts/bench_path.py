@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from report import replace_section
 
 from kerakp.timing import time_calls
@@ -27,7 +26,8 @@ from kerakp.timing import time_calls
 def bench(args) -> list[dict]:
     import cv2
 
-    from kerakp.data.readers import load_dataset, model_subset
+    from kerakp.data.dataset import model_subset
+    from kerakp.data.formats import load_dataset
     from kerakp.evaluate import evaluate
     from kerakp.inference import Predictor
     from kerakp.runtime import open_model

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from report import replace_section
 
 PASS = """
 import sys, time
 from kerakp.data.augment import Augment
-from kerakp.data.readers import load_dataset
+from kerakp.data.formats import load_dataset
 from kerakp.data.sequence import KeypointSequence
 from kerakp.model_info import CropRule
 data = load_dataset(sys.argv[1])
@@ -47,7 +46,7 @@ FIT = """
 import sys, time, numpy as np, keras
 from kerakp.config import TrainConfig
 from kerakp.data.augment import Augment
-from kerakp.data.readers import load_dataset
+from kerakp.data.formats import load_dataset
 from kerakp.data.sequence import KeypointSequence
 from kerakp.model_info import CropRule
 from kerakp.models.landmark_model import LandmarkModel
@@ -86,8 +85,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each training mode (the median is reported).")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    from kerakp.data.formats import load_dataset
     from kerakp.data.pack import write_pack
-    from kerakp.data.readers import load_dataset
     from kerakp.data.synthetic import write_synthetic_set
 
     report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "memory": {}, "fit_images_per_s": {}}

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from report import replace_section
 
 from kerakp import Landmarker
-from kerakp.data.readers import load_dataset
+from kerakp.data.formats import load_dataset
 from kerakp.data.synthetic import random_person, synthetic_face, synthetic_video_frames
-from kerakp.emotion import TAGS, EmotionRule, accuracy, confusion, features, fit_rule, load_rule, save_rule
+from kerakp.emotion import TAGS, accuracy, confusion, features, fit_rule, load_rule, save_rule
 from kerakp.schemas import get_schema
 
 IBUG = get_schema("ibug68")

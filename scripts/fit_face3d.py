@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kerakp.data.readers import load_dataset, model_subset
+from kerakp.data.dataset import model_subset
+from kerakp.data.formats import load_dataset
 from kerakp.runtime import open_model
 from kerakp.schemas import get_schema
 

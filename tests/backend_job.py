@@ -24,11 +24,11 @@ def main(args: list[str]) -> None:
     import keras
     import numpy as np
 
-    from kerakp.data.readers import load_dataset
+    from kerakp.data.formats import load_dataset
     from kerakp.data.sequence import KeypointSequence
     from kerakp.model_info import CropRule
+    from kerakp.models.custom import MaskedKeypointLoss
     from kerakp.models.landmark_model import LandmarkModel
-    from kerakp.models.losses import MaskedKeypointLoss
 
     if mode == "train":
         out, data_csv = rest

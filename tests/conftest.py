@@ -33,7 +33,7 @@ def synthetic_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_set(synthetic_csv):
-    from kerakp.data.readers import load_dataset
+    from kerakp.data.formats import load_dataset
 
     return load_dataset(synthetic_csv)
 

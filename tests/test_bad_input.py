@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,7 +87,7 @@ CASES = [   # (arguments; {W}: the world folder, {RO}: a read-only folder), text
     ("predict {W}/lonely.tflite {W}/good.jpg --out {W}/p.csv", "no lonely.tflite.json beside it"),
     ("predict {W}/tiny.keras {W}/good.jpg --out {W}/taken.csv", "taken.csv: already exists"),
     ("predict {W}/tiny.keras {W}/good.jpg --max-faces 0", "Invalid value for '--max-faces'"),
-    ("predict {W}/tiny.keras {W}/good.jpg --detector mtcnn --out {W}/p.csv", "unknown detector 'mtcnn'"),
+    ("predict {W}/tiny.keras {W}/good.jpg --detector mtcnn --out {W}/p.csv", "'--detector': 'mtcnn' is not one of 'blazeface', 'haar'"),
     ("predict {W}/tiny.keras {W}/good.jpg --out {RO}/p.csv", "Read-only file system"),
     ("evaluate {W}/tiny.keras --data {W}/broken --out {W}/e", "not a readable image"),
     ("evaluate {W}/tiny.keras --data {W}/short --out {W}/e", "landmarks.csv row 3: 136 values, the header has 137"),
@@ -155,7 +154,7 @@ def test_an_internal_error_is_one_line_with_exit_1_and_the_traceback_with_debug(
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(kerakp.api.Landmarker, "predict_many", broken)
+    monkeypatch.setattr(kerakp.api.Landmarker, "predict_to", broken)
     args = ["predict", str(world / "tiny.keras"), str(world / "good.jpg"), "--out", str(world / "p.csv")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
@@ -260,7 +259,7 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_command_and_writes_nothing(
     result = CliRunner().invoke(main, ["export", str(tmp_path / "m.keras")])
     assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "interrupted", result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
-    from kerakp.io import write_text                         # the session that ran it is not left interrupted
+    from kerakp.io import write_text  # the session that ran it is not left interrupted
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert write_text(tmp_path / "after.txt", "x").read_text() == "x"

@@ -165,7 +165,7 @@ def untrained_model(tmp_path_factory):
 def test_bad_inputs_get_one_line_and_exit_2(untrained_model, synthetic_csv, tmp_path):
     cases = [
         (["train", "--data", tmp_path / "nope.csv"], "nope.csv: no such file or folder"),
-        (["train", "--data", synthetic_csv, "--backbone", "vgg7"], "unknown backbone 'vgg7'"),
+        (["train", "--data", synthetic_csv, "--backbone", "vgg7"], "'--backbone': 'vgg7' is not one of 'mobilenetv2'"),
         (["train", "--data", synthetic_csv, "--set", "epochz=3"], "unknown config key 'epochz'"),
         (["train", "--data", synthetic_csv, "--set", "epochs=ten"], "config key 'epochs': expected int"),
         (["train", "--data", synthetic_csv, "--set", "augment.occlusion=half"], "config key 'augment.occlusion': expected a number"),
@@ -239,13 +239,15 @@ def test_fit_detector_refits_the_box_calibration_and_point_offsets(trained, ytf6
     assert np.array_equal(refitted.point_offsets, fitted.point_offsets)
 
 
-@pytest.mark.parametrize("fmt, markup", [("ytf68", "ibug68"), ("pts", "ibug68"), ("csv5", "five")])
+@pytest.mark.parametrize("fmt, markup", [("ytf68", "ibug68"), ("pts", "ibug68"), ("csv", "five")])
 def test_annotate_writes_a_trainable_set_with_flip_disagreement(trained, synthetic_csv, tmp_path, fmt, markup):
-    from kerakp.data.readers import load_dataset, read_image
+    from kerakp.data.formats import load_dataset
+    from kerakp.data.images import read_image
     from kerakp.inference import Predictor
 
     images = synthetic_csv.parent / "images"
-    result = run("annotate", trained / "model.keras", images, "--out", tmp_path / "labels", "--format", fmt, "--box", "full")
+    result = run("annotate", trained / "model.keras", images, "--out", tmp_path / "labels", "--format", fmt, "--box", "full",
+                 "--markup", markup)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "labels" / "annotations.csv")
     labelled = load_dataset(tmp_path / "labels")

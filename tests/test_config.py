@@ -62,14 +62,14 @@ def test_upright_crops_need_a_face_to_turn():
 
 
 def test_the_command_line_offers_the_recipes_choices():
-    from kerakp.cli import train
+    from kerakp.cli.models import train
     offered = {p.name: tuple(p.type.choices) for p in train.params if p.name in CHOICES}
     assert offered == {key: tuple(c for c in CHOICES[key] if c) for key in offered}   # "": the default, not an option
-    assert {"loss", "head", "precision", "distribute"} <= set(offered)
+    assert {"loss", "head", "backbone", "precision", "distribute"} <= set(offered)
 
 
 def test_the_command_line_loads_no_keras_until_a_command_needs_it():
-    """The choices come from `kerakp.models` itself, so `kerakp --help` stays quick."""
+    """The choices come from kerakp's tables, which load no Keras, so `kerakp --help` stays quick."""
     import subprocess
     import sys
     code = "import sys, kerakp.cli; print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"

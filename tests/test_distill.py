@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from kerakp.cli import main
-from kerakp.data.readers import load_dataset, person_of, split_by_person
 from kerakp.data.augment import Augment
+from kerakp.data.dataset import person_of, split_by_person
+from kerakp.data.formats import load_dataset
 from kerakp.distill import DistillSequence, Teacher
 from kerakp.model_info import CropRule
 
@@ -79,8 +80,8 @@ def test_distill_trains_a_student_on_labelled_and_unlabelled_faces_and_resumes(s
 
 
 def test_distill_refuses_a_teacher_of_another_markup(tmp_path):
+    from kerakp.data.formats import write_dataset
     from kerakp.data.synthetic import write_synthetic_set
-    from kerakp.data.writers import write_dataset
 
     five = write_dataset(load_dataset(write_synthetic_set(tmp_path / "s", 12, 4, 96, progress=False)), tmp_path / "five",
                          "csv", "five", progress=False)

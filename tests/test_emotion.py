@@ -80,8 +80,9 @@ def test_smoother_ignores_flicker():
 
 
 def test_rule_config_and_labels(tmp_path):
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     repo_config = Path(__file__).resolve().parents[1] / "kerakp" / "recipes" / "emotion_published.yaml"
     assert load_rule(repo_config) == EmotionRule()  # the shipped config is the published rule

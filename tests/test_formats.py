@@ -5,17 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import shared_path
 
 from kerakp.cli import main
-from kerakp.data.readers import load_dataset
-from kerakp.data.writers import WRITE_FORMATS, write_dataset
+from kerakp.data.formats import WRITABLE, load_dataset, write_dataset
 from kerakp.errors import KerakpError
 from kerakp.schemas import convert_points, get_schema
 
-from conftest import shared_path
 
-
-@pytest.mark.parametrize("fmt", [f for f in WRITE_FORMATS if f != "kaggle"])
+@pytest.mark.parametrize("fmt", [f for f in WRITABLE if f != "kaggle"])
 def test_each_layout_round_trips(synthetic_set, tmp_path, fmt):
     first = load_dataset(write_dataset(synthetic_set, tmp_path / "a", fmt, progress=False))
     second = load_dataset(write_dataset(first, tmp_path / "b", fmt, progress=False))

@@ -1,18 +1,18 @@
 """The one inference path: its crops are the training crops, its decode goes back to original pixels."""
 import numpy as np
 import pytest
+from conftest import shared_path
 
+from kerakp.data.formats import load_dataset
 from kerakp.data.geometry import crop_from_box, points_box
-from kerakp.data.readers import load_dataset, read_image
+from kerakp.data.images import read_image
 from kerakp.data.sequence import KeypointSequence
-from kerakp.model_info import CropRule
 from kerakp.detect import BoxCalibration, DetectedFace, HaarDetector, fit_box_calibration, get_detector
 from kerakp.errors import KerakpError
 from kerakp.inference import Prediction, Predictor, fit_point_offsets
-from kerakp.runtime import open_model
+from kerakp.model_info import CropRule
 from kerakp.models.landmark_model import LandmarkModel
-
-from conftest import shared_path
+from kerakp.runtime import open_model
 
 
 class RecordingPredictor(Predictor):

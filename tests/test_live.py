@@ -94,7 +94,7 @@ def test_a_window_needs_gui_support(untrained, video):
 
 
 def test_the_one_euro_filter_keeps_a_still_input_still_and_follows_a_step():
-    from kerakp.live import OneEuroFilter
+    from kerakp.tracking import OneEuroFilter
 
     still = OneEuroFilter(min_cutoff=1.0, beta=1.0)
     assert all(np.allclose(still(np.array([3.0, -2.0]), i / 30), [3.0, -2.0]) for i in range(60))
@@ -107,7 +107,7 @@ def test_the_one_euro_filter_keeps_a_still_input_still_and_follows_a_step():
 
 
 def test_the_face_smoother_steadies_a_noisy_face_and_follows_a_moving_one():
-    from kerakp.live import FaceSmoother
+    from kerakp.tracking import FaceSmoother
 
     rng = np.random.default_rng(0)
     angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)

@@ -7,12 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import shared_path
 
 from kerakp.cli import main
-from kerakp.data.readers import load_dataset
-from kerakp.data.writers import write_dataset
-
-from conftest import shared_path
+from kerakp.data.formats import load_dataset, write_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "kerakp" / "recipes"
 TINY = ["--backbone", "simplecnn", "--input-size", "48", "--batch-size", "16", "--set", "head_units=32"]

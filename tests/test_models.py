@@ -2,16 +2,15 @@
 import keras
 import numpy as np
 import pytest
+from conftest import SHARED_WEIGHTS
 
 from kerakp.data.sequence import KeypointSequence
-from kerakp.model_info import CropRule
 from kerakp.errors import KerakpError
+from kerakp.model_info import CropRule
 from kerakp.models.backbones import BACKBONES, build_backbone
-from kerakp.models.heads import HEADS, SoftArgmax
+from kerakp.models.custom import CropNME, MaskedKeypointLoss, SoftArgmax
+from kerakp.models.heads import HEADS
 from kerakp.models.landmark_model import LandmarkModel
-from kerakp.models.losses import CropNME, MaskedKeypointLoss
-
-from conftest import SHARED_WEIGHTS
 
 
 def _compiled(backbone: str, size: int, lr: float = 1e-3, head: str = "regression") -> LandmarkModel:

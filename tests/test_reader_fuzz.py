@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kerakp.data.readers import load_dataset, read_landmark_table
+from kerakp.data.formats import load_dataset
+from kerakp.data.readers import read_landmark_table
 from kerakp.errors import KerakpError
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,12 +6,14 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_path
 
-from kerakp.data.readers import join_sets, load_dataset, person_of, photo_of, read_image, read_pts_file, split_by_person
+from kerakp.data.dataset import join_sets, person_of, photo_of, split_by_person
+from kerakp.data.formats import load_dataset
+from kerakp.data.images import read_image
+from kerakp.data.readers import read_pts_file
 from kerakp.errors import KerakpError
 from kerakp.schemas import get_schema
-
-from conftest import shared_path
 
 
 def _write_image(path: Path, size=(40, 50)) -> Path:

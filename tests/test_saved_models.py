@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
-from kerakp.data.readers import load_dataset, model_subset, read_image
+from kerakp.data.dataset import model_subset
+from kerakp.data.formats import load_dataset
+from kerakp.data.images import read_image
 from kerakp.evaluate import predict_set
 from kerakp.inference import Predictor
 from kerakp.metrics import per_image_nme
-
-from conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[1]
 SAVED, PRESETS = REPO / "saved_models", REPO / "kerakp" / "presets"

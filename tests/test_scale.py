@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from kerakp.cli import main
 from kerakp.data.augment import Augment
-from kerakp.data.readers import load_dataset, split_by_person
+from kerakp.data.dataset import split_by_person
+from kerakp.data.formats import load_dataset
 from kerakp.data.sequence import KeypointSequence
 from kerakp.model_info import CropRule
 

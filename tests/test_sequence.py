@@ -83,11 +83,11 @@ def test_missing_points_stay_masked(synthetic_set):
 
 
 def test_images_are_decoded_once(synthetic_set, monkeypatch):
-    import kerakp.data.readers as readers
+    import kerakp.data.dataset as dataset
 
     calls = []
-    real = readers.read_image
-    monkeypatch.setattr(readers, "read_image", lambda path: calls.append(path) or real(path))
+    real = dataset.read_image
+    monkeypatch.setattr(dataset, "read_image", lambda path: calls.append(path) or real(path))
     seq = KeypointSequence(synthetic_set, CropRule(32), batch_size=8, augment=Augment())
     seq[0], seq[0], seq.on_epoch_end(), seq[0]
     assert len(calls) == 8
@@ -106,11 +106,16 @@ def test_threads_share_the_cache_and_build_the_batches_one_thread_builds(synthet
     assert shared.cached_bytes <= shared.cache_bytes and shared.cached_bytes == sum(i.nbytes for i in shared._images.values())
 
 
-def test_drop_last_leaves_out_the_partial_batch(synthetic_set):
-    full = KeypointSequence(synthetic_set, CropRule(32), batch_size=5)
-    dropped = KeypointSequence(synthetic_set, CropRule(32), batch_size=5, drop_last=True)
-    assert len(full) == -(-len(synthetic_set) // 5) and len(dropped) == len(synthetic_set) // 5
-    assert all(len(dropped[i][0]) == 5 for i in range(len(dropped)))
+def test_batches_split_evenly_over_the_devices_and_drop_only_what_cannot(synthetic_set):
+    """48 faces in batches of 10: one device and two see the same 5 batches (the last of 8); five devices keep 5 of
+    the last 8; in batches of 9 over nine devices the 3 left over (fewer than one each) are dropped."""
+    seen = {}
+    for batch, devices, sizes in ((10, 1, [10, 10, 10, 10, 8]), (10, 2, [10, 10, 10, 10, 8]), (10, 5, [10, 10, 10, 10, 5]),
+                                  (9, 9, [9, 9, 9, 9, 9])):
+        sequence = KeypointSequence(synthetic_set, CropRule(32), batch_size=batch, devices=devices, shuffle=True)
+        assert [len(sequence[i][0]) for i in range(len(sequence))] == sizes, devices
+        seen[devices] = np.concatenate([sequence.batch_indices(i) for i in range(len(sequence))])
+    assert np.array_equal(seen[1], seen[2]) and len(set(seen[1])) == 48
 
 
 @pytest.mark.parametrize("side, size", [(37.3, 64), (250.0, 128), (90.0, 96)])

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from kerakp.data.dataset import ImageRows, LandmarkSet
 from kerakp.data.geometry import box_crop_matrix, transform_points, warp
-from kerakp.data.readers import ImageRows, LandmarkSet
 from kerakp.errors import KerakpError
 from kerakp.schemas import get_schema
 

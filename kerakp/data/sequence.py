@@ -9,7 +9,6 @@ worker builds it, and a resumed run (`epoch`) draws what the uninterrupted run w
 """
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 
@@ -18,27 +17,28 @@ import numpy as np
 
 from kerakp.codecs import encode_regression
 from kerakp.data.augment import Augment, degrade, expose, occlude, photometric, random_affine
+from kerakp.data.dataset import LandmarkSet
 from kerakp.data.geometry import box_crop_matrix, level_turn, transform_points, warp
-from kerakp.data.readers import LandmarkSet
 from kerakp.errors import KerakpError
 from kerakp.model_info import CropRule
 
 
 class KeypointSequence(keras.utils.PyDataset):
-    """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing). `drop_last` leaves
-    out a last partial batch (data-parallel training, where every device must get an equal share)."""
+    """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing). Every batch splits
+    evenly over `devices` (data-parallel training): a last partial batch keeps as many images as do, so one
+    device and several see the same images but for fewer than `devices` of them."""
 
     def __init__(self, data: LandmarkSet, crop: CropRule, batch_size: int = 32, augment: Augment | None = None,
-                 shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, drop_last: bool = False,
+                 shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, devices: int = 1,
                  **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
         self.data, self.crop, self.input_size, self.batch_size = data, crop, crop.size, batch_size
         self.augment, self.shuffle, self.seed = augment, shuffle, seed
-        self.epoch, self.drop_last = epoch, drop_last
-        if drop_last and len(data) < batch_size:
-            raise KerakpError(f"{len(data)} training images, fewer than one batch of {batch_size}")
+        self.epoch, self.devices = epoch, devices
+        if len(data) < devices:
+            raise KerakpError(f"{len(data)} training images, fewer than the {devices} devices")
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()       # thread workers share the cache
         self.cache_bytes, self.cached_bytes = int(cache_mb * (1 << 20)), 0
@@ -50,7 +50,8 @@ class KeypointSequence(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
 
     def __len__(self) -> int:
-        return (math.floor if self.drop_last else math.ceil)(len(self.data) / self.batch_size)
+        full, rest = divmod(len(self.data), self.batch_size)
+        return full + (rest >= self.devices)
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -94,7 +95,8 @@ class KeypointSequence(keras.utils.PyDataset):
         return expose(crop).astype(np.float32), crop_points, matrix
 
     def batch_indices(self, batch: int) -> np.ndarray:
-        return self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        indices = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
+        return indices[:len(indices) - len(indices) % self.devices]
 
     def __getitem__(self, batch: int):
         crops, points, _ = zip(*(self.sample(int(i)) for i in self.batch_indices(batch)))

@@ -1,5 +1,2 @@
-"""Backbones, the landmark model and its losses. The names the recipes and the command line choose from live
-here, where importing them loads no Keras."""
-
-HEADS = ("regression", "heatmap", "unet", "light")
-LOSSES = ("huber", "mse", "wing")
+"""Backbones (`backbones.BACKBONES`), heads (`heads.HEADS`), losses (`losses.LOSSES`): tables that load no Keras;
+the landmark model (`landmark_model`) and the Keras classes kerakp registers (`custom`)."""

@@ -2,7 +2,8 @@
 
 `keras.applications` supplies MobileNetV2, EfficientNetV2B0 and ResNet50; ResNet-18/34 (basic blocks)
 and the small plain CNN are written here. `weights` is `none`, `imagenet` (downloaded by Keras, needs
-internet) or the path of a local weights file for that backbone.
+internet) or the path of a local weights file for that backbone. The table loads no Keras (the command line
+lists it); the builders import Keras when they run.
 """
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import keras
-from keras import layers
-
 from kerakp.errors import KerakpError
 
 
@@ -21,17 +19,21 @@ from kerakp.errors import KerakpError
 class BackboneSpec:
     """How to build one backbone and the input scaling its weights expect."""
 
-    build: Callable[..., keras.Model]    # (input size, keras weights arg[, width=]) -> model
+    build: Callable                      # (input size, keras weights arg[, width]) -> keras.Model
     preprocess: str                      # a `Preprocess` mode
     has_imagenet: bool
     widths: tuple[float, ...] = (1.0,)   # channel multipliers it can be built with (`width`)
 
 
-def _bn(name: str) -> layers.BatchNormalization:
+def _bn(name: str):
+    from keras import layers
+
     return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
 def _basic_block(x, filters: int, stride: int, name: str):
+    from keras import layers
+
     shortcut = x
     y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
     y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(y))
@@ -43,10 +45,13 @@ def _basic_block(x, filters: int, stride: int, name: str):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def basic_resnet(blocks: tuple[int, ...], name: str) -> Callable[[int, str | None], keras.Model]:
+def basic_resnet(blocks: tuple[int, ...], name: str) -> Callable:
     """A ResNet of basic blocks (ResNet-18: (2, 2, 2, 2), ResNet-34: (3, 4, 6, 3))."""
 
-    def build(size: int, weights: str | None) -> keras.Model:
+    def build(size: int, weights: str | None):
+        import keras
+        from keras import layers
+
         inputs = keras.Input((size, size, 3))
         x = layers.Conv2D(64, 7, 2, padding="same", use_bias=False, name="stem_conv")(inputs)
         x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(x))
@@ -60,8 +65,11 @@ def basic_resnet(blocks: tuple[int, ...], name: str) -> Callable[[int, str | Non
     return build
 
 
-def simple_cnn(size: int, weights: str | None) -> keras.Model:
+def simple_cnn(size: int, weights: str | None):
     """A plain baseline: four stages of two 3x3 conv-BN-ReLU layers and a max pool."""
+    import keras
+    from keras import layers
+
     inputs = keras.Input((size, size, 3))
     x = inputs
     for stage, filters in enumerate((32, 64, 128, 256)):
@@ -72,26 +80,28 @@ def simple_cnn(size: int, weights: str | None) -> keras.Model:
     return keras.Model(inputs, x, name="simplecnn")
 
 
-def _application(factory: Callable, width: str = "", **extra) -> Callable[..., keras.Model]:
-    """A `keras.applications` factory as a builder; `width` names the factory's channel-multiplier argument."""
-    def build(size: int, weights: str | None, width_value: float = 1.0) -> keras.Model:
+def _application(factory: str, width: str = "", **extra) -> Callable:
+    """A `keras.applications` factory (by name) as a builder; `width` names its channel-multiplier argument."""
+    def build(size: int, weights: str | None, width_value: float = 1.0):
+        import keras
+
         with warnings.catch_warnings():
             if weights is None:  # its warning about which ImageNet input size it would load does not apply
                 warnings.filterwarnings("ignore", message=".*will be loaded as the default", category=UserWarning)
-            return factory(input_shape=(size, size, 3), include_top=False, weights=weights,
+            return getattr(keras.applications, factory)(input_shape=(size, size, 3), include_top=False, weights=weights,
                            **({width: width_value} if width else {}), **extra)
 
     return build
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenetv2": BackboneSpec(_application(keras.applications.MobileNetV2, width="alpha"), "tf", True,
+    "mobilenetv2": BackboneSpec(_application("MobileNetV2", width="alpha"), "tf", True,
                                 (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)),
     "efficientnetv2b0": BackboneSpec(
-        _application(keras.applications.EfficientNetV2B0, include_preprocessing=True), "raw", True),
+        _application("EfficientNetV2B0", include_preprocessing=False), "torch", True),
     "resnet18": BackboneSpec(basic_resnet((2, 2, 2, 2), "resnet18"), "tf", False),
     "resnet34": BackboneSpec(basic_resnet((3, 4, 6, 3), "resnet34"), "tf", False),
-    "resnet50": BackboneSpec(_application(keras.applications.ResNet50), "caffe", True),
+    "resnet50": BackboneSpec(_application("ResNet50"), "caffe", True),
     "simplecnn": BackboneSpec(simple_cnn, "tf", False),
 }
 
@@ -103,7 +113,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise KerakpError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})") from None
 
 
-def pyramid_layers(backbone: keras.Model, strides: tuple[int, ...]) -> list[str]:
+def pyramid_layers(backbone, strides: tuple[int, ...]) -> list[str]:
     """For each stride, the deepest layer whose output map is input side / stride (a U-Net skip source)."""
     side, names = backbone.input.shape[1], []
     for stride in strides:
@@ -116,11 +126,14 @@ def pyramid_layers(backbone: keras.Model, strides: tuple[int, ...]) -> list[str]
 
 
 def build_backbone(name: str, input_size: int, weights: str = "none", freeze_bn: bool = False, stride: int = 32,
-                   width: float = 1.0) -> keras.Model:
+                   width: float = 1.0):
     """Build a backbone, `width` times its channels, ending at its deepest map of `stride` (a compact student
     cuts it at 16, the layers below keep their names, so a full model's weights still fit them). BatchNorm
     trains with momentum 0.9 (not keras.applications' 0.999, whose moving statistics lag a short fine-tune);
     `freeze_bn` keeps it in inference mode instead (on ytf68 it learned only the mean shape)."""
+    import keras
+    from keras import layers
+
     spec = get_backbone_spec(name)
     if width not in spec.widths:
         raise KerakpError(f"backbone '{name}' is built at width {', '.join(map(str, spec.widths))}, not {width}")

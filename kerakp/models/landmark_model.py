@@ -9,33 +9,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import layers, ops
+from keras import layers
 
-from kerakp.models.backbones import build_backbone, get_backbone_spec, pyramid_layers
-from kerakp.models.heads import get_head_spec
 from kerakp.model_info import ModelInfo
+from kerakp.models.backbones import build_backbone, get_backbone_spec, pyramid_layers
+from kerakp.models.custom import Preprocess
+from kerakp.models.heads import get_head_spec
 from kerakp.schemas import Schema, get_schema
-
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-@keras.saving.register_keras_serializable("kerakp")
-class Preprocess(layers.Layer):
-    """Scale 0..255 RGB the way a backbone's weights expect: `tf` ([-1, 1]), `caffe` (BGR minus mean), `raw`."""
-
-    def __init__(self, mode: str = "tf", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = mode
-
-    def call(self, images):
-        if self.mode == "tf":
-            return images / 127.5 - 1.0
-        if self.mode == "caffe":
-            return ops.flip(images, axis=-1) - ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=images.dtype)
-        return images
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable("kerakp")
