@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-
 from kerakp.data.images import read_image
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
@@ -95,6 +94,13 @@ def read_all(spec: ReadSpec, items: list, batch: int = 16, workers: int = 1,
     finally:
         pool.terminate()
         pool.join()
+
+
+def skipped_line(counts: dict) -> str:
+    """One line naming the files a run skipped as unreadable ("" for none)."""
+    skipped = counts["skipped"]
+    names = ", ".join(line.split(": ")[0] for line in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return f"skipped {len(skipped)} of {counts['images']} files, not readable images: {names}" if skipped else ""
 
 
 def partial_of(out: Path) -> Path:

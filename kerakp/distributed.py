@@ -8,8 +8,6 @@ running cluster (`ray.init(address=...)`).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from kerakp.bulk import ReadSpec, TableSink, read_images
 from kerakp.errors import KerakpError
 

@@ -131,14 +131,6 @@ class Predictions:
         """In a notebook: the first rows of `table()`."""
         return f"<p>{repr(self)}</p>" + self.table().to_html(max_rows=20, max_cols=12, float_format="{:.2f}".format)
 
-    def skipped_warning(self) -> str:
-        """A line naming the files skipped as unreadable ("" for none); an error when no image could be read."""
-        skipped = self.skipped
-        if skipped and len(skipped) == len(self.images):
-            raise KerakpError(f"no readable image: {skipped[0].error}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
-        names = ", ".join(item.name for item in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        return f"skipped {len(skipped)} of {len(self.images)} files, not readable images: {names}" if skipped else ""
-
     def table(self, pose: bool = False, confidence: bool = False):
         """One row per face (image, face, found, detected, x0, y0, ...; face 0 the largest; an image without a
         face one row with found 0), or per image without the face column when `one_per_image`; `pose` adds

@@ -5,6 +5,7 @@ import os
 import sys
 
 backend, devices, distribute, precision, data, out = sys.argv[1:7]
+batch = int(sys.argv[7]) if len(sys.argv) > 7 else 6
 os.environ["KERAS_BACKEND"] = backend
 if backend == "jax":
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -19,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from kerakp.api import Landmarker  # noqa: E402
 
-overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=6, head_units=16, calibration_images=0,
+overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=batch, head_units=16, calibration_images=0,
                  seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
 if distribute != "none":
     overrides["distribute"] = distribute

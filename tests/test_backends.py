@@ -41,12 +41,14 @@ def trained(tmp_path_factory, synthetic_csv):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [installed(b) for b in BACKENDS])
 def test_training_step_and_save(backend, trained):
     saved = np.load(trained(backend) / "crops.npz")
     assert np.isfinite(saved["loss"]) and saved["predictions"].shape == (8, 136)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, target", list(itertools.permutations(BACKENDS, 2)))
 def test_a_model_saved_on_one_backend_predicts_the_same_on_another(source, target, trained, tmp_path):
     for backend in (source, target):
@@ -58,6 +60,7 @@ def test_a_model_saved_on_one_backend_predicts_the_same_on_another(source, targe
     assert np.abs(ours - theirs).max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="Keras backend 'jax' is not installed")
 def test_kerakp_trains_without_tensorflow(synthetic_csv, tmp_path):
     output = job("jax", "--no-tensorflow", "cli-train", synthetic_csv, tmp_path / "run")
@@ -65,6 +68,7 @@ def test_kerakp_trains_without_tensorflow(synthetic_csv, tmp_path):
     assert (tmp_path / "run" / "model.keras").is_file() and (tmp_path / "run" / "training_curves.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="Keras backend 'jax' is not installed")
 def test_export_switches_to_tensorflow_for_a_model_trained_on_jax(trained, tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax"}

@@ -51,6 +51,7 @@ def test_resume_continues_the_run(trained, ytf68_subset, tmp_path):
     assert again.exit_code == 2 and "already trained 2 of 2 epochs" in again.output
 
 
+@pytest.mark.slow
 def test_train_starts_from_a_trained_model_or_refuses_one_that_does_not_fit(trained, ytf68_subset, synthetic_csv, tmp_path):
     result = run("train", "--data", ytf68_subset, "--out", tmp_path / "heat", "--epochs", 1, "--head", "heatmap",
                  "--init", trained / "model.keras", *TINY)
@@ -64,6 +65,7 @@ def test_train_starts_from_a_trained_model_or_refuses_one_that_does_not_fit(trai
         assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.slow
 def test_the_accuracy_levers_train(trained, ytf68_subset, tmp_path):
     result = run("train", "--data", ytf68_subset, "--out", tmp_path / "levers", "--epochs", 1, "--head", "heatmap",
                  "--init", trained / "model.keras", "--set", "loss_along=0.5",
@@ -73,6 +75,7 @@ def test_the_accuracy_levers_train(trained, ytf68_subset, tmp_path):
     assert (config["heatmap_spread"], config["heatmap_weight"], config["decode_window"]) == (1.5, 0.01, 2)
 
 
+@pytest.mark.slow
 def test_the_seed_makes_a_run_repeatable(synthetic_csv, tmp_path):
     """The seed fixes the split, the augmentation, the initial weights and dropout: the same seed trains the
     same losses, another seed others."""

@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from kerakp.cli import main
@@ -14,6 +15,7 @@ from kerakp.runtime import open_model
 BACKBONES = ["simplecnn", "mobilenetv2", "resnet18"]
 
 
+@pytest.mark.slow
 def test_compare_trains_evaluates_and_ranks(synthetic_csv, tmp_path):
     out = tmp_path / "compare"
     result = CliRunner().invoke(main, ["compare", "--backbones", ",".join(BACKBONES), "--data", str(synthetic_csv),

@@ -54,6 +54,7 @@ def test_targets_blend_label_and_reading_by_the_teachers_weight(teacher, synthet
     assert np.median(nme) < 0.15   # the 300-W model reads drawn faces roughly where they are labelled
 
 
+@pytest.mark.slow
 def test_distill_trains_a_student_on_labelled_and_unlabelled_faces_and_resumes(synthetic_csv, tmp_path):
     images = tmp_path / "unlabelled"
     images.mkdir()

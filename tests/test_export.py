@@ -45,6 +45,7 @@ def test_float_exports_match_keras(model_path, exported, fmt):
                        open_model(model_path).predict_on_batch(np.zeros((2, 48, 48, 3), np.float32)), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
 def test_quantized_tflite(model_path, exported, quantize, synthetic_csv):
     report = export.export_model(model_path, "tflite", quantize, calibration=synthetic_csv if quantize == "int8" else None)
@@ -53,6 +54,7 @@ def test_quantized_tflite(model_path, exported, quantize, synthetic_csv):
     assert report["parity"]["max_abs_diff"] < 0.05
 
 
+@pytest.mark.slow
 def test_a_quantization_that_costs_accuracy_fails_and_writes_nothing(model_path, monkeypatch, tmp_path):
     monkeypatch.setattr(export, "QUANTIZED_NME_TOLERANCE", -1.0)  # any change counts as ruin
     with pytest.raises(KerakpError, match=r"float16 quantization ruins this model .* try --quantize dynamic or float16; nothing written"):
@@ -76,6 +78,7 @@ def test_every_format_runs_the_same_predictor(model_path, exported, synthetic_se
     assert isinstance(open_model(model_path.with_name("tiny.onnx")), OnnxModel)
 
 
+@pytest.mark.slow
 def test_a_failed_parity_check_writes_nothing(model_path, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "FLOAT_TOLERANCE", -1.0)
     out = tmp_path / "never.tflite"
@@ -113,9 +116,20 @@ def test_every_backbone_exports_to_every_format_with_parity(tmp_path, backbone, 
     assert open_model(report["file"]).predict_on_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 136)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_heatmap_head_exports_with_parity(tmp_path, fmt):
     path = tmp_path / "heat.keras"
     LandmarkModel("mobilenetv2", "ibug68", 64, head="heatmap").save(path)
     report = export.export_model(path, fmt)
     assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and report["model"]["head"] == "heatmap"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_a_compact_student_exports_with_parity(tmp_path, fmt):
+    path = tmp_path / "student.keras"
+    LandmarkModel("mobilenetv2", "ibug68", 64, head_units=32, head="light", backbone_stride=16, heatmap_stride=8,
+                  upright=True).save(path)
+    report = export.export_model(path, fmt)
+    assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and report["model"]["head"] == "light"

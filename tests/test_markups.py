@@ -49,6 +49,7 @@ def kaggle_files(synthetic_set, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_kaggle_trains_with_missing_points_and_writes_a_submission(kaggle_files, tmp_path):
     data = load_dataset(kaggle_files / "train" / "training.csv")
     assert data.schema.name == "kaggle15" and np.isnan(data.keypoints[8:, 2]).all()
@@ -86,6 +87,7 @@ def untrained_kaggle_model(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_five_point_csv_trains_and_evaluates(synthetic_csv, tmp_path):
     converted = run("convert", synthetic_csv, tmp_path / "five", "--to", "csv", "--markup", "five")
     assert converted.exit_code == 0, converted.output
@@ -93,6 +95,7 @@ def test_five_point_csv_trains_and_evaluates(synthetic_csv, tmp_path):
     assert metrics["markup"] == "five" and np.isfinite(metrics["nme"])
 
 
+@pytest.mark.slow
 def test_imm58_trains_and_evaluates(tmp_path):
     imm = load_dataset(shared_path("imm58"))
     small = write_dataset(imm.subset(range(0, 240, 8)), tmp_path / "imm", "asf", crop_size=96, progress=False)
@@ -100,6 +103,7 @@ def test_imm58_trains_and_evaluates(tmp_path):
     assert metrics["markup"] == "imm58" and np.isfinite(metrics["nme"])
 
 
+@pytest.mark.slow
 def test_imm58_nose_tip_task_trains_on_whole_images_and_evaluates(tmp_path):
     imm = load_dataset(shared_path("imm58"))
     small = write_dataset(imm.subset(range(0, 240, 8)), tmp_path / "imm", "asf", progress=False)

@@ -20,7 +20,7 @@ def _compiled(backbone: str, size: int, lr: float = 1e-3, head: str = "regressio
     return model
 
 
-@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("backbone", [b if b == "simplecnn" else pytest.param(b, marks=pytest.mark.slow) for b in sorted(BACKBONES)])
 def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set):
     model = _compiled(backbone, 32)
     crops, targets = KeypointSequence(synthetic_set, CropRule(32), batch_size=4)[0]
@@ -29,7 +29,7 @@ def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set
     assert model.predict_on_batch(crops).shape == (4, 136)
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("head", [h if h == "regression" else pytest.param(h, marks=pytest.mark.slow) for h in sorted(HEADS)])
 def test_training_lowers_the_loss(synthetic_set, head):
     model = _compiled("simplecnn", 48, lr=1e-2, head=head)
     crops, targets = KeypointSequence(synthetic_set, CropRule(48), batch_size=16)[0]

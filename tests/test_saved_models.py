@@ -40,6 +40,7 @@ def test_shipped_model_predicts_a_synthetic_face(name, synthetic_set):
     assert result.points.shape == (68, 2) and np.isfinite(result.points).all() and np.isfinite(result.flip_nme)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CARDS))
 def test_shipped_model_scores_as_its_card_says(name):
     folder, card_nme = CARDS[name]

@@ -92,6 +92,7 @@ def test_the_decode_cache_keeps_to_its_budget(synthetic_set):
     assert len(everything._images) == len(synthetic_set)
 
 
+@pytest.mark.slow
 def test_a_packed_set_reads_like_its_source_and_trains(synthetic_csv, tmp_path):
     packed = tmp_path / "packed"
     result = CliRunner().invoke(main, ["pack", str(synthetic_csv), str(packed), "--size", "96"])

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from kerakp.bulk import default_workers, skipped_line
 from kerakp.cli.app import (
     box_option,
     data_format_option,
@@ -16,7 +17,6 @@ from kerakp.cli.app import (
     passes_option,
     turn_option,
 )
-from kerakp.bulk import default_workers
 from kerakp.data.formats import WRITABLE
 
 
@@ -61,12 +61,6 @@ def bulk_options(command):
                              f"{default_workers()}; 1: this process).")(command)
 
 
-def skipped_warning(counts: dict) -> None:
-    if counts["skipped"]:
-        names = ", ".join(line.split(": ")[0] for line in counts["skipped"][:5]) + (", ..." if len(counts["skipped"]) > 5 else "")
-        click.echo(f"warning: skipped {len(counts['skipped'])} of {counts['images']} files, not readable images: {names}", err=True)
-
-
 @main.command()
 @model_argument()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -100,7 +94,8 @@ def predict(model, paths, out, box, detector, max_faces, passes, turn, fallback,
 
     counts = Landmarker(model, detector=detector, box=box, passes=passes, turn=turn, fallback=fallback).predict_to(
         out, paths, max_faces, pose, confidence, draw, batch, workers, resume, overwrite, ray=ray)
-    skipped_warning(counts)
+    if skipped_line(counts):
+        click.echo(f"warning: {skipped_line(counts)}", err=True)
     resumed = f" (after the {counts['resumed_after']} images of the interrupted run)" if counts["resumed_after"] else ""
     click.echo(f"{counts['faces']} faces in {counts['with_face']} of {counts['images'] - len(counts['skipped'])} images{resumed} "
                f"({counts['detected']} from the detector's box); wrote {full(out)}"
@@ -132,7 +127,8 @@ def annotate(model, paths, out, fmt, markup, max_disagreement, box, detector, ma
     written, counts = Landmarker(model, detector=detector, box=box).annotate(
         paths, out, fmt, max_disagreement, max_faces, markup=markup, batch=batch, workers=workers, resume=resume,
         overwrite=overwrite)
-    skipped_warning(counts)
+    if skipped_line(counts):
+        click.echo(f"warning: {skipped_line(counts)}", err=True)
     click.echo(f"labelled {counts['kept']} faces in {counts['images'] - len(counts['skipped'])} images "
                f"(no face: {counts['no_face']}, above --max-disagreement: {counts['faces'] - counts['kept']}); "
                f"median flip NME {counts['median_flip_nme']:.4f}")

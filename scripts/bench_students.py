@@ -1,0 +1,180 @@
+"""The packaged presets side by side, each accurate model beside its fast student: cost per face crop with
+MediaPipe's face_landmark.tflite timed in the same run, end-to-end accuracy with paired intervals, the default
+path's time per image, the live loop, and the hard scenes of bench_detect (low light, small faces).
+
+    python scripts/bench_students.py [--runs 300] [--frames 600]
+
+Accuracy: `Landmarker.evaluate`'s path (BlazeFace, two passes, the flip test, turned reads; no whole-image
+fallback) on each preset's own validation split (persons / source photos its teacher never trained on), the
+fast preset minus its teacher per image with a 95 % interval resampling persons. Cost: median of `runs` LiteRT
+calls on one thread per face crop. Per image: `Landmarker.predict` on validation photos, one thread, median.
+Live: `kerakp live --headless` on a 640x480 video of a moving face that a second face joins from the edge half
+way, one thread; the still-face jitter on a still synthetic video (the frame-to-frame movement of each smoothed
+point, over the eye distance, median). Writes benchmarks/students.json, benchmarks/students.png (accuracy against
+cost) and the "Fast presets" section of BENCHMARKS.md. Nothing else may run meanwhile.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from bench_detect import low_light, pasted
+from bench_live import jitter, mediapipe_ms
+from report import replace_section
+
+from kerakp.api import Landmarker
+from kerakp.data.dataset import model_subset
+from kerakp.data.formats import load_dataset
+from kerakp.data.synthetic import photo_video_frames, synthetic_video_frames, write_video
+from kerakp.live import run_live
+from kerakp.metrics import paired_interval, per_image_nme
+from kerakp.plots import plot_tradeoff
+from kerakp.runtime import litert_interpreter
+from kerakp.timing import time_calls
+from kerakp.zoo import presets
+
+PAIRS = {"300w": ("300w-fast", "../shared/data/300w_train"), "ytf68": ("ytf68-fast", "../shared/data/ytf68")}
+
+
+def crop_ms(path: Path, runs: int) -> float:
+    interpreter = litert_interpreter(path, 1)
+    detail = interpreter.get_input_details()[0]
+    crop = np.random.default_rng(0).uniform(0, 255, detail["shape"]).astype(np.float32)
+
+    def call():
+        interpreter.set_tensor(detail["index"], crop)
+        interpreter.invoke()
+
+    return time_calls(call, runs, warmup=30)["median_ms"]
+
+
+def nme_per_image(lm: Landmarker, scenes) -> np.ndarray:
+    """End-to-end NME per scene (the `evaluate` path; NaN where no face came back)."""
+    out = []
+    for start in range(0, len(scenes), 32):
+        part = scenes[start:start + 32]
+        for (_, truth), result in zip(part, lm.predictor.predict_batch([image for image, _ in part])):
+            out.append(np.nan if result.points is None else per_image_nme(result.points[None], truth[None], lm.predictor.schema)[0])
+    return np.array(out)
+
+
+def summary(values: np.ndarray) -> dict:
+    return {"nme": float(np.nanmean(values)), "failure@0.08": float(np.mean(~(values <= 0.08))), "no_face": int(np.isnan(values).sum())}
+
+
+def two_face_video(folder: Path, photos, frames: int) -> Path:
+    """A moving face; from half way a second face slides in from the right edge and stays."""
+    first = list(photo_video_frames(*photos[0], frames, motion="move", seed=0))
+    second = list(photo_video_frames(*photos[1], frames, motion="still", seed=1))
+    out = []
+    for k, (frame, points) in enumerate(first):
+        frame = frame.copy()
+        if k >= frames // 2:
+            shown = min(1.0, (k - frames // 2) / 30) * 0.4   # slides in over a second, to 40 % of the width
+            width = int(640 * shown)
+            if width > 8:
+                part = cv2.resize(second[k][0], (320, 240))[:, :width]
+                frame[120:360, 640 - width:] = part
+        out.append((frame, points))
+    return write_video(folder / "two_faces.avi", out)
+
+
+def still_jitter(lm: Landmarker, video: Path, truth: np.ndarray) -> float:
+    points = np.stack([faces[0].points if faces else np.full(truth.shape[1:], np.nan) for _, faces in lm.track(str(video))])
+    return jitter(points, truth)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--images", type=int, default=100, help="validation photos timed per image")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    found = presets()
+    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "threads": 1, "date": time.strftime("%Y-%m-%d")}
+    report["mediapipe_ms"] = mediapipe_ms(args.runs)
+    report["crop_ms"] = {name: crop_ms(preset.path, args.runs) for name, preset in found.items()}
+    report["mediapipe_ms_after"] = mediapipe_ms(args.runs)   # the machine did not change speed in between
+    print("crop ms", report["crop_ms"], "mediapipe", report["mediapipe_ms"], report["mediapipe_ms_after"])
+
+    report["accuracy"], report["per_image_ms"], rng = {}, {}, np.random.default_rng(7)
+    for accurate, (fast, data_path) in PAIRS.items():
+        teacher = Landmarker(accurate, threads=1)
+        data = model_subset(load_dataset(data_path), teacher.info.split, "val")
+        plain = [(data.image(i), data.keypoints[i]) for i in range(len(data))]
+        scenes = {"plain": plain, "low light": [low_light(image, truth, rng) for image, truth in plain],
+                  "small 64 px": [pasted(image, truth, 64, rng) for image, truth in plain]}
+        rows = {}
+        for scene, items in scenes.items():
+            per = {name: nme_per_image(Landmarker(name, threads=1), items) for name in (accurate, fast)}
+            rows[scene] = {**{name: summary(v) for name, v in per.items()},
+                           "fast - accurate": paired_interval(per[accurate], per[fast], data.persons)}
+            print(accurate, scene, rows[scene])
+        report["accuracy"][accurate] = {"images": len(data), "scenes": rows}
+        for name in (accurate, fast):
+            lm, times = Landmarker(name, threads=1), []
+            for image, _ in plain[:args.images]:
+                start = time.perf_counter()
+                lm.predict(image)
+                times.append(1000 * (time.perf_counter() - start))
+            report["per_image_ms"][name] = float(np.median(times[1:]))
+    print("per image", report["per_image_ms"])
+
+    val = model_subset(load_dataset(PAIRS["300w"][1]), Landmarker("300w").info.split, "val")
+    photos = [(val.image(i), val.keypoints[i]) for i in (0, 40)]
+    report["live"] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = two_face_video(Path(tmp), photos, args.frames)
+        still_frames = list(synthetic_video_frames(150, seed=3, motion="still"))
+        still = write_video(Path(tmp) / "still.avi", still_frames)
+        truth = np.stack([points for _, points in still_frames])
+        for name in found:
+            stats = run_live(Landmarker(name, threads=1), str(video), headless=True, threads=1)
+            stats["ms_per_frame"] = 1000 * stats["wall_s"] / stats["frames"]
+            stats["ratio_to_mediapipe"] = stats["ms_per_frame"] / report["mediapipe_ms"]
+            stats["still_jitter"] = still_jitter(Landmarker(name, threads=1), still, truth)
+            report["live"][name] = stats
+            print("live", name, round(stats["fps"], 1), "FPS", round(stats["ratio_to_mediapipe"], 2), "x MediaPipe",
+                  "jitter", round(stats["still_jitter"], 4))
+    Path("benchmarks").mkdir(exist_ok=True)
+    Path("benchmarks/students.json").write_text(json.dumps(report, indent=2))
+    points = {name: (report["crop_ms"][name], report["accuracy"][key]["scenes"]["plain"][name]["nme"])
+              for key, (fast, _) in PAIRS.items() for name in (key, fast)}
+    plot_tradeoff(points, "benchmarks/students.png", xlabel="ms per face crop (LiteRT, one thread)")
+    write_section(report, args)
+
+
+def write_section(report: dict, args) -> None:
+    mp = report["mediapipe_ms"]
+    lines = [f"Command: `python scripts/bench_students.py --runs {args.runs} --frames {args.frames}` on {report['machine']}, "
+             f"one thread, {report['date']}. MediaPipe's face_landmark.tflite in the same run: **{mp:.2f} ms** a crop "
+             f"({report['mediapipe_ms_after']:.2f} ms timed again at the end).", "",
+             "| preset | ms per crop | x MediaPipe | default path, ms per image | live FPS (2 faces) | x MediaPipe per frame | still jitter |",
+             "|---|---|---|---|---|---|---|"]
+    for name, ms in report["crop_ms"].items():
+        live = report["live"][name]
+        lines.append(f"| `{name}` | {ms:.2f} | {ms / mp:.2f} | {report['per_image_ms'][name]:.1f} | {live['fps']:.0f} | "
+                     f"{live['ratio_to_mediapipe']:.2f} | {live['still_jitter']:.4f} |")
+    lines += ["", "End to end on the validation splits (NME; the fast preset minus its teacher with a 95 % interval over "
+              "persons / source photos):", "", "| teacher | scene | images | teacher NME | fast NME | fast - teacher |",
+              "|---|---|---|---|---|---|"]
+    for key, entry in report["accuracy"].items():
+        fast = PAIRS[key][0]
+        for scene, row in entry["scenes"].items():
+            d = row["fast - accurate"]
+            lines.append(f"| `{key}` | {scene} | {entry['images']} | {row[key]['nme']:.4f} | {row[fast]['nme']:.4f} | "
+                         f"{d['mean']:+.4f} ({d['low']:+.4f}..{d['high']:+.4f}) |")
+    lines += ["", "![accuracy against cost](benchmarks/students.png)"]
+    replace_section(Path("BENCHMARKS.md"), "Fast presets", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
