@@ -72,7 +72,7 @@ class Landmarker:
 
     def predict(self, image, max_faces: int | None = None) -> list[Face]:
         """Every face in one image (a path, or an RGB uint8 array), surest first (the detector's score);
-        `max_faces` 1 gives the one face the model reads most consistently."""
+        `max_faces` 1 gives the one face `Predictor.choose` keeps (the surest of those read about as consistently as the best)."""
         image = self._image(image)
         return [Face.from_prediction(p, self.info.markup, image.shape, self.info.point_spread)
                 for p in self.predictor.predict_faces([image], max_faces)[0] if p.points is not None]

@@ -15,9 +15,10 @@ two readings) and the confidence proxy (their disagreement). With `turn` (degree
 more with its crop turned each way by `turn` around its centre, and the landmarks are the mean of the three
 (test-time augmentation: four more model reads per face; not for models that read the whole image).
 
-`predict_faces` returns every face of each image (several people); `predict_batch` one face per image, the
-candidate the model reads most consistently (a false detection or a face outside the crop reads
-inconsistently), which is what `evaluate` scores against an image's one labelled face.
+`predict_faces` returns every face of each image (several people); `predict_batch` one face per image: of the
+candidates the model reads about as consistently as the most consistent one (a false detection or a face
+outside the crop reads inconsistently), the detector's surest, which is what `evaluate` scores against an
+image's one labelled face.
 
 `fit_point_offsets` measures those offsets on labelled training images: per reading (direct, mirrored) and
 point, the median residual in crop fractions. They remove what a model reads consistently off its labels,
@@ -84,7 +85,7 @@ class Predictor:
     def __init__(self, model, box: str = "detector", passes: int = 2, fallback: str | None = None,
                  detector: str | Detector = DEFAULT_DETECTOR, batch_size: int = 32, candidates: int = 3,
                  doubt: float = 0.06, margin: float = 0.7, turn: float = DEFAULT_TURN, overlap: float = 0.5,
-                 max_roll: float = 15.0, dark: float = DARK):
+                 max_roll: float = 15.0, dark: float = DARK, tie: float = 0.01):
         if box not in BOX_SOURCES:
             raise KerakpError(f"unknown box source '{box}' (known: {', '.join(BOX_SOURCES)})")
         if isinstance(model, (str, Path)):
@@ -98,7 +99,7 @@ class Predictor:
         if self.whole_image:  # trained on whole images: every read crops the whole image, unturned
             box, passes, turn = "full", 1, 0.0
         self.box, self.passes, self.fallback, self.batch_size = box, max(0, passes), fallback, batch_size
-        self.candidates, self.doubt, self.margin, self.turn = max(1, candidates), doubt, margin, turn
+        self.candidates, self.doubt, self.margin, self.turn, self.tie = max(1, candidates), doubt, margin, turn, tie
         self.overlap, self.max_roll, self.dark = overlap, max_roll, dark
         self.detector = self._calibration = None
         if self.box == "detector":
@@ -235,9 +236,16 @@ class Predictor:
         return [[next(read) for _ in some] for some in found]
 
     def choose(self, images: list[np.ndarray], found: list[list[Candidate]]) -> list[Prediction]:
-        """Per image, the candidate the model reads most consistently (an empty Prediction where none)."""
-        return [min(read, key=lambda p: p.flip_nme) if read else Prediction(None, None, False, np.inf)
-                for read in self.read_candidates(images, found)]
+        """Per image, of the candidates the model reads about as consistently as the most consistent (within `tie`
+        of its flip disagreement), the detector's surest; an empty Prediction where none. A model that reads
+        every real face alike (a distilled student) would otherwise pick among them by noise."""
+        chosen = []
+        for read in self.read_candidates(images, found):
+            best = min((p.flip_nme for p in read), default=np.inf)
+            close = [p for p in read if p.flip_nme <= best + self.tie]
+            chosen.append(max(close, key=lambda p: (np.nan_to_num(p.score, nan=-1.0), -p.flip_nme)) if close
+                          else Prediction(None, None, False, np.inf))
+        return chosen
 
     def predict_batch(self, images: list[np.ndarray], truths: list | None = None) -> list[Prediction]:
         """One face per image of a list. The detector's surest `candidates` faces come first; where none is
@@ -257,7 +265,7 @@ class Predictor:
         """Every face of each image, surest first (the detector's score; at most `max_faces`): each detected face
         read through all passes and the flip test, where two land on one face (their boxes overlap by more than
         `overlap`) the more consistent read kept. Where no face is detected, the fallback box (the whole image)
-        is read. `max_faces` 1 is `predict_batch`: per image the one face the model reads most consistently."""
+        is read. `max_faces` 1 is `predict_batch`: per image the one face `choose` keeps."""
         if max_faces == 1:
             return [[face] if face.points is not None else [] for face in self.predict_batch(images)]
         found = [self.face_boxes(image) or self.fallback_boxes(image) for image in images]

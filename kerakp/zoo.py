@@ -9,7 +9,9 @@ from pathlib import Path
 DEFAULT_PRESET = "300w"
 PRESETS = {   # name -> (file in kerakp/presets/, the preset it was distilled from or "")
     "300w": ("300w_mobilenetv2_heatmap.tflite", ""),
+    "300w-fast": ("300w_fast.tflite", "300w"),
     "ytf68": ("ytf68_mobilenetv2_heatmap.tflite", ""),
+    "ytf68-fast": ("ytf68_fast.tflite", "ytf68"),
 }
 
 

@@ -37,7 +37,7 @@ from kerakp.data.formats import WRITABLE
 def evaluate(model, data_path, data_format, box, detector, passes, turn, subset, out, report, overwrite):
     """Measure MODEL end to end on labelled data: NME, PCK, AUC, failure rate; CED and grid plots.
 
-    Each image's one labelled face is scored against the detected face the model reads most consistently.
+    Each image's one labelled face is scored against the detected face the model reads consistently, the surest if several do.
     """
     from kerakp.api import Landmarker
     from kerakp.evaluate import format_metrics
@@ -70,7 +70,7 @@ def bulk_options(command):
 @detector_option()
 @click.option("--max-faces", type=click.IntRange(min=1),
               help="At most this many faces per image, the surest (default: every face found). 1 writes one row "
-                   "per image without the face column: the face the model reads most consistently.")
+                   "per image without the face column: the surest face of those the model reads about as consistently as the best.")
 @passes_option()
 @turn_option()
 @click.option("--fallback/--no-fallback", default=False, show_default=True,
