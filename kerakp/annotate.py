@@ -10,6 +10,7 @@ run stopped before resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def annotate(spec: ReadSpec, markup: str, inputs, out, fmt: str = "ytf68", max_d
         done = record["done"]
     writer = FORMATS[fmt].write(staging, target, append=done > 0)
     if done:
-        _keep_done(table_file, writer, {name for name, _ in items[:done]})
+        _keep_done(table_file, writer, set(itertools.islice(items.names(), done)))
     table = open(table_file, "a" if done else "w", newline="")
     rows = csv.writer(table)
     if not done:
@@ -70,7 +71,7 @@ def annotate(spec: ReadSpec, markup: str, inputs, out, fmt: str = "ytf68", max_d
     counts = {"images": 0, "faces": 0, "kept": 0, "no_face": 0, "skipped": [], "resumed_after": done}
     try:
         with tqdm(total=len(items), initial=done, desc="annotating", unit="img", disable=None if progress else True) as bar:
-            for chunk in read_all(spec, items[done:], batch, workers, predictor):
+            for chunk in read_all(spec, items, batch, workers, predictor, start=done):
                 with uninterrupted():
                     for image in chunk:
                         if image.error:

@@ -11,6 +11,7 @@ uninterrupted run writes (the same chunks, so the same rows and values).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -75,21 +76,27 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def read_all(spec: ReadSpec, items: list, batch: int = 16, workers: int = 1,
-             predictor: Predictor | None = None) -> Iterator[list[ImageFaces]]:
-    """The results of `items` (name, path) in chunks of `batch`, in input order: read here (with `predictor`, or
-    one built from `spec`) when `workers` is 1, else by that many worker processes."""
-    chunks = [items[start:start + batch] for start in range(0, len(items), batch)]
+def read_all(spec: ReadSpec, items, batch: int = 16, workers: int = 1, predictor: Predictor | None = None,
+             start: int = 0) -> Iterator[list[ImageFaces]]:
+    """The results of `items[start:]` ((name, path) pairs) in chunks of `batch`, in input order: read here (with
+    `predictor`, or one built from `spec`) when `workers` is 1, else by that many worker processes, with two
+    chunks each in flight at most (so memory stays flat however many images there are)."""
+    chunks = (items[first:first + batch] for first in range(start, len(items), batch))
     if workers <= 1:
         predictor = predictor or spec.predictor()
         for chunk in chunks:
             yield read_images(predictor, chunk, spec.max_faces)
         return
     import multiprocessing
+    from collections import deque
 
-    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(chunks)) or 1, _start_worker, (spec,))
+    pool = multiprocessing.get_context("spawn").Pool(workers, _start_worker, (spec,))
     try:
-        yield from pool.imap(_read_chunk, chunks)
+        pending = deque(pool.apply_async(_read_chunk, (chunk,)) for chunk in itertools.islice(chunks, 2 * workers))
+        while pending:
+            done = pending.popleft().get()
+            pending.extend(pool.apply_async(_read_chunk, (chunk,)) for chunk in itertools.islice(chunks, 1))
+            yield done
         pool.close()
     finally:
         pool.terminate()
@@ -113,7 +120,7 @@ class TableSink:
 
     INTEGERS = ("face", "found", "detected")
 
-    def __init__(self, out, columns: list[str], settings: dict, inputs: list[str], resume: bool = False,
+    def __init__(self, out, columns: list[str], settings: dict, inputs, resume: bool = False,
                  overwrite: bool = False):
         self.out, self.columns, self.total = Path(out), columns, len(inputs)
         self.partial, self.parquet = partial_of(self.out), self.out.suffix.lower() == ".parquet"
@@ -138,7 +145,7 @@ class TableSink:
             kept = self.frame([])
         self._open(kept)
 
-    def _resumed(self, inputs: list[str]):
+    def _resumed(self, inputs):
         """The rows of the interrupted run's completed inputs (a hard kill may have written one chunk more)."""
         import pandas as pd
 
@@ -152,9 +159,10 @@ class TableSink:
             table = pd.read_parquet(self.partial) if self.parquet else pd.read_csv(self.partial, dtype={"image": str})
         except Exception as err:   # a Parquet file cut off by a hard kill has no footer
             raise KerakpError(f"{self.partial}: not readable ({type(err).__name__}); pass --overwrite to start again") from None
-        if not set(table["image"]) <= set(inputs):
+        names = list(itertools.islice(inputs.names(), self.done + int(record["settings"]["batch"])))
+        if not set(table["image"]) <= set(names):
             raise KerakpError(f"{self.partial}: holds images that are not among these inputs; pass --overwrite to start again")
-        return table[table["image"].isin(set(inputs[:self.done]))].astype(self.dtypes)
+        return table[table["image"].isin(set(names[:self.done]))].astype(self.dtypes)
 
     def _open(self, kept) -> None:
         """The partial file with the `kept` rows in it, open for more."""
@@ -248,12 +256,12 @@ def predict_table(spec: ReadSpec, markup: str, inputs, out, pose: bool = False, 
     one = spec.max_faces == 1
     settings = {"model": spec.model, "options": spec.options, "max_faces": spec.max_faces, "pose": pose,
                 "confidence": confidence, "batch": batch}
-    sink = TableSink(out, table_columns(markup, pose, confidence, one), settings, [name for name, _ in items], resume, overwrite)
+    sink = TableSink(out, table_columns(markup, pose, confidence, one), settings, items, resume, overwrite)
     drawn = None if draw is None else _staged_folder(Path(draw), resume, overwrite)
     counts = {"images": 0, "faces": 0, "with_face": 0, "detected": 0, "skipped": [], "resumed_after": sink.done}
     try:
         with tqdm(total=len(items), initial=sink.done, desc="predicting", unit="img", disable=None if progress else True) as bar:
-            for chunk in read_all(spec, items[sink.done:], batch, workers, predictor):
+            for chunk in read_all(spec, items, batch, workers, predictor, start=sink.done):
                 found = [row for image in chunk for row in rows(image, markup, pose, confidence, one)]
                 with uninterrupted():
                     for image in chunk if drawn is not None else ():

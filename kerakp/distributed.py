@@ -53,7 +53,7 @@ def predict_dataset(spec: ReadSpec, markup: str, inputs, out, pose: bool = False
     columns = table_columns(markup, pose, confidence, spec.max_faces == 1)
     settings = {"model": spec.model, "options": spec.options, "max_faces": spec.max_faces, "pose": pose,
                 "confidence": confidence, "batch": batch}
-    sink = TableSink(out, columns, settings, [name for name, _ in items], resume, overwrite)
+    sink = TableSink(out, columns, settings, items, resume, overwrite)
     counts = {"images": 0, "faces": 0, "with_face": 0, "detected": 0, "skipped": [], "resumed_after": sink.done}
     import logging
 

@@ -102,9 +102,12 @@ def main():
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--models", default="300w,300w-fast")
+    parser.add_argument("--parts", default="speed,memory,data-parallel",
+                        help="what to measure; the others are kept from benchmarks/bulk.json")
     args = parser.parse_args()
-    models = args.models.split(",")
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "date": time.strftime("%Y-%m-%d"),
+    models, parts = args.models.split(","), args.parts.split(",")
+    kept = json.loads(Path("benchmarks/bulk.json").read_text()) if Path("benchmarks/bulk.json").is_file() else {}
+    report = {**kept, "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "date": time.strftime("%Y-%m-%d"),
               "images": args.images, "large": args.large}
     val = model_subset(load_dataset("../shared/data/300w_train"), Landmarker("300w").info.split, "val")
     rng = np.random.default_rng(0)
@@ -115,8 +118,8 @@ def main():
         for k in range(args.images):
             frame, _ = pasted(val.image(k % len(val)), val.keypoints[k % len(val)], 120, rng)
             cv2.imwrite(str(photos / f"{k:06d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        report["speed"] = {}
-        for model in models:
+        for model in models if "speed" in parts else ():
+            report.setdefault("speed", {})
             runs = {"1 worker, batch 1": rate(model, photos, tmp / "p.csv", "--workers", 1, "--batch", 1),
                     "1 worker, batch 16": rate(model, photos, tmp / "p.csv", "--workers", 1, "--batch", 16),
                     "2 workers, batch 16": rate(model, photos, tmp / "p.csv", "--workers", 2, "--batch", 16)}
@@ -129,20 +132,22 @@ def main():
 
         drawn = tmp / "drawn"
         drawn.mkdir()
-        for k in range(1000):
+        for k in range(1000 if "memory" in parts else 0):
             face = synthetic_face(rng, size=160)
             frame = cv2.copyMakeBorder(face["image"], 160, 160, 240, 240, cv2.BORDER_REPLICATE)
             cv2.imwrite(str(drawn / f"{k:06d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         large = tmp / "large"
         large.mkdir()
-        for k in range(args.large):
+        for k in range(args.large if "memory" in parts else 0):
             os.link(drawn / f"{k % 1000:06d}.jpg", large / f"{k:07d}.jpg")
-        fast = models[-1]
-        memory = {"1,000": predict(fast, drawn, tmp / "m.csv", "--workers", 2, "--passes", 0, "--turn", 0),
+        fast = args.models.split(",")[-1]
+        memory = {} if "memory" not in parts else {"1,000": predict(fast, drawn, tmp / "m.csv", "--workers", 2, "--passes", 0, "--turn", 0),
                   f"{args.large:,}": predict(fast, large, tmp / "m.csv", "--workers", 2, "--passes", 0, "--turn", 0)}
-        report["memory"] = {"model": fast, "setting": "--workers 2 --passes 0 --turn 0", "runs": memory}
-        print("memory", {k: round(v["peak_mb"], 1) for k, v in memory.items()})
-    report["data_parallel_imm58"] = {backend: data_parallel(backend) for backend in ("jax", "tensorflow")}
+        if memory:
+            report["memory"] = {"model": fast, "setting": "--workers 2 --passes 0 --turn 0", "runs": memory}
+            print("memory", {k: round(v["peak_mb"], 1) for k, v in memory.items()})
+    if "data-parallel" in parts:
+        report["data_parallel_imm58"] = {backend: data_parallel(backend) for backend in ("jax", "tensorflow")}
     print("data parallel", report["data_parallel_imm58"])
     Path("benchmarks/bulk.json").write_text(json.dumps(report, indent=2))
     write_section(report, args)
