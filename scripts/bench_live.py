@@ -42,7 +42,7 @@ from kerakp.timing import time_calls
 from kerakp.tracking import FaceSmoother, FaceTracker, LiveStats, frames
 
 PRESETS = {"300w": "kerakp/presets/300w_mobilenetv2_heatmap.tflite", "ytf68": "kerakp/presets/ytf68_mobilenetv2_heatmap.tflite"}
-FAST = "saved_models/ytf68_mobilenetv2.tflite"
+FAST = "300w-fast"
 GRID = {"min_cutoff": (0.3, 0.5, 1.0, 2.0, 4.0, 8.0), "beta": (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)}
 SCHEMA = get_schema("ibug68")
 
@@ -125,7 +125,7 @@ def main():
         report["mediapipe_ms"] = mediapipe_ms()
         report["speed"] = {}
         runs = {**{name: (path, False) for name, path in PRESETS.items()}, "300w, --mirror": (PRESETS["300w"], True),
-                "fast (ytf68 regression, int8)": (FAST, False)}
+                "300w-fast": (FAST, False)}
         for name, (path, mirror) in runs.items():
             summary = run_live(Landmarker(path, threads=args.threads), str(videos["real move"][0]), headless=True, mirror=mirror)
             summary["ms_per_frame"] = 1000 * summary["wall_s"] / summary["frames"]

@@ -13,7 +13,7 @@ from kerakp.cli import main
 from kerakp.data.synthetic import write_synthetic_video
 from kerakp.models.landmark_model import LandmarkModel
 
-SHIPPED = Path(__file__).resolve().parents[1] / "saved_models" / "ytf68_mobilenetv2.tflite"
+SHIPPED = "ytf68-fast"   # a packaged preset, read by name
 PRESET = Path(__file__).resolve().parents[1] / "kerakp" / "presets" / "ytf68_mobilenetv2_heatmap.tflite"
 
 
@@ -56,10 +56,9 @@ def test_headless_run_records_and_writes_stats(untrained, video, tmp_path):
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 40 and written.read()[0]
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no shipped model at {SHIPPED}")
 def test_a_trained_model_keeps_the_track(video, tmp_path):
     stats = tmp_path / "stats.json"
-    result = live("--tflite", SHIPPED, "--source", video, "--headless", "--stats", stats, "--redetect-every", 100)
+    result = live("--model", SHIPPED, "--source", video, "--headless", "--stats", stats, "--redetect-every", 100)
     assert result.exit_code == 0, result.output
     summary = json.loads(stats.read_text())
     assert summary["frames"] == 40
