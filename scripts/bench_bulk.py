@@ -140,7 +140,7 @@ def main():
         large.mkdir()
         for k in range(args.large if "memory" in parts else 0):
             os.link(drawn / f"{k % 1000:06d}.jpg", large / f"{k:07d}.jpg")
-        fast = args.models.split(",")[-1]
+        fast = models[-1]
         memory = {} if "memory" not in parts else {"1,000": predict(fast, drawn, tmp / "m.csv", "--workers", 2, "--passes", 0, "--turn", 0),
                   f"{args.large:,}": predict(fast, large, tmp / "m.csv", "--workers", 2, "--passes", 0, "--turn", 0)}
         if memory:

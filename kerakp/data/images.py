@@ -54,17 +54,20 @@ class ImageList:
             index += len(self)
         group = bisect.bisect_right(self.starts, index) - 1
         folder, names = self.groups[group]
-        name = names[index - self.starts[group]]
-        return name, (Path(name) if folder is None else folder / name)
+        return _item(folder, names[index - self.starts[group]])
 
     def __iter__(self):
         for folder, names in self.groups:
             for name in names:
-                yield name, (Path(name) if folder is None else folder / name)
+                yield _item(folder, name)
 
     def names(self):
         for _, names in self.groups:
             yield from names
+
+
+def _item(folder: Path | None, name: str) -> tuple[str, Path]:
+    return name, (Path(name) if folder is None else folder / name)
 
 
 def image_files(paths) -> ImageList:
