@@ -110,6 +110,12 @@ def skipped_line(counts: dict) -> str:
     return f"skipped {len(skipped)} of {counts['images']} files, not readable images: {names}" if skipped else ""
 
 
+def nothing_readable(counts: dict) -> KerakpError:
+    """The error of a run none of whose inputs was a readable image (it writes nothing)."""
+    skipped = counts["skipped"]
+    return KerakpError(f"no readable image: {skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+
+
 def partial_of(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
@@ -279,8 +285,7 @@ def predict_table(spec: ReadSpec, markup: str, inputs, out, pose: bool = False, 
     if len(counts["skipped"]) == len(items):   # nothing readable: nothing written
         sink.discard()
         remove(drawn) if drawn is not None else None
-        raise KerakpError(f"no readable image: {counts['skipped'][0]}"
-                          + (f" (and {len(counts['skipped']) - 1} more)" if len(counts["skipped"]) > 1 else ""))
+        raise nothing_readable(counts)
     sink.close(complete=True)
     if drawn is not None:
         _place(drawn, Path(draw))

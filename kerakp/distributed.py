@@ -8,7 +8,7 @@ running cluster (`ray.init(address=...)`).
 """
 from __future__ import annotations
 
-from kerakp.bulk import ReadSpec, TableSink, read_images
+from kerakp.bulk import ReadSpec, TableSink, nothing_readable, read_images
 from kerakp.errors import KerakpError
 
 
@@ -90,7 +90,7 @@ def predict_dataset(spec: ReadSpec, markup: str, inputs, out, pose: bool = False
             ray.shutdown()
     if len(counts["skipped"]) == len(items):
         sink.discard()
-        raise KerakpError(f"no readable image: {counts['skipped'][0]}")
+        raise nothing_readable(counts)
     sink.close(complete=True)
     return counts
 
