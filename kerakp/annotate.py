@@ -33,7 +33,7 @@ def label_name(name: str, face: int) -> str:
 
 
 def annotate(spec: ReadSpec, markup: str, inputs, out, fmt: str = "ytf68", max_disagreement: float | None = None,
-             label_markup: str | None = None, batch: int = 16, workers: int = 1, resume: bool = False,
+             label_markup: str | None = None, batch: int = 16, workers: int | None = None, resume: bool = False,
              overwrite: bool = False, progress: bool = True, predictor: Predictor | None = None) -> tuple[Path, dict]:
     """Label every face of every image in `inputs` (read by `spec` as `kerakp.bulk.read_all` does) into the new
     folder `out`: a set `kerakp train` reads, in layout `fmt` of `kerakp.data.formats.FORMATS` and the model's

@@ -97,22 +97,23 @@ class Landmarker:
                    draw=None, batch: int = 16, workers: int | None = None, resume: bool = False, overwrite: bool = False,
                    progress: bool = True, ray: str | None = None) -> dict:
         """The predictions table (`Predictions.table`) of every image in `inputs` streamed to `out` (.csv or
-        .parquet) as it is read, by `workers` processes (default one per core; 1: this process), `batch` images a
-        read; each image drawn into the new folder `draw` when given. Ctrl-C leaves `<out>.partial`, which
-        `resume` continues (`kerakp.bulk`). With `ray` ("local", "auto" or a cluster's address), Ray actors read
-        the images (`kerakp.distributed`; no `draw` there). Returns the counts of this run."""
+        .parquet) as it is read, by `workers` processes (default `kerakp.bulk.default_workers`: one per core for a
+        large run; 1: this process), `batch` images a read; each image drawn into the new folder `draw` when
+        given. Ctrl-C leaves `<out>.partial`, which `resume` continues (`kerakp.bulk`). With `ray` ("local",
+        "auto" or a cluster's address), Ray actors read the images (`kerakp.distributed`; no `draw` there).
+        Returns the counts of this run."""
         from kerakp.bulk import default_workers, predict_table
 
-        workers = default_workers() if workers is None else workers
         if ray is not None:
             from kerakp.distributed import predict_dataset
 
             if draw is not None:
                 raise KerakpError("--draw writes images here; it does not run on Ray")
-            return predict_dataset(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, batch, workers,
+            return predict_dataset(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, batch,
+                                   default_workers() if workers is None else workers,
                                    None if ray == "local" else ray, resume, overwrite, progress)
         return predict_table(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, draw, batch, workers,
-                             resume, overwrite, progress, predictor=self.predictor if workers <= 1 else None)
+                             resume, overwrite, progress, predictor=self.predictor)
 
     def evaluate(self, data, subset: str = "all", out=None, format: str = "auto", overwrite: bool = False,
                  progress: bool = True, report: bool = False) -> dict:
@@ -201,11 +202,9 @@ class Landmarker:
         they are read (`kerakp.annotate`; `workers`, `resume` as in `predict_to`); returns the labelled set's path
         and the counts (the per-face table is `out/annotations.csv`)."""
         from kerakp.annotate import annotate
-        from kerakp.bulk import default_workers
 
-        workers = default_workers() if workers is None else workers
         return annotate(self._spec(max_faces), self.info.markup, inputs, out, format, max_disagreement, markup, batch,
-                        workers, resume, overwrite, progress, predictor=self.predictor if workers <= 1 else None)
+                        workers, resume, overwrite, progress, predictor=self.predictor)
 
     def align(self, inputs, out, size: int = 112, max_faces: int | None = None) -> tuple[Path, int]:
         """Aligned `size` x `size` crops (`Face.aligned`) of every face of the images in `inputs`, written into

@@ -71,17 +71,22 @@ def _read_chunk(items):
     return read_images(predictor, items, max_faces)
 
 
-def default_workers() -> int:
-    """One worker per core, up to 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+def default_workers(images: int | None = None, batch: int = 16) -> int:
+    """One worker per core, up to 8, and (given the number of `images`) no more than have two chunks of `batch`
+    images each: a worker's start-up (its imports and model) pays off only over several chunks, so a small run,
+    a single photo above all, is read in this process."""
+    cores = max(1, min(8, os.cpu_count() or 1))
+    return cores if images is None else max(1, min(cores, images // (2 * batch)))
 
 
-def read_all(spec: ReadSpec, items, batch: int = 16, workers: int = 1, predictor: Predictor | None = None,
+def read_all(spec: ReadSpec, items, batch: int = 16, workers: int | None = None, predictor: Predictor | None = None,
              start: int = 0) -> Iterator[list[ImageFaces]]:
     """The results of `items[start:]` ((name, path) pairs) in chunks of `batch`, in input order: read here (with
-    `predictor`, or one built from `spec`) when `workers` is 1, else by that many worker processes, with two
-    chunks each in flight at most (so memory stays flat however many images there are)."""
+    `predictor`, or one built from `spec`) when `workers` is 1, else by that many worker processes (None:
+    `default_workers` for the images left), with two chunks each in flight at most (so memory stays flat however
+    many images there are)."""
     chunks = (items[first:first + batch] for first in range(start, len(items), batch))
+    workers = default_workers(len(items) - start, batch) if workers is None else workers
     if workers <= 1:
         predictor = predictor or spec.predictor()
         for chunk in chunks:
@@ -247,7 +252,7 @@ def _place(staging: Path, folder: Path) -> Path:
 
 
 def predict_table(spec: ReadSpec, markup: str, inputs, out, pose: bool = False, confidence: bool = False, draw=None,
-                  batch: int = 16, workers: int = 1, resume: bool = False, overwrite: bool = False,
+                  batch: int = 16, workers: int | None = None, resume: bool = False, overwrite: bool = False,
                   progress: bool = True, predictor: Predictor | None = None) -> dict:
     """The predictions table of every image in `inputs` streamed to `out` (`TableSink`), read by `workers`
     processes (or here, with `predictor`), each image also drawn into the folder `draw` when given; returns this

@@ -64,6 +64,21 @@ def test_batched_and_parallel_reads_write_the_rows_one_at_a_time_writes(images, 
     assert len(table) == 24 and "broken.jpg" not in set(table["image"]) and not list(tmp_path.glob("*.partial*"))
 
 
+def test_a_small_run_is_read_in_this_process(images, reference, tmp_path, monkeypatch):
+    """Worker processes start only where each has enough images to pay for its start-up."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert bulk.default_workers() == 4
+    assert [bulk.default_workers(n) for n in (1, 63, 64, 96, 100_000)] == [1, 1, 2, 3, 4]
+    assert bulk.default_workers(64, batch=4) == 4
+
+    def no_processes(method):
+        raise AssertionError("a run of 25 images started worker processes")
+
+    monkeypatch.setattr("multiprocessing.get_context", no_processes)
+    Landmarker().predict_to(tmp_path / "p.csv", images, progress=False)
+    assert (tmp_path / "p.csv").read_bytes() == reference.read_bytes()
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_file_reading_no_image_twice(images, reference, tmp_path,
                                                                                       monkeypatch, suffix):

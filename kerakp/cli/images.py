@@ -58,7 +58,8 @@ def bulk_options(command):
                            help="Images read together (their face crops go through the model in one call).")(command)
     return click.option("--workers", type=click.IntRange(min=1),
                         help=f"Processes reading images, each with its own model (default: one per core, here "
-                             f"{default_workers()}; 1: this process).")(command)
+                             f"{default_workers()}, each with two batches or more; 1: this process)."
+                        )(command)
 
 
 @main.command()
