@@ -87,13 +87,13 @@ def data_parallel(backend: str) -> dict:
     job = REPO / "tests" / "scale_job.py"
     losses = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for devices, distribute in ((1, "none"), (2, "data-parallel")):
+        for devices, distribute in ((1, "none"), (2, "data-parallel")):   # a process each, as a user runs them
             done = subprocess.run([sys.executable, str(job), backend, str(devices), distribute, "float32",
                                    str(REPO.parent / "shared" / "data" / "imm58"), f"{tmp}/{devices}", "32"],
                                   capture_output=True, text=True, timeout=1200)
             if done.returncode:
                 raise RuntimeError(done.stderr[-2000:])
-            losses[devices] = json.loads(done.stdout.strip().splitlines()[-1])["loss"]
+            losses[devices] = json.loads(done.stdout.strip().splitlines()[-1])[distribute]["loss"]
     return {"one_device": losses[1], "two_devices": losses[2], "relative_difference": losses[2] / losses[1] - 1}
 
 

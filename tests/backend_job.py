@@ -1,7 +1,8 @@
 """Run one Keras-backend job in a fresh process (the backend is fixed at import): `python backend_job.py MODE ...`.
 
-- `train OUT_DIR DATA_CSV`: build a small model, take a training step, save `model.keras` and its
-  predictions on fixed crops (`crops.npz`);
+- `train OUT_DIR DATA_CSV`: build a small model, take a training step (eagerly on TensorFlow, where tracing
+  costs far more than the step; JAX compiles each op it runs eagerly, so there the step is traced), save
+  `model.keras` and its predictions on fixed crops (`crops.npz`);
 - `predict MODEL CROPS_NPZ OUT_NPZ`: load a saved model and predict the same crops;
 - `cli-train DATA_CSV OUT_DIR`: run `kerakp train` for one epoch.
 With `--no-tensorflow` first, importing TensorFlow raises, as on a machine where it is not installed.
@@ -35,7 +36,8 @@ def main(args: list[str]) -> None:
         keras.utils.set_random_seed(0)
         crops, targets = KeypointSequence(load_dataset(data_csv), CropRule(32), batch_size=8)[0]
         model = LandmarkModel("mobilenetv2", "ibug68", 32, head_units=16)
-        model.compile(keras.optimizers.AdamW(1e-3), MaskedKeypointLoss("huber"))
+        model.compile(keras.optimizers.AdamW(1e-3), MaskedKeypointLoss("huber"),
+                      run_eagerly=keras.backend.backend() == "tensorflow")
         loss = model.train_on_batch(crops, targets)
         model.save(f"{out}/model.keras")
         np.savez(f"{out}/crops.npz", crops=crops, predictions=np.asarray(model.predict_on_batch(crops)), loss=loss)

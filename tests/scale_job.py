@@ -1,10 +1,11 @@
-"""Run by tests/test_scale.py in a fresh process: train one epoch with some devices, backend and precision;
-print the first epoch's loss and the saved model's outputs on fixed crops, as JSON."""
+"""Run by tests/test_scale.py in a fresh process: train one epoch for each comma-separated way of distributing
+(`none`, `data-parallel`) with some devices, backend and precision; print, per run, the first epoch's loss and
+the saved model's outputs on fixed crops, as one JSON line. Runs of one process share its import and devices."""
 import json
 import os
 import sys
 
-backend, devices, distribute, precision, data, out = sys.argv[1:7]
+backend, devices, distributes, precision, data, out = sys.argv[1:7]
 batch = int(sys.argv[7]) if len(sys.argv) > 7 else 6
 os.environ["KERAS_BACKEND"] = backend
 if backend == "jax":
@@ -20,12 +21,15 @@ import pandas as pd  # noqa: E402
 
 from kerakp.api import Landmarker  # noqa: E402
 
-overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=batch, head_units=16, calibration_images=0,
-                 seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
-if distribute != "none":
-    overrides["distribute"] = distribute
-model = Landmarker.train(data, None, out, progress=False, **overrides)
-crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
-outputs = np.asarray(model.model.predict_on_batch(crops))
-print(json.dumps({"loss": float(pd.read_csv(f"{out}/history.csv")["loss"][0]), "outputs": outputs.tolist(),
-                  "dtype": str(outputs.dtype)}))
+runs = {}
+for distribute in distributes.split(","):
+    overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=batch, head_units=16, calibration_images=0,
+                     seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
+    if distribute != "none":
+        overrides["distribute"] = distribute
+    model = Landmarker.train(data, None, f"{out}/{distribute}", progress=False, **overrides)
+    crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    outputs = np.asarray(model.model.predict_on_batch(crops))
+    runs[distribute] = {"loss": float(pd.read_csv(f"{out}/{distribute}/history.csv")["loss"][0]),
+                        "outputs": outputs.tolist(), "dtype": str(outputs.dtype)}
+print(json.dumps(runs))

@@ -88,6 +88,7 @@ def test_the_seed_makes_a_run_repeatable(synthetic_csv, tmp_path):
     assert np.allclose(losses(0, "b"), first, rtol=1e-5) and not np.allclose(losses(1, "c"), first, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_extra_data_is_trained_on_and_never_validated_on(synthetic_csv, tmp_path):
     from kerakp.data.synthetic import write_synthetic_set
 

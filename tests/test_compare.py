@@ -1,5 +1,5 @@
-"""`kerakp compare` on tiny synthetic data: every backbone builds, trains, lowers its loss, predicts and
-exports (TFLite) the same output shape, and the table and plots are written."""
+"""`kerakp compare` on tiny synthetic data: every backbone builds, trains, lowers its loss and predicts the same
+output shape, and the table and plots are written (tests/test_export.py exports every backbone)."""
 import json
 
 import keras
@@ -9,10 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from kerakp.cli import main
-from kerakp.export import export_model
-from kerakp.runtime import open_model
 
-BACKBONES = ["simplecnn", "mobilenetv2", "resnet18"]
+BACKBONES = ["simplecnn", "mobilenetv2"]
 
 
 @pytest.mark.slow
@@ -31,11 +29,9 @@ def test_compare_trains_evaluates_and_ranks(synthetic_csv, tmp_path):
         assert history["loss"].iloc[-1] < history["loss"].iloc[0], name
         model = keras.models.load_model(out / name / "model.keras")
         assert model.predict_on_batch(np.zeros((2, 48, 48, 3), np.float32)).shape == (2, 136)
-        export_model(out / name / "model.keras", "tflite")
-        assert open_model(out / name / "model.tflite").predict_on_batch(np.zeros((2, 48, 48, 3), np.float32)).shape == (2, 136)
         assert np.isfinite(rows[name]["nme"]) and rows[name]["keras_ms"] > 0
-    assert rows["simplecnn"]["params"] < rows["mobilenetv2"]["params"] < rows["resnet18"]["params"]
-    assert rows["mobilenetv2"]["model_mb"] < rows["resnet18"]["model_mb"]
+    assert rows["simplecnn"]["params"] < rows["mobilenetv2"]["params"]
+    assert rows["simplecnn"]["model_mb"] < rows["mobilenetv2"]["model_mb"]
     table = (out / "compare.md").read_text().splitlines()
     assert table[0].startswith("| backbone | init | nme") and len(table) == 2 + len(BACKBONES)
     assert (out / "ced.png").stat().st_size > 0 and (out / "nme_vs_latency.png").stat().st_size > 0

@@ -26,6 +26,7 @@ def test_every_path_the_docs_name_exists():
     assert not missing, "paths named in the docs that do not exist:\n" + "\n".join(missing)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("pdoc") is None, reason="pdoc is not installed (pip install -e '.[test]')")
 def test_the_api_reference_builds_without_warnings(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "api_docs.py"), str(tmp_path / "api")],

@@ -13,16 +13,18 @@ from kerakp.models.heads import HEADS
 from kerakp.models.landmark_model import LandmarkModel
 
 
-def _compiled(backbone: str, size: int, lr: float = 1e-3, head: str = "regression") -> LandmarkModel:
+def _compiled(backbone: str, size: int, lr: float = 1e-3, head: str = "regression", eager: bool = False) -> LandmarkModel:
     keras.utils.set_random_seed(0)
     model = LandmarkModel(backbone, "ibug68", size, head_units=32, dropout=0.0, head=head)
-    model.compile(keras.optimizers.Adam(lr), MaskedKeypointLoss("huber"), metrics=[CropNME()])
+    model.compile(keras.optimizers.Adam(lr), MaskedKeypointLoss("huber"), metrics=[CropNME()], run_eagerly=eager)
     return model
 
 
 @pytest.mark.parametrize("backbone", [b if b == "simplecnn" else pytest.param(b, marks=pytest.mark.slow) for b in sorted(BACKBONES)])
 def test_every_backbone_builds_and_takes_a_training_step(backbone, synthetic_set):
-    model = _compiled(backbone, 32)
+    """The step runs eagerly: tracing it into a graph, which costs far more than the step, is what every test
+    that trains covers."""
+    model = _compiled(backbone, 32, eager=True)
     crops, targets = KeypointSequence(synthetic_set, CropRule(32), batch_size=4)[0]
     loss = model.train_on_batch(crops, targets, return_dict=True)["loss"]
     assert np.isfinite(loss)
@@ -175,6 +177,7 @@ def test_unet_head_adds_a_skip_at_every_upsampling_step_of_every_backbone(backbo
     assert model.get_layer("heatmaps").output.shape[1:] == (16, 16, 68)
 
 
+@pytest.mark.slow
 def test_unet_head_started_from_a_heatmap_model_predicts_what_it_did(tmp_path):
     from kerakp.train import start_from
 

@@ -22,8 +22,9 @@ from kerakp.model_info import CropRule
 JOB = Path(__file__).with_name("scale_job.py")
 
 
-def job(backend, devices, distribute, precision, data, out) -> dict:
-    done = subprocess.run([sys.executable, str(JOB), backend, str(devices), distribute, precision, str(data), str(out)],
+def job(backend, devices, distributes, precision, data, out) -> dict:
+    """The runs of `tests/scale_job.py` (one per way of distributing, in one process) by name."""
+    done = subprocess.run([sys.executable, str(JOB), backend, str(devices), distributes, precision, str(data), str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -32,8 +33,8 @@ def job(backend, devices, distribute, precision, data, out) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install -e '.[jax]')")
 def test_data_parallel_on_two_jax_devices_matches_one_device(synthetic_csv, tmp_path):
-    one = job("jax", 1, "none", "float32", synthetic_csv, tmp_path / "one")
-    two = job("jax", 2, "data-parallel", "float32", synthetic_csv, tmp_path / "two")
+    runs = job("jax", 2, "none,data-parallel", "float32", synthetic_csv, tmp_path)
+    one, two = runs["none"], runs["data-parallel"]
     assert abs(two["loss"] / one["loss"] - 1) < 0.02
     assert np.allclose(two["outputs"], one["outputs"], atol=1e-3)   # crop fractions; Adam amplifies rounding
 
@@ -42,8 +43,8 @@ def test_data_parallel_on_two_jax_devices_matches_one_device(synthetic_csv, tmp_
 def test_data_parallel_on_two_tensorflow_devices_matches_one_device(synthetic_csv, tmp_path):
     """MirroredStrategy over two logical CPUs: the first epoch's loss and the saved model's outputs match the
     one-device run's, and the saved model loads on one device and predicts as it did."""
-    one = job("tensorflow", 1, "none", "float32", synthetic_csv, tmp_path / "one")
-    two = job("tensorflow", 2, "data-parallel", "float32", synthetic_csv, tmp_path / "two")
+    runs = job("tensorflow", 2, "none,data-parallel", "float32", synthetic_csv, tmp_path)
+    one, two = runs["none"], runs["data-parallel"]
     assert abs(two["loss"] / one["loss"] - 1) < 0.02
     # Adam turns rounding in near-zero gradients into whole steps (up to 1e-3 on some sets); BatchNorm statistics
     # per replica instead of over the global batch move the outputs by 0.07-0.1
@@ -51,16 +52,17 @@ def test_data_parallel_on_two_tensorflow_devices_matches_one_device(synthetic_cs
     from kerakp.runtime import load_keras_model
 
     crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
-    assert np.allclose(load_keras_model(tmp_path / "two" / "model.keras").predict_on_batch(crops), two["outputs"], atol=1e-5)
+    assert np.allclose(load_keras_model(tmp_path / "data-parallel" / "model.keras").predict_on_batch(crops),
+                       two["outputs"], atol=1e-5)
 
 
 @pytest.mark.slow
 def test_mixed_precision_trains_and_saves_a_float32_model(synthetic_csv, tmp_path):
-    mixed = job("tensorflow", 1, "none", "mixed_bfloat16", synthetic_csv, tmp_path / "mixed")
+    mixed = job("tensorflow", 1, "none", "mixed_bfloat16", synthetic_csv, tmp_path)["none"]
     assert np.isfinite(mixed["loss"]) and mixed["dtype"] == "float32"
     from kerakp.runtime import load_keras_model
 
-    model = load_keras_model(tmp_path / "mixed" / "model.keras")
+    model = load_keras_model(tmp_path / "none" / "model.keras")
     assert {w.dtype for w in model.weights} == {"float32"} and model.dtype_policy.name == "float32"
 
 
