@@ -160,3 +160,17 @@ def test_ray_writes_the_rows_a_local_run_writes(images, reference, tmp_path):
     assert (tmp_path / "ray.csv").read_bytes() == reference.read_bytes()
     assert np.isfinite(pd.read_csv(tmp_path / "ray.csv")["x0"]).all()
     os.environ.pop("RAY_ADDRESS", None)
+
+
+def test_a_ray_actor_reads_a_batch_into_the_rows_a_local_run_writes(images, reference):
+    """The actor of `kerakp.distributed`, called as Ray Data calls it (without Ray: the run itself is slow-marked)."""
+    from kerakp.distributed import _Reader
+
+    landmarker = Landmarker()
+    names = ["broken.jpg", *sorted(p.name for p in images.glob("*.jpg") if p.name != "broken.jpg")[:3]]
+    batch = {"position": np.arange(4), "name": np.array(names), "path": np.array([str(images / n) for n in names])}
+    read = pd.DataFrame(_Reader(landmarker._spec(None), landmarker.info.markup, False, False)(batch))
+    assert "not a readable image" in read["_error"][0] and read["_error"][1:].eq("").all()
+    expected = pd.read_csv(reference).set_index("image").loc[names[1:]]
+    got = read.iloc[1:].set_index("image")[expected.columns]
+    assert np.allclose(got.to_numpy(float), expected.to_numpy(float), atol=1e-4, equal_nan=True)
