@@ -79,7 +79,7 @@ def default_workers(images: int | None = None, batch: int = 16) -> int:
     return cores if images is None else max(1, min(cores, images // (2 * batch)))
 
 
-def read_all(spec: ReadSpec, items, batch: int = 16, workers: int | None = None, predictor: Predictor | None = None,
+def read_all(spec: ReadSpec, items, batch: int = 16, workers: int | None = 1, predictor: Predictor | None = None,
              start: int = 0) -> Iterator[list[ImageFaces]]:
     """The results of `items[start:]` ((name, path) pairs) in chunks of `batch`, in input order: read here (with
     `predictor`, or one built from `spec`) when `workers` is 1, else by that many worker processes (None:

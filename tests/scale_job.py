@@ -21,14 +21,13 @@ import pandas as pd  # noqa: E402
 
 from kerakp.api import Landmarker  # noqa: E402
 
+overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=batch, head_units=16, calibration_images=0,
+                 seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
+crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
 runs = {}
 for distribute in distributes.split(","):
-    overrides = dict(epochs=1, backbone="simplecnn", input_size=32, batch_size=batch, head_units=16, calibration_images=0,
-                     seed=0, precision=precision, workers=1, dropout=0.0, clipnorm=1e6)
-    if distribute != "none":
-        overrides["distribute"] = distribute
-    model = Landmarker.train(data, None, f"{out}/{distribute}", progress=False, **overrides)
-    crops = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    model = Landmarker.train(data, None, f"{out}/{distribute}", progress=False,
+                             **overrides, **({} if distribute == "none" else {"distribute": distribute}))
     outputs = np.asarray(model.model.predict_on_batch(crops))
     runs[distribute] = {"loss": float(pd.read_csv(f"{out}/{distribute}/history.csv")["loss"][0]),
                         "outputs": outputs.tolist(), "dtype": str(outputs.dtype)}
