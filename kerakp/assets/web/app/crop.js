@@ -1,0 +1,218 @@
+// The crop stage: kerakp's one crop rule (kerakp/data/geometry.py) and the OpenCV resamplings it uses, on RGB
+// images held as {data: Uint8ClampedArray or Float32Array (3 values a pixel), width, height}.
+// Matrices are 3 x 3, row-major arrays of 9 numbers; points are [x, y] with a pixel's centre at its index.
+
+export function rgbImage(width, height, data = new Uint8ClampedArray(width * height * 3)) {
+  return {data, width, height};
+}
+
+// RGB pixels of a canvas's ImageData (RGBA).
+export function fromImageData(imageData) {
+  const {width, height, data} = imageData;
+  const rgb = new Uint8ClampedArray(width * height * 3);
+  for (let i = 0, j = 0; i < data.length; i += 4, j += 3) {
+    rgb[j] = data[i]; rgb[j + 1] = data[i + 1]; rgb[j + 2] = data[i + 2];
+  }
+  return rgbImage(width, height, rgb);
+}
+
+export function multiply(a, b) {
+  const out = new Array(9).fill(0);
+  for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) for (let k = 0; k < 3; k++) out[r * 3 + c] += a[r * 3 + k] * b[k * 3 + c];
+  return out;
+}
+
+export function invert(m) {   // an affine 3 x 3 matrix
+  const det = m[0] * m[4] - m[1] * m[3];
+  const a = m[4] / det, b = -m[1] / det, c = -m[3] / det, d = m[0] / det;
+  return [a, b, -(a * m[2] + b * m[5]), c, d, -(c * m[2] + d * m[5]), 0, 0, 1];
+}
+
+export function transformPoints(m, points) {
+  return points.map(([x, y]) => [m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]]);
+}
+
+// Tight [x0, y0, x1, y1] box of the points that are not NaN; null when none is.
+export function pointsBox(points) {
+  const valid = points.filter(([x, y]) => !Number.isNaN(x) && !Number.isNaN(y));
+  if (!valid.length) return null;
+  const xs = valid.map((p) => p[0]), ys = valid.map((p) => p[1]);
+  return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+}
+
+export function boxIou(a, b) {
+  const inter = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0])) * Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+// Degrees that turn the line from points[pair[0]] to points[pair[1]] level (0 when either is missing).
+export function levelTurn(points, pair) {
+  const [x0, y0] = points[pair[0]], [x1, y1] = points[pair[1]];
+  const angle = -Math.atan2(y1 - y0, x1 - x0) * 180 / Math.PI;
+  return Number.isNaN(angle) ? 0 : angle;
+}
+
+// The landmark box whose crop is the whole image, centred.
+export function wholeImageBox(height, width, scale) {
+  const half = Math.max(height, width) / scale / 2, cx = (width - 1) / 2, cy = (height - 1) / 2;
+  return [cx - half, cy - half, cx + half, cy + half];
+}
+
+// Matrix from original pixels to the size x size crop around a landmark box (`box_crop_matrix`).
+export function boxCropMatrix(box, scale, size, turn = 0) {
+  const [x0, y0, x1, y1] = box;
+  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2, side = Math.max(x1 - x0, y1 - y0, 1) * scale;
+  const s = size / side, half = (size - 1) / 2;
+  const matrix = [s, 0, half - s * cx, 0, s, half - s * cy, 0, 0, 1];
+  if (!turn) return matrix;
+  const a = turn * Math.PI / 180, cos = Math.cos(a), sin = Math.sin(a);
+  const about = [cos, -sin, half - cos * half + sin * half, sin, cos, half - sin * half - cos * half, 0, 0, 1];
+  return multiply(about, matrix);
+}
+
+// cv2.resize with INTER_AREA to (width, height), `scale` its source-over-target factor per axis: each target
+// pixel the mean of the source area it covers, partly covered pixels weighted by their share. With `region`
+// ([x0, y0, x1, y1] of the target), only the pixels in there are computed (the rest stay 0).
+export function resizeArea(image, width, height, scaleX = image.width / width, scaleY = image.height / height,
+  region = [0, 0, width, height]) {
+  const [rx0, ry0, rx1, ry1] = [Math.max(0, region[0]), Math.max(0, region[1]), Math.min(width, region[2]), Math.min(height, region[3])];
+  const xs = areaTaps(rx0, rx1, scaleX, image.width), ys = areaTaps(ry0, ry1, scaleY, image.height);
+  const src = image.data, stride = image.width * 3, out = rgbImage(width, height);
+  for (let y = ry0; y < ry1; y++) {
+    const yi = y - ry0;
+    for (let x = rx0; x < rx1; x++) {
+      const xi = x - rx0;
+      let r = 0, g = 0, b = 0;
+      for (let j = ys.first[yi]; j < ys.first[yi + 1]; j++) {
+        const wy = ys.weight[j], base = ys.source[j] * stride;
+        for (let i = xs.first[xi]; i < xs.first[xi + 1]; i++) {
+          const w = wy * xs.weight[i], k = base + xs.source[i] * 3;
+          r += src[k] * w; g += src[k + 1] * w; b += src[k + 2] * w;
+        }
+      }
+      const o = (y * width + x) * 3;
+      out.data[o] = roundEven(r); out.data[o + 1] = roundEven(g); out.data[o + 2] = roundEven(b);
+    }
+  }
+  return out;
+}
+
+// Per target pixel from..to-1 of one axis, the source pixels it covers and their weights (OpenCV's
+// computeResizeAreaTab), flat: pixel d's are at first[d - from] .. first[d - from + 1] - 1.
+function areaTaps(from, to, scale, limit) {
+  const first = [0], source = [], weight = [];
+  for (let d = from; d < to; d++) {
+    const start = d * scale, end = start + scale, cell = Math.min(scale, limit - start);
+    const last = Math.min(Math.floor(end), limit - 1), begin = Math.min(Math.ceil(start), last);
+    if (begin - start > 1e-3) { source.push(begin - 1); weight.push((begin - start) / cell); }
+    for (let s = begin; s < last; s++) { source.push(s); weight.push(1 / cell); }
+    if (end - last > 1e-3) { source.push(last); weight.push(Math.min(end - last, 1, cell) / cell); }
+    first.push(source.length);
+  }
+  return {first: Int32Array.from(first), source: Int32Array.from(source), weight: Float64Array.from(weight)};
+}
+
+// cv2.resize with INTER_LINEAR: half-pixel centres, edges clamped.
+export function resizeLinear(image, width, height) {
+  const out = rgbImage(width, height), fx = image.width / width, fy = image.height / height, src = image.data;
+  for (let y = 0; y < height; y++) {
+    let sy = (y + 0.5) * fy - 0.5; sy = Math.max(0, sy);
+    const y0 = Math.min(Math.floor(sy), image.height - 1), y1 = Math.min(y0 + 1, image.height - 1), wy = Math.min(sy - y0, 1);
+    for (let x = 0; x < width; x++) {
+      let sx = (x + 0.5) * fx - 0.5; sx = Math.max(0, sx);
+      const x0 = Math.min(Math.floor(sx), image.width - 1), x1 = Math.min(x0 + 1, image.width - 1), wx = Math.min(sx - x0, 1);
+      for (let c = 0; c < 3; c++) {
+        const top = src[(y0 * image.width + x0) * 3 + c] * (1 - wx) + src[(y0 * image.width + x1) * 3 + c] * wx;
+        const bottom = src[(y1 * image.width + x0) * 3 + c] * (1 - wx) + src[(y1 * image.width + x1) * 3 + c] * wx;
+        out.data[(y * width + x) * 3 + c] = roundEven(top * (1 - wy) + bottom * wy);
+      }
+    }
+  }
+  return out;
+}
+
+function roundEven(v) {   // OpenCV's cvRound (half to even), as its saturate_cast rounds
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// cv2.warpAffine(image, matrix, (size, size), INTER_LINEAR, BORDER_CONSTANT 0), uint8: each target pixel's
+// source position taken to 1/32 pixel as OpenCV does, then bilinear.
+function warpLinear(image, m, size) {
+  const inv = invert(m), out = rgbImage(size, size), src = image.data, w = image.width, h = image.height;
+  const at = (x, y, c) => (x >= 0 && y >= 0 && x < w && y < h ? src[(y * w + x) * 3 + c] : 0);
+  for (let y = 0; y < size; y++) {
+    const x0 = roundEven((inv[1] * y + inv[2]) * 1024) + 16, y0 = roundEven((inv[4] * y + inv[5]) * 1024) + 16;
+    for (let x = 0; x < size; x++) {
+      const X = (x0 + roundEven(inv[0] * x * 1024)) >> 5, Y = (y0 + roundEven(inv[3] * x * 1024)) >> 5;
+      const ix = X >> 5, iy = Y >> 5, ax = (X & 31) / 32, ay = (Y & 31) / 32;
+      for (let c = 0; c < 3; c++) {
+        const v = (at(ix, iy, c) * (1 - ax) + at(ix + 1, iy, c) * ax) * (1 - ay) + (at(ix, iy + 1, c) * (1 - ax) + at(ix + 1, iy + 1, c) * ax) * ay;
+        out.data[(y * size + x) * 3 + c] = roundEven(v);
+      }
+    }
+  }
+  return out;
+}
+
+// `warp`: a crop shrinking the image by more than half is first resized by area (to 1.5 times the crop's
+// scale), then warped at about 1:1, so every source pixel counts.
+export function warp(image, m, size) {
+  const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
+  if (scale >= 0.5) return warpLinear(image, m, size);
+  const factor = scale * 1.5;
+  const pre = [factor, 0, 0.5 * factor - 0.5, 0, factor, 0.5 * factor - 0.5, 0, 0, 1];
+  const then = multiply(m, invert(pre));
+  // only the part of the shrunk image the crop samples (its corners' box, and a pixel more) is computed
+  const corners = transformPoints(invert(then), [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]);
+  const xs = corners.map((p) => p[0]), ys = corners.map((p) => p[1]);
+  const region = [Math.floor(Math.min(...xs)) - 2, Math.floor(Math.min(...ys)) - 2, Math.ceil(Math.max(...xs)) + 3, Math.ceil(Math.max(...ys)) + 3];
+  const small = resizeArea(image, Math.round(image.width * factor), Math.round(image.height * factor), 1 / factor, 1 / factor, region);
+  return warp(small, then, size);
+}
+
+// `expose`: a crop darker than `dark` on average smoothed a little (Gaussian, sigma 1) and brightened to a
+// mean of twice `dark` (at most 4 times); any other crop as it is. Returns float values 0..255.
+export function expose(crop, dark) {
+  const {data, width, height} = crop;
+  let sum = 0;
+  for (const v of data) sum += v;
+  const mean = sum / data.length, values = Float32Array.from(data);
+  if (mean >= dark) return rgbImage(width, height, values);
+  const gain = Math.min(4, 2 * dark / Math.max(mean, 1));
+  const kernel = gaussianKernel(9, 1.0), half = 4, temp = new Float32Array(values.length), out = new Float32Array(values.length);
+  const reflect = (i, n) => (i < 0 ? -i : i >= n ? 2 * n - 2 - i : i);   // BORDER_REFLECT_101
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) for (let c = 0; c < 3; c++) {
+    let v = 0;
+    for (let k = -half; k <= half; k++) v += kernel[k + half] * values[(y * width + reflect(x + k, width)) * 3 + c];
+    temp[(y * width + x) * 3 + c] = v;
+  }
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) for (let c = 0; c < 3; c++) {
+    let v = 0;
+    for (let k = -half; k <= half; k++) v += kernel[k + half] * temp[(reflect(y + k, height) * width + x) * 3 + c];
+    out[(y * width + x) * 3 + c] = Math.min(255, Math.max(0, v * gain));
+  }
+  return rgbImage(width, height, out);
+}
+
+function gaussianKernel(size, sigma) {
+  const half = (size - 1) / 2, kernel = Array.from({length: size}, (_, i) => Math.exp(-((i - half) ** 2) / (2 * sigma * sigma)));
+  const total = kernel.reduce((a, b) => a + b, 0);
+  return kernel.map((v) => v / total);
+}
+
+// The crop mirrored left to right (the flip test's second read).
+export function mirror(crop) {
+  const {data, width, height} = crop, out = new data.constructor(data.length);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) for (let c = 0; c < 3; c++) {
+    out[(y * width + x) * 3 + c] = data[(y * width + width - 1 - x) * 3 + c];
+  }
+  return rgbImage(width, height, out);
+}
+
+// The model-input crop around a landmark box, turned by `angle` degrees (exposed if dark), and its matrix.
+export function cropFace(image, box, angle, rule) {
+  const matrix = boxCropMatrix(box, rule.scale, rule.size, angle);
+  return {crop: expose(warp(image, matrix, rule.size), rule.dark), matrix};
+}

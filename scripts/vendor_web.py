@@ -1,0 +1,54 @@
+"""Copy the browser runtime of kerakp's web export (LiteRT.js, pinned in web/package-lock.json) from
+web/node_modules into kerakp/assets/web/vendor/, with its licence, so `pip install kerakp` needs no Node.
+
+    cd web && npm ci && cd .. && python scripts/vendor_web.py
+
+Only the files the page loads are copied: the ES module of @litertjs/core and of @litertjs/wasm-utils, and two
+of LiteRT.js's WebAssembly builds (relaxed SIMD, and the compatible one for browsers without it; the threaded
+build is left out: it would add 9.4 MB to every exported page).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ROOT / "web" / "node_modules" / "@litertjs"
+VENDOR = ROOT / "kerakp" / "assets" / "web" / "vendor"
+FILES = {   # package -> files copied, relative to the package's folder
+    "core": ["dist/index.js", "wasm/litert_wasm_internal.js", "wasm/litert_wasm_internal.wasm",
+             "wasm/litert_wasm_compat_internal.js", "wasm/litert_wasm_compat_internal.wasm"],
+    "wasm-utils": ["dist/index.js"],
+}
+LICENCE = Path("/usr/share/common-licenses/Apache-2.0")   # the packages name Apache-2.0 but ship no licence text
+
+
+def main() -> None:
+    if not MODULES.is_dir():
+        raise SystemExit(f"{MODULES}: not found; run `npm ci` in web/ first")
+    if VENDOR.exists():
+        shutil.rmtree(VENDOR)
+    lines = ["# Vendored browser runtime", "", "Copied by scripts/vendor_web.py from the npm registry's packages "
+             "(versions pinned in web/package-lock.json); Apache License 2.0, text in LICENSE.", ""]
+    for package, files in FILES.items():
+        meta = json.loads((MODULES / package / "package.json").read_text())
+        lines.append(f"- `{meta['name']}` {meta['version']} ({meta['license']}), {meta['repository']['url']}")
+        for file in files:
+            target = VENDOR / package / Path(file).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(MODULES / package / file, target)
+    # the core module imports its helper by package name; the page's import map would do, but a relative
+    # import keeps the folder working from any server without one
+    for module in VENDOR.glob("*/index.js"):   # and without the source-map comment (the maps are not copied)
+        text = module.read_text().replace('from "@litertjs/wasm-utils"', 'from "../wasm-utils/index.js"')
+        module.write_text(re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", text))
+    shutil.copyfile(LICENCE, VENDOR / "LICENSE")
+    (VENDOR / "NOTICE.md").write_text("\n".join(lines) + "\n")
+    size = sum(f.stat().st_size for f in VENDOR.rglob("*") if f.is_file())
+    print(f"vendored {VENDOR.relative_to(ROOT)} ({size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

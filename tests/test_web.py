@@ -1,0 +1,290 @@
+"""`kerakp export --format web`: the page's folder, its JSON taken from Python, and, in Debian's Chromium through
+Playwright (skipped without them), the page reading photos and a fake camera as `Landmarker.predict` does, from
+its own folder only."""
+import importlib.util
+import json
+import shutil
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerakp.api import Landmarker
+from kerakp.cli import main
+from kerakp.errors import KerakpError
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "runs" / "test_artifacts"
+PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w_train" / "afw_1051618982_1.jpg"
+
+
+def needs_browser(test):
+    """Skipped without Chromium or Playwright; slow (a browser start and WebAssembly)."""
+    for mark in (pytest.mark.slow,
+                 pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (apt-get install chromium)"),
+                 pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
+                                    reason="Playwright is not installed (pip install -e '.[test]')")):
+        test = mark(test)
+    return test
+
+
+@pytest.fixture(scope="module")
+def page_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("web") / "300w-fast_web"
+    result = CliRunner().invoke(main, ["export", "300w-fast", "--format", "web", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def face_picture() -> np.ndarray:
+    """A real face photo (300-W) where ../shared holds it, else a synthetic face (BGR)."""
+    if PHOTO.is_file():
+        return cv2.imread(str(PHOTO))
+    from kerakp.data.synthetic import synthetic_face
+
+    return cv2.cvtColor(synthetic_face(np.random.default_rng(3), size=256)[0], cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="module")
+def photo(page_folder) -> str:
+    """Two faces, `face_picture` and a smaller mirror image of it beside it, as a PNG in the page's folder."""
+    face = face_picture()
+    height, width = face.shape[:2]
+    small = cv2.flip(cv2.resize(face, (width * 3 // 4, height * 3 // 4)), 1)
+    picture = np.zeros((height, width + small.shape[1] + 10, 3), np.uint8)
+    picture[:, :width] = face
+    picture[height // 8:height // 8 + small.shape[0], width + 10:] = small
+    cv2.imwrite(str(page_folder / "photo.png"), picture)
+    return "photo.png"
+
+
+def test_the_page_holds_its_models_runtime_and_every_number_from_python(page_folder):
+    from kerakp.detect import BLAZEFACE_SHORT, ssd_anchors
+    from kerakp.results import table_columns
+    from kerakp.runtime import LiteRTModel, open_model
+
+    settings = json.loads((page_folder / "kerakp.json").read_text())
+    preset = open_model("300w-fast")
+    assert settings["detector"]["calibration"] == preset.info.box_calibration["blazeface"]
+    assert np.allclose(settings["detector"]["anchors"], ssd_anchors(BLAZEFACE_SHORT.size, BLAZEFACE_SHORT.layers))
+    assert settings["model"]["offsets"] == preset.info.point_offsets and settings["columns"] == table_columns("ibug68")
+    assert (page_folder / "vendor" / "LICENSE").is_file() and (page_folder / "vendor" / "core" / "litert_wasm_internal.wasm").is_file()
+    # the landmark file is the preset's with its batch fixed at 1 (LiteRT.js runs fixed shapes): same outputs
+    fixed = LiteRTModel(page_folder / "models" / "landmarks.tflite", config=preset.info.to_config())
+    crops = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
+    assert np.array_equal(fixed.predict_on_batch(crops[:1]), preset.predict_on_batch(crops[:1]))
+    assert sum(f.stat().st_size for f in page_folder.rglob("*") if f.is_file()) < 25e6
+
+
+def test_a_model_the_page_cannot_run_is_refused_in_one_line(tmp_path, page_folder):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not read")
+    from kerakp.export import export_model
+
+    with pytest.raises(KerakpError, match="runs .tflite files"):
+        export_model(onnx, "web", out=tmp_path / "page")
+    assert not (tmp_path / "page").exists()
+    result = CliRunner().invoke(main, ["export", "300w-fast", "--format", "web", "--out", str(page_folder)])
+    assert result.exit_code == 2 and "already exists" in result.output
+    result = CliRunner().invoke(main, ["export", "300w-fast", "--format", "web", "--quantize", "int8", "--out", str(tmp_path / "page")])
+    assert result.exit_code == 2 and "already exported" in result.output and not (tmp_path / "page").exists()
+    result = CliRunner().invoke(main, ["serve", str(tmp_path)])
+    assert result.exit_code == 2 and "not a page written by" in result.output
+
+
+@contextmanager
+def served(folder):
+    """The folder served as `kerakp serve` serves it, on a free port: its address."""
+    from kerakp.web import serve
+
+    server = serve(folder, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def browser_page(url, args=(), permissions=None, query=""):
+    """A Chromium page at `url` (with `query`) whose requests outside `url` are refused and listed
+    (`page.outside`), as are its script errors (`page.errors`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=BROWSER, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", *args])
+        context = browser.new_context(viewport={"width": 900, "height": 800}, permissions=permissions or [])
+        page = context.new_page()
+        page.outside, page.errors = [], []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+
+        def guard(route):
+            if route.request.url.startswith(url):
+                route.continue_()
+            else:
+                page.outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", guard)
+        page.goto(url + query)
+        yield page
+        browser.close()
+
+
+def worst_distance(page_faces, python_faces) -> float:
+    """The largest distance (pixels) between a page's points and Python's, faces matched in order."""
+    assert len(page_faces) == len(python_faces) > 0
+    return max(float(np.linalg.norm(np.array(a, np.float64) - b.points, axis=1).max()) for a, b in zip(page_faces, python_faces))
+
+
+@needs_browser
+def test_the_page_reads_every_face_of_a_dropped_photo_as_landmarker_predict_does(page_folder, photo):
+    expected = Landmarker("300w-fast").predict(cv2.cvtColor(cv2.imread(str(page_folder / photo)), cv2.COLOR_BGR2RGB))
+    with served(page_folder) as url, browser_page(url) as page:
+        page.evaluate("window.kerakp.ready")
+        page.set_input_files("#file", str(page_folder / photo))      # as a user drops or picks it
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('photo.png: 2 faces')", timeout=60_000)
+        faces = page.evaluate("window.kerakp.lastFrame().then(f => f.tracks)")
+        worst = worst_distance([face["raw"] for face in faces], expected)
+        print(f"worst point, page vs Landmarker.predict: {worst:.3f} px")
+        assert worst <= 1.0
+        assert np.allclose([face["confidence"] for face in faces], [face.confidence for face in expected], atol=0.02)
+        csv = page.evaluate("window.kerakp.csv()").splitlines()
+        assert csv[0].startswith("image,face,found,detected,x0,y0") and [row[:16] for row in csv[1:]] == [
+            "photo.png,0,1,1,", "photo.png,1,1,1,"]
+        assert "ms" in page.inner_text("#stats")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+        assert page.outside == [] and page.errors == []
+
+
+@needs_browser
+def test_the_page_follows_a_number_changed_in_its_json(page_folder, photo, tmp_path):
+    changed = tmp_path / "page"
+    shutil.copytree(page_folder, changed)
+    settings = json.loads((changed / "kerakp.json").read_text())
+    settings["predict"].update(passes=0, turn=0.0)   # the fast setting: the detector's box read directly
+    (changed / "kerakp.json").write_text(json.dumps(settings))
+    image = cv2.cvtColor(cv2.imread(str(changed / photo)), cv2.COLOR_BGR2RGB)
+    fast, full = Landmarker("300w-fast", passes=0, turn=0).predict(image), Landmarker("300w-fast").predict(image)
+    assert worst_distance([f.points for f in fast], full) > 0.05     # the change shows
+    with served(changed) as url, browser_page(url) as page:
+        faces = page.evaluate(f"window.kerakp.ready.then(() => window.kerakp.predictImage('{photo}')).then(fs => fs.map(f => f.points))")
+        assert worst_distance(faces, fast) <= 1.0
+        assert page.outside == [] and page.errors == []
+
+
+def write_y4m(path: Path, frames) -> Path:
+    """RGB frames as a YUV 4:2:0 .y4m clip, the format Chromium's fake camera plays."""
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+@needs_browser
+def test_a_fake_camera_is_tracked_and_its_frames_read_as_python_reads_them(page_folder, tmp_path):
+    from kerakp.data.synthetic import synthetic_video_frames
+
+    clip = write_y4m(tmp_path / "clip.y4m", (frame for frame, _ in synthetic_video_frames(30, 640, 480, seed=2)))
+    args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+    with served(page_folder) as url, browser_page(url, args, permissions=["camera"]) as page:
+        page.evaluate("window.kerakp.ready")
+        page.click("#camera")
+        page.wait_for_function("window.kerakp.stats().frames >= 5", timeout=60_000)
+        page.evaluate("window.kerakp.stop()")
+        frame = page.evaluate("window.kerakp.lastFrame()")
+        assert page.outside == [] and page.errors == []
+    assert frame["tracks"], "the fake camera's face is not tracked"
+    png = np.frombuffer(__import__("base64").b64decode(frame["png"].split(",", 1)[1]), np.uint8)
+    image = cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    worst = worst_distance(frame["faces"], Landmarker("300w-fast").predict(image))
+    print(f"worst point on a camera frame, page vs Landmarker.predict: {worst:.3f} px")
+    assert worst <= 1.0
+
+
+@needs_browser
+def test_a_page_without_a_camera_says_so_and_one_opened_from_a_file_says_how_to_serve_it(page_folder):
+    with served(page_folder) as url, browser_page(url) as page:
+        page.evaluate("window.kerakp.ready")
+        page.click("#camera")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('no camera')", timeout=30_000)
+        assert "drop a photo or a video instead" in page.inner_text("#status")
+    with browser_page((page_folder / "index.html").as_uri()) as page:
+        assert "kerakp serve" in page.inner_text("#status")
+
+
+@needs_browser
+def test_a_dropped_video_is_tracked_frame_by_frame(page_folder, tmp_path):
+    from kerakp.data.synthetic import synthetic_video_frames
+
+    clip = tmp_path / "clip.webm"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"VP80"), 30.0, (640, 480))
+    for frame, _ in synthetic_video_frames(12, 640, 480, seed=4):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    with served(page_folder) as url, browser_page(url, query="?every-frame") as page:
+        page.evaluate("window.kerakp.ready")
+        page.set_input_files("#file", str(clip))
+        page.wait_for_function("/frames read$/.test(document.getElementById('status').textContent)", timeout=60_000)
+        rows = page.evaluate("window.kerakp.csv()").splitlines()[1:]
+        assert page.outside == [] and page.errors == []
+    assert [row.split(",")[0] for row in rows] == [f"clip.webm#{k}" for k in range(12)]
+    assert all(row.split(",")[2] == "1" for row in rows)      # the face is found in every frame
+
+
+@needs_browser
+@pytest.mark.parametrize("face_box", ["landmarks", "image"])
+def test_a_keras_model_exports_to_a_page_that_reads_as_it_does(tmp_path, face_box):
+    """A model of its own (upright, with point offsets, no BlazeFace calibration; or one that reads the whole
+    image) through the .keras -> TFLite -> page path."""
+    from kerakp.models.landmark_model import LandmarkModel
+
+    model = tmp_path / "tiny.keras"
+    LandmarkModel("simplecnn", "ibug68", 48, head_units=16, crop_scale=1.3, upright=True, face_box=face_box,
+                  point_offsets=[[[0.01, -0.02]] * 68] * 2).save(model)
+    result = CliRunner().invoke(main, ["export", str(model), "--format", "web"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "tiny_web"
+    picture = face_picture()
+    cv2.imwrite(str(folder / "photo.png"), picture)
+    expected = Landmarker(model).predict(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB))
+    with served(folder) as url, browser_page(url) as page:
+        faces = page.evaluate("window.kerakp.ready.then(() => window.kerakp.predictImage('photo.png')).then(fs => fs.map(f => f.points))")
+        assert page.outside == [] and page.errors == []
+    assert worst_distance(faces, expected) <= 1.0
+
+
+@needs_browser
+def test_the_page_tracks_frames_as_the_live_loop_does(page_folder):
+    """The same frames through the page's tracker and `kerakp.tracking.FaceTracker`: raw reads and smoothed
+    points alike (detector on its budget, one read per tracked frame, One Euro filters)."""
+    from kerakp.data.synthetic import synthetic_video_frames
+    from kerakp.tracking import FaceTracker, LiveStats
+
+    frames = [frame for frame, _ in synthetic_video_frames(8, 320, 240, seed=5)]
+    names = [f"frame{k}.png" for k in range(len(frames))]
+    for name, frame in zip(names, frames):
+        cv2.imwrite(str(page_folder / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    tracker, stats = FaceTracker(Landmarker("300w-fast").predictor), LiveStats()
+    fps = json.loads((page_folder / "kerakp.json").read_text())["video_fps"]
+    expected = [[(t.id, t.raw.copy(), t.points.copy()) for t in tracker.step(frame, k / fps, stats)] for k, frame in enumerate(frames)]
+    with served(page_folder) as url, browser_page(url) as page:
+        read = page.evaluate(f"window.kerakp.ready.then(() => window.kerakp.trackImages({names}))")
+        assert page.outside == [] and page.errors == []
+    assert [[t["id"] for t in tracks] for tracks in read] == [[t[0] for t in tracks] for tracks in expected]
+    assert [len(tracks) for tracks in read] == [1] * len(frames)
+    raw = max(np.abs(np.array(t["raw"]) - e[1]).max() for tracks, want in zip(read, expected) for t, e in zip(tracks, want))
+    smooth = max(np.abs(np.array(t["points"]) - e[2]).max() for tracks, want in zip(read, expected) for t, e in zip(tracks, want))
+    print(f"tracked frames, page vs FaceTracker: raw {raw:.3f} px, smoothed {smooth:.3f} px")
+    assert raw <= 1.0 and smooth <= 1.0
