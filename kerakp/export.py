@@ -1,16 +1,19 @@
 """`export`: a trained model as TFLite, ONNX or a TensorFlow SavedModel, checked against the Keras model.
 
 `FORMATS` is the table of export formats. The file is written in a staging folder and moved into place only
-after the parity check: the export and the Keras model run the same face crops; a float export that differs
-by more than `FLOAT_TOLERANCE`, or a quantized one that adds more than `QUANTIZED_NME_TOLERANCE` to the
-crop NME, is refused. The report and the model's info go to `<file>.json`, which the runtime reads.
+after the parity check: the export and the Keras model run the same face crops (of `--calibration`'s faces, or
+of synthetic faces, which serve a model of any markup since comparing outputs needs no labels); a float export
+that differs by more than `FLOAT_TOLERANCE` is refused, and so is a quantized one that adds more than
+`QUANTIZED_NME_TOLERANCE` to the crop NME against the labels (with `--calibration`) or, without labels, whose
+points lie further than `QUANTIZED_SHIFT_TOLERANCE` from the Keras model's. The report and the model's info go
+to `<file>.json`, which the runtime reads.
 TensorFlow is imported here and nowhere in training or inference.
 """
 from __future__ import annotations
 
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +26,7 @@ from kerakp.runtime import RUNTIMES
 
 FLOAT_TOLERANCE = 1e-4
 QUANTIZED_NME_TOLERANCE = 0.01  # crop-space NME a quantized export may add (int8 softmax heatmaps collapse)
+QUANTIZED_SHIFT_TOLERANCE = 0.01  # without labels: mean point distance from the Keras reading, in crop sides
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ class ExportFormat:
 
     suffix: str
     quantizations: tuple[str, ...]
-    write: Callable
+    write: Callable | None
+    export: Callable | None = None   # a format with a path of its own: `export(model, quantize, out, calibration, overwrite)`
 
     @property
     def runtime(self) -> type:
@@ -63,43 +68,84 @@ def _write_savedmodel(model, path: Path, quantize: str, crops: np.ndarray) -> No
     model.export(str(path), format="tf_saved_model", verbose=False)
 
 
+def _export_web(model, quantize: str, out, calibration, overwrite: bool) -> dict:
+    """The browser page (`kerakp.web`) of a preset or `.tflite` export as it is, or of a `.keras` model exported
+    to TFLite (and parity-checked) first."""
+    from kerakp.web import write_page
+
+    if Path(str(model)).suffix.lower() != ".keras":
+        if quantize != "none":
+            raise KerakpError(f"--quantize {quantize}: {model} is already exported; the page runs it as it is")
+        return write_page(model, out, overwrite)
+    model = Path(model)
+    out = out or model.with_name(f"{model.stem}_web")
+    refuse_existing(out, overwrite)
+    with tempfile.TemporaryDirectory() as folder:
+        tflite = Path(folder) / f"{model.stem}.tflite"
+        export_model(model, "tflite", quantize, tflite, calibration)
+        try:
+            return write_page(tflite, out, overwrite, name=model.stem)
+        except KerakpError as err:   # name the user's model, not the staging copy
+            raise KerakpError(str(err).replace(str(tflite), str(model))) from None
+
+
 FORMATS = {
     "tflite": ExportFormat(".tflite", ("none", "float16", "dynamic", "int8"), _write_tflite),
     "onnx": ExportFormat(".onnx", ("none",), _write_onnx),
     "savedmodel": ExportFormat("", ("none",), _write_savedmodel),
+    "web": ExportFormat("", ("none", "float16", "dynamic", "int8"), None, export=_export_web),
 }
 QUANTIZATIONS = tuple(dict.fromkeys(q for spec in FORMATS.values() for q in spec.quantizations))
 
 
-def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`count` face crops at the model's input size and their target coordinates: from a labelled set
-    (`data`, a path any reader takes) or, without one, from synthetic faces."""
+def face_crops(model, data=None, count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """`count` face crops as the model reads them (around the face's landmark box, or the whole image for a
+    whole-image model) and their targets in the model's markup: from a labelled set `data` (a path any reader
+    takes, in the model's markup or one convertible to it), or, without one, crops of synthetic faces and no
+    targets (crops need no labels, so this serves a model of any markup)."""
     from kerakp.data.formats import load_dataset
+    from kerakp.data.geometry import whole_image_box
     from kerakp.data.sequence import KeypointSequence
     from kerakp.data.synthetic import write_synthetic_set
 
     with tempfile.TemporaryDirectory() as tmp:
-        labelled = load_dataset(data) if data is not None else load_dataset(
+        faces = load_dataset(data) if data is not None else load_dataset(
             write_synthetic_set(tmp, count, 4, 160, seed=seed, progress=False))
-        if labelled.schema.name != model.info.markup:
-            raise KerakpError(f"{labelled.source}: markup {labelled.schema.name}, but the model predicts {model.info.markup}")
-        chosen = np.random.default_rng(seed).permutation(len(labelled))[:count]
-        return KeypointSequence(labelled.subset(chosen), model.info.crop, batch_size=len(chosen))[0]
+        if data is not None and faces.schema.name != model.info.markup:
+            try:
+                faces = faces.as_markup(model.info.schema)
+            except KerakpError as err:
+                raise KerakpError(f"{data}: markup {faces.schema.name}, but the model predicts {model.info.markup} "
+                                  f"({err})") from None
+        faces = faces.subset(np.random.default_rng(seed).permutation(len(faces))[:count])
+        if model.info.crop.whole_image:
+            faces = replace(faces, boxes=np.stack([whole_image_box(*faces.image(i).shape[:2], model.info.crop.scale)
+                                                   for i in range(len(faces))]))
+        crops, targets = KeypointSequence(faces, model.info.crop, batch_size=len(faces))[0]
+        return crops, targets if data is not None else None
 
 
 def crop_nme(outputs: np.ndarray, targets: np.ndarray, schema) -> float:
-    """Mean NME in crop space of (N, 2K) outputs against (N, 2K) targets (NaN = missing; crop fractions,
-    so a markup without a normalising pair divides by the crop side, 1)."""
+    """Mean NME in crop space of (N, 2K) outputs against (N, 2K) targets (NaN = missing, an image with no
+    target left out; crop fractions, so a markup without a normalising pair divides by the crop side, 1)."""
     from kerakp.metrics import per_image_nme
 
     shape = (len(outputs), -1, 2)
-    return float(np.mean(per_image_nme(outputs.reshape(shape), targets.reshape(shape), schema, scale=1.0)))
+    return float(np.nanmean(per_image_nme(outputs.reshape(shape), targets.reshape(shape), schema, scale=1.0)))
+
+
+def point_shift(outputs: np.ndarray, reference: np.ndarray) -> float:
+    """Mean distance between the points of (N, 2K) outputs and a reference reading of the same crops, in crop
+    sides: how far an export reads from the Keras model, for any markup and with no labels."""
+    return float(np.mean(np.linalg.norm((outputs - reference).reshape(len(outputs), -1, 2), axis=-1)))
 
 
 def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=None, calibration=None,
                  overwrite: bool = False) -> dict:
     """Export, check and place the file (default: beside the model, named after it and the quantization; an
     existing file only with `overwrite`); returns the report also written to `<out>.json`."""
+    if fmt in FORMATS and FORMATS[fmt].export is not None:
+        return FORMATS[fmt].export(model_path, quantize, out, calibration, overwrite)
     import keras
 
     from kerakp.runtime import load_keras_model, sidecar_of
@@ -108,8 +154,6 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
         raise KerakpError(f"unknown export format '{fmt}' (known: {', '.join(FORMATS)})")
     if quantize not in FORMATS[fmt].quantizations:
         raise KerakpError(f"--quantize {quantize} is not for {fmt} (it takes: {', '.join(FORMATS[fmt].quantizations)})")
-    if quantize == "int8" and calibration is None:
-        raise KerakpError("--quantize int8 needs --calibration DATA: face crops from the training data set its ranges")
     if keras.backend.backend() != "tensorflow":
         raise KerakpError(f"export converts through TensorFlow; run `kerakp --backend tensorflow export ...` "
                           f"(Keras is on '{keras.backend.backend()}'; the .keras file loads on any backend)")
@@ -132,21 +176,30 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
             exported = FORMATS[fmt].runtime(staged, config=model.get_config()).predict_on_batch(crops)
         except KerakpError as err:  # name the user's file, not the staging copy
             raise KerakpError(f"{out.name}: {str(err).split(': ', 1)[-1]}; nothing written") from None
+        parity = {"crops": len(crops), "source": str(calibration) if calibration else "synthetic faces",
+                  "labels": targets is not None,   # False: outputs compared only, no NME against labels
+                  "max_abs_diff": float(np.abs(exported - reference).max()),
+                  "shift_to_keras": point_shift(exported, reference)}
+        if targets is not None:
+            parity["nme_keras"] = crop_nme(reference, targets, model.schema)
+            parity["nme_export"] = crop_nme(exported, targets, model.schema)
+            parity["nme_change"] = parity["nme_export"] - parity["nme_keras"]
         report = {
             "format": fmt, "quantize": quantize, "file": out.name,
             "size_bytes": sum(f.stat().st_size for f in staged.rglob("*")) if staged.is_dir() else staged.stat().st_size,
-            "parity": {"crops": len(crops), "source": str(calibration) if calibration else "synthetic faces",
-                       "max_abs_diff": float(np.abs(exported - reference).max()),
-                       "nme_keras": crop_nme(reference, targets, model.schema), "nme_export": crop_nme(exported, targets, model.schema)},
-            "model": model.get_config(),
+            "parity": parity, "model": model.get_config(),
         }
-        report["parity"]["nme_change"] = report["parity"]["nme_export"] - report["parity"]["nme_keras"]
-        if quantize == "none" and report["parity"]["max_abs_diff"] > FLOAT_TOLERANCE:
+        if quantize == "none" and parity["max_abs_diff"] > FLOAT_TOLERANCE:
             raise KerakpError(f"{out.name}: parity check failed: max |export - keras| = "
-                              f"{report['parity']['max_abs_diff']:.2e} > {FLOAT_TOLERANCE:g}; nothing written")
-        if quantize != "none" and report["parity"]["nme_change"] > QUANTIZED_NME_TOLERANCE:
-            raise KerakpError(f"{out.name}: {quantize} quantization ruins this model (crop NME {report['parity']['nme_keras']:.4f} -> "
-                              f"{report['parity']['nme_export']:.4f}); try --quantize dynamic or float16; nothing written")
+                              f"{parity['max_abs_diff']:.2e} > {FLOAT_TOLERANCE:g}; nothing written")
+        ruined = (parity["nme_change"] > QUANTIZED_NME_TOLERANCE if parity["labels"]
+                  else parity["shift_to_keras"] > QUANTIZED_SHIFT_TOLERANCE)
+        if quantize != "none" and ruined:
+            change = (f"crop NME {parity['nme_keras']:.4f} -> {parity['nme_export']:.4f} on {calibration}"
+                      if parity["labels"] else
+                      f"its points lie {parity['shift_to_keras']:.4f} crop sides from the Keras model's on synthetic faces")
+            raise KerakpError(f"{out.name}: {quantize} quantization ruins this model ({change}); "
+                              "try --quantize dynamic or float16; nothing written")
         write_json(staging / "report.json", report)
         refuse_if_interrupted()
         remove(out)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kerakp.export as export
+from kerakp.data.formats import load_dataset, write_dataset
 from kerakp.data.images import read_image
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
@@ -33,7 +34,9 @@ def check_export(report, model_path, fmt):
     out = model_path.with_name("tiny" + export.FORMATS[fmt].suffix)
     assert report["file"] == str(out) and out.exists()
     assert json.loads(out.with_name(out.name + ".json").read_text()) == {**report, "file": out.name}
-    assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and abs(report["parity"]["nme_change"]) < 1e-4
+    assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and report["parity"]["shift_to_keras"] < 1e-5
+    assert report["parity"]["source"] == "synthetic faces" and not report["parity"]["labels"]  # outputs compared only
+    assert "nme_keras" not in report["parity"]
     assert report["model"]["schema"] == "ibug68" and report["model"]["crop_scale"] == 1.3
     assert not list(model_path.parent.glob(".kerakp-export-*"))
     assert np.allclose(open_model(out).predict_on_batch(np.zeros((2, 48, 48, 3), np.float32)),
@@ -65,13 +68,44 @@ def test_quantized_tflite(model_path, exported, quantize, synthetic_csv):
     assert report["file"].endswith(f"tiny_{quantize}.tflite")
     assert report["size_bytes"] < 0.6 * exported["tflite"]["size_bytes"]
     assert report["parity"]["max_abs_diff"] < 0.05
+    assert report["parity"]["labels"] == (quantize == "int8")   # NME against labels only where labels were given
+    if quantize == "int8":
+        assert report["parity"]["source"] == str(synthetic_csv) and abs(report["parity"]["nme_change"]) < 0.01
 
 
 @pytest.mark.slow
-def test_a_quantization_that_costs_accuracy_fails_and_writes_nothing(model_path, monkeypatch, tmp_path):
-    monkeypatch.setattr(export, "QUANTIZED_NME_TOLERANCE", -1.0)  # any change counts as ruin
-    with pytest.raises(KerakpError, match=r"float16 quantization ruins this model .* try --quantize dynamic or float16; nothing written"):
+def test_int8_without_calibration_takes_its_ranges_from_synthetic_faces(model_path, tmp_path):
+    report = export.export_model(model_path, "tflite", "int8", out=tmp_path / "int8.tflite")
+    parity = report["parity"]
+    assert parity["source"] == "synthetic faces" and parity["crops"] == 200 and not parity["labels"]
+    assert parity["shift_to_keras"] < export.QUANTIZED_SHIFT_TOLERANCE and "nme_change" not in parity
+
+
+@pytest.mark.slow
+def test_calibration_of_a_convertible_markup_is_carried_to_the_models(synthetic_csv, tmp_path):
+    """A five-point model checked on iBUG-68 labels: they are converted to its markup and scored; labels that
+    cannot be carried to it are refused in one line naming the user's file."""
+    five, ibug = tmp_path / "five.keras", tmp_path / "ibug.keras"
+    LandmarkModel("simplecnn", "five", 32, head_units=4).save(five)
+    LandmarkModel("simplecnn", "ibug68", 32, head_units=4).save(ibug)
+    parity = export.export_model(five, "onnx", calibration=synthetic_csv)["parity"]
+    assert parity["labels"] and parity["source"] == str(synthetic_csv) and np.isfinite(parity["nme_keras"])
+    five_csv = write_dataset(load_dataset(synthetic_csv), tmp_path / "five_set", "csv", markup="five", progress=False)
+    with pytest.raises(KerakpError, match=f"^{five_csv}: markup five, but the model predicts ibug68"):
+        export.export_model(ibug, "onnx", calibration=five_csv)
+    assert not list(tmp_path.glob("ibug.onnx*"))
+
+
+@pytest.mark.slow
+def test_a_quantization_that_costs_accuracy_fails_and_writes_nothing(model_path, monkeypatch, tmp_path, synthetic_csv):
+    monkeypatch.setattr(export, "QUANTIZED_SHIFT_TOLERANCE", -1.0)  # any change counts as ruin, without labels
+    with pytest.raises(KerakpError, match=r"float16 quantization ruins this model \(its points lie .* crop sides from "
+                                          r"the Keras model's on synthetic faces\); try --quantize dynamic or float16; "
+                                          r"nothing written"):
         export.export_model(model_path, "tflite", "float16", out=tmp_path / "ruined.tflite")
+    monkeypatch.setattr(export, "QUANTIZED_NME_TOLERANCE", -1.0)  # and with them
+    with pytest.raises(KerakpError, match=rf"float16 quantization ruins this model \(crop NME .* on {synthetic_csv}\)"):
+        export.export_model(model_path, "tflite", "float16", out=tmp_path / "ruined.tflite", calibration=synthetic_csv)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -101,8 +135,6 @@ def test_a_failed_parity_check_writes_nothing(model_path, tmp_path, monkeypatch)
 
 
 def test_export_errors(model_path, exported, tmp_path):
-    with pytest.raises(KerakpError, match="int8 needs --calibration"):
-        export.export_model(model_path, "tflite", "int8")
     with pytest.raises(KerakpError, match="--quantize float16 is not for onnx"):
         export.export_model(model_path, "onnx", "float16")
     with pytest.raises(KerakpError, match="absent.keras: model file not found"):

@@ -49,6 +49,10 @@ REPLACE_RUN_HELP = "Replace the run in --out (otherwise a folder holding a run i
               help="Keras dtype policy for training (the heads stay float32; the saved model is float32).")
 @click.option("--distribute", type=click.Choice([d for d in DISTRIBUTIONS if d]),
               help="Data-parallel training over every local device (JAX: keras.distribution; TensorFlow: MirroredStrategy).")
+@click.option("--processes", type=click.IntRange(min=1), default=1,
+              help="Train data-parallel over this many local processes (JAX; kerakp.launch).")
+@click.option("--ray", metavar="ADDRESS", help="Train data-parallel with one process per node of the Ray cluster at ADDRESS "
+              "(auto, ray://HOST:10001; JAX; pip install 'kerakp[ray]'). Data and --out must be on a disk every node sees.")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="Also write TensorBoard logs.")
 @click.option("--extra-data", multiple=True, type=click.Path(path_type=Path),
               help="Another labelled set of the same markup to train on (repeatable); never validated on.")
@@ -56,14 +60,19 @@ REPLACE_RUN_HELP = "Replace the run in --out (otherwise a folder holding a run i
 @click.option("--detector", help="Fit only this face detector's box calibration (default: every detector).")
 @click.option("--resume", is_flag=True, help=RESUME_HELP)
 @overwrite_option(REPLACE_RUN_HELP)
-def train(data_path, data_format, config_path, out, resume, overwrite, sets, extra_data, **options):
+def train(data_path, data_format, config_path, out, resume, overwrite, sets, extra_data, processes, ray, **options):
     """Train a landmark model; writes model.keras, history and curves into --out."""
     from kerakp.api import Landmarker
+    from kerakp.launch import ProcessFailed
 
     options["extra_data"] = [str(path) for path in extra_data] or None
-    model = Landmarker.train(data_path, config_path, out, format=data_format, resume=resume, overwrite=overwrite,
-                             **overrides_from(options, sets))
-    click.echo(f"model: {full(model.path)}\ncurves: {full(out / 'training_curves.png')}")
+    try:
+        model = Landmarker.train(data_path, config_path, out, format=data_format, resume=resume, overwrite=overwrite,
+                                 processes=processes, ray=ray, **overrides_from(options, sets))
+    except ProcessFailed as err:
+        raise click.ClickException(str(err)) from None     # one line, exit code 1
+    if processes == 1 and not ray:      # a launched run's process 0 has said it
+        click.echo(f"model: {full(model.path)}\ncurves: {full(out / 'training_curves.png')}")
 
 
 @main.command()
@@ -151,18 +160,47 @@ def fit_detector(model, data_path, data_format, images, out, detector, offsets, 
 @model_argument()
 @click.option("--format", "fmt", default="tflite", show_default=True, type=click.Choice(list(EXPORT_FORMATS)))
 @click.option("--quantize", default="none", show_default=True, type=click.Choice(QUANTIZATIONS),
-              help="TFLite only; int8 needs --calibration.")
+              help="TFLite only; int8 sets its ranges on the --calibration faces (best: the training data).")
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Labelled faces (training data) for int8 ranges and the parity check (default: synthetic faces).")
-@click.option("--out", type=click.Path(path_type=Path), help="Output file (default: beside MODEL, named after it).")
+              help="Labelled faces (training data, the model's markup or one convertible to it) for int8 ranges and "
+                   "the parity check, which then also reports NME against their labels (default: synthetic faces, "
+                   "outputs compared only).")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file, or folder for web (default: beside MODEL, named after it).")
 @overwrite_option()
 def export(model, fmt, quantize, calibration, out, overwrite):
     """Export MODEL (.keras, trained on any backend) to TFLite, ONNX or a SavedModel, with a parity check
-    stored in <file>.json. Runs on the TensorFlow backend."""
+    stored in <file>.json. Runs on the TensorFlow backend.
+
+    `--format web` writes a folder with a page that runs MODEL (a .keras model, a .tflite export or a preset)
+    live in the browser, offline; open it with `kerakp serve FOLDER`.
+    """
     from kerakp.export import export_model
 
     report = export_model(model, fmt, quantize, out, calibration, overwrite)
+    if fmt == "web":   # a page: its landmark file was parity-checked when it was exported to TFLite
+        click.echo(f"wrote {report['file']} ({report['size_bytes'] / 1e6:.2f} MB); open it with `kerakp serve {report['file']}`")
+        return
     parity = report["parity"]
     click.echo(f"wrote {report['file']} ({report['size_bytes'] / 1e6:.2f} MB)")
+    against = (f"crop NME against the labels {parity['nme_keras']:.4f} -> {parity['nme_export']:.4f} "
+               f"({parity['nme_change']:+.4f})" if parity["labels"] else
+               f"points {parity['shift_to_keras']:.1e} crop sides from the Keras model's (no labels: outputs compared)")
     click.echo(f"parity on {parity['crops']} crops ({parity['source']}): max |export - keras| {parity['max_abs_diff']:.2e}, "
-               f"NME {parity['nme_keras']:.4f} -> {parity['nme_export']:.4f} ({parity['nme_change']:+.4f})")
+               f"{against}")
+
+
+@main.command(cls=click.Command)
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+def serve(folder, port):
+    """Serve FOLDER, a page written by `kerakp export --format web`, on 127.0.0.1 (Ctrl-C stops it).
+
+    Sent with the cross-origin isolation headers (COOP/COEP) WebAssembly threads need. A phone's camera needs
+    HTTPS: see the guide, "Landmarks in the browser".
+    """
+    from kerakp.web import serve as serving
+
+    server = serving(folder, port)
+    click.echo(f"serving {full(folder)} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    with server:
+        server.serve_forever()

@@ -52,7 +52,7 @@ def _image_file(folder: Path, face: Face) -> None:
         return
     params = [cv2.IMWRITE_JPEG_QUALITY, face.quality] if target.suffix.lower() in (".jpg", ".jpeg") else []
     if not cv2.imwrite(str(target), cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR), params):
-        raise KerakpError(f"{target}: could not write the image (unknown extension?)")
+        raise KerakpError(f"{face.name}: could not write the image (unknown extension?)")  # not the staging path
 
 
 class TableLayout:
