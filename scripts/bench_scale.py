@@ -8,8 +8,12 @@ its own and cached apart, as distinct photos would be). Memory: one pass over th
 (`KeypointSequence`, augmentation on, no model) in a fresh process, its peak resident memory, with the cache
 unbounded (every decoded image kept, as before `cache_mb`), with `cache_mb` 256, and from the set packed by
 `kerakp pack`. Throughput: `model.fit` of MobileNetV2 at 128 px for `--steps` steps of 32 from the files
-(1 worker (the default), 2 threads, 2 processes) and from the same crops prepared in memory, on 2 cores. Writes
-benchmarks/scale.json and the "Training past memory" section of BENCHMARKS.md.
+(1 worker (the default), 2 threads, 2 processes) and from the same crops prepared in memory, on 2 cores.
+Across processes (JAX): the same training, data-parallel, in 1 process and in 2 local processes joined as
+`kerakp train --processes 2` joins them (`kerakp.devices.join_processes`, each process reading its part of every
+batch), images/s of the whole run and the share of a step one all-reduce of the gradients takes (timed alone);
+from these, an estimate for 4 and 8 hosts. Writes benchmarks/scale.json and the "Training past memory" section
+of BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -71,6 +75,62 @@ print(steps * 32 / (time.perf_counter() - started))
 """
 
 
+PROCESSES = """
+import sys, time, numpy as np
+from kerakp.config import TrainConfig
+from kerakp.data.augment import Augment
+from kerakp.data.formats import load_dataset
+from kerakp.data.sequence import KeypointSequence
+from kerakp.devices import join_processes
+from kerakp.model_info import CropRule
+from kerakp.models.landmark_model import LandmarkModel
+from kerakp.train import compile_model, training_context
+data, steps = load_dataset(sys.argv[1]), int(sys.argv[2])
+config = TrainConfig(epochs=1, batch_size=32, distribute="data-parallel")
+shard = join_processes()
+with training_context(config, progress=False) as devices:
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    seq = KeypointSequence(data, CropRule(128), 32, Augment(), shuffle=True, devices=devices, shard=shard)
+    model = LandmarkModel("mobilenetv2", "ibug68", 128)
+    compile_model(model, config, steps)
+    model.fit(seq, epochs=1, steps_per_epoch=2, verbose=0)
+    started = time.perf_counter()
+    model.fit(seq, epochs=1, steps_per_epoch=steps, verbose=0)
+    step = (time.perf_counter() - started) / steps
+    mesh = Mesh(np.array(jax.devices()), ("batch",))      # one all-reduce of a gradient-sized buffer, alone
+    size = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    grads = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("batch")),
+                                                   np.ones((jax.local_device_count(), size), np.float32))
+    reduce = jax.jit(lambda g: g.sum(0), out_shardings=NamedSharding(mesh, PartitionSpec()))
+    reduce(grads).block_until_ready()
+    started = time.perf_counter()
+    for _ in range(5):
+        reduce(grads).block_until_ready()
+    print(32 / step, (time.perf_counter() - started) / 5 / step)
+"""
+
+
+def run_processes(data, steps: int, processes: int) -> list[float]:
+    """PROCESSES in `processes` local JAX processes of one CPU device each: process 0's images/s and
+    communication share."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    started = [subprocess.Popen([sys.executable, "-c", PROCESSES, str(data), str(steps)], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+                                     "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+                                     "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes), "KERAS_DISTRIBUTION_PROCESS_ID": str(k)})
+               for k in range(processes)]
+    outputs = [process.communicate() for process in started]
+    if any(process.returncode for process in started):
+        raise SystemExit("\n".join(err[-2000:] for _, err in outputs))
+    return [float(v) for v in outputs[0][0].split()[-2:]]
+
+
 def run(code: str, *args) -> list[float]:
     done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
     if done.returncode:
@@ -117,6 +177,15 @@ def main():
                 print(mode, speeds[mode][-1])
         report["fit_images_per_s"] = {mode: float(np.median(v)) for mode, v in speeds.items()}
         report["fit_images_per_s_runs"] = speeds
+        across = {}
+        for repeat in range(args.repeats):
+            for processes in (1, 2):
+                speed, share = run_processes(tmp / f"set{sizes[min(1, len(sizes) - 1)]}" / "landmarks.csv", args.steps, processes)
+                across.setdefault(processes, []).append((speed, share))
+                print(processes, "processes", speed, "img/s", share, "communication")
+        report["processes"] = {n: {"images_per_s": float(np.median([r[0] for r in runs])),
+                                   "communication_share": float(np.median([r[1] for r in runs]))}
+                               for n, runs in across.items()}
     Path("benchmarks").mkdir(exist_ok=True)
     Path("benchmarks/scale.json").write_text(json.dumps(report, indent=2))
     labels = [k for k in next(iter(report["memory"].values())) if k != "labels_mb"]
@@ -133,6 +202,15 @@ def main():
               "taken in turn, with their range): "
               + ", ".join(f"{k} {v:.1f} ({min(speeds[k]):.1f}-{max(speeds[k]):.1f})" for k, v in fit.items())
               + "; against arrays: " + ", ".join(f"{k} {v / fit['arrays'] - 1:+.0%}" for k, v in fit.items() if k != "arrays") + "."]
+    one, two = report["processes"][1], report["processes"][2]
+    step_one, comm_two = 32 / one["images_per_s"], two["communication_share"] * 32 / two["images_per_s"]
+    estimate = {n: 32 / (step_one / n + comm_two * (n - 1) / n * 2) for n in (4, 8)}   # ring all-reduce: 2(N-1)/N
+    lines += ["", f"Across processes (JAX, the same training data-parallel with a global batch of 32; one CPU device a "
+              f"process, the processes sharing the 2 cores; median of {args.repeats}): 1 process {one['images_per_s']:.1f} "
+              f"images/s; 2 local processes {two['images_per_s']:.1f} images/s, of each step {two['communication_share']:.0%} "
+              "one all-reduce of the gradients (timed alone). Estimate, not a measurement, for hosts of this one's "
+              "speed on a network as fast as this loopback (per-host compute 1/N of one process's step, the "
+              "all-reduce scaled as a ring's 2(N-1)/N): " + ", ".join(f"{n} hosts {v:.0f} images/s" for n, v in estimate.items()) + "."]
     replace_section(Path("BENCHMARKS.md"), "Training past memory", "\n".join(lines))
     print("\n".join(lines))
 

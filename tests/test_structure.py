@@ -15,8 +15,8 @@ LAYERS = [   # lowest first; README "Layout" says what each is for
     ["kerakp.detect"],
     ["kerakp.inference"],
     ["kerakp.config", "kerakp.distill", "kerakp.train", "kerakp.export", "kerakp.evaluate", "kerakp.plots",
-     "kerakp.report", "kerakp.annotate", "kerakp.bulk", "kerakp.distributed", "kerakp.kaggle", "kerakp.emotion",
-     "kerakp.tracking", "kerakp.drawing", "kerakp.compare", "kerakp.results"],
+     "kerakp.report", "kerakp.annotate", "kerakp.bulk", "kerakp.distributed", "kerakp.launch", "kerakp.kaggle", "kerakp.emotion",
+     "kerakp.tracking", "kerakp.drawing", "kerakp.compare", "kerakp.results", "kerakp.web"],
     ["kerakp.api"],
     ["kerakp.live", "kerakp.quickstart", "kerakp.cli", "kerakp.__main__"],
 ]
