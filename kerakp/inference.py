@@ -101,6 +101,7 @@ class Predictor:
         self.box, self.passes, self.fallback, self.batch_size = box, max(0, passes), fallback, batch_size
         self.candidates, self.doubt, self.margin, self.turn, self.tie = max(1, candidates), doubt, margin, turn, tie
         self.overlap, self.max_roll, self.dark = overlap, max_roll, dark
+        self.crops_read = 0   # model reads so far, one a crop (the live loop counts its own with it)
         self.detector = self._calibration = None
         if self.box == "detector":
             self.detector = get_detector(detector) if isinstance(detector, str) else detector
@@ -149,13 +150,15 @@ class Predictor:
         """The turn for a face whose eye line needs `level` degrees to lie level (`view`'s rule)."""
         return level if self.upright else float(np.sign(level) * max(0.0, abs(level) - self.max_roll))
 
-    def final_views(self, images: list[np.ndarray], candidates: list[Candidate]) -> list[tuple[np.ndarray, float]]:
+    def final_views(self, images: list[np.ndarray], candidates: list[Candidate],
+                    passes: int | None = None) -> list[tuple[np.ndarray, float]]:
         """Where the flip test reads, per (image, first-pass candidate): around the landmarks refined through
-        all passes (`view`); with no passes (`passes=0`, the fast setting), the candidate's own box turned by
-        its eyes; the whole image for a model trained on it."""
-        if self.passes == 0 and not self.whole_image:
+        all passes (`view`; `passes` in place of the predictor's own); with no passes (`passes=0`, the fast
+        setting), the candidate's own box turned by its eyes; the whole image for a model trained on it."""
+        passes = self.passes if passes is None or self.whole_image else passes
+        if passes == 0:
             return [(c.box, c.turn) for c in candidates]
-        refined = self.refine(images, [c.box for c in candidates])
+        refined = self.refine(images, [c.box for c in candidates], passes)
         return [(whole_image_box(*image.shape[:2], self.crop_scale), 0.0) if self.whole_image else self.view(points)
                 for image, points in zip(images, refined)]
 
@@ -195,6 +198,7 @@ class Predictor:
 
     def read_crops(self, crops) -> np.ndarray:
         """The model's points (N, K, 2) in crop pixels for a sequence of crops, `batch_size` at a time."""
+        self.crops_read += len(crops)
         outputs = np.concatenate([self.run_model(np.stack(crops[j:j + self.batch_size]))
                                   for j in range(0, len(crops), self.batch_size)])
         return decode_regression(outputs, self.input_size)
@@ -223,14 +227,16 @@ class Predictor:
         crop, matrix = self.crop(image, *self.view(points))
         return transform_points(np.linalg.inv(matrix), self.read_crops([crop])[0] + self.offsets[0] * self.input_size)
 
-    def read_candidates(self, images: list[np.ndarray], found: list[list[Candidate]]) -> list[list[Prediction]]:
-        """Refine every image's candidates through all passes, then read each result once more with
-        `flip_test`: per image, a Prediction per candidate (flip-averaged landmarks and their disagreement)."""
+    def read_candidates(self, images: list[np.ndarray], found: list[list[Candidate]],
+                        passes: int | None = None) -> list[list[Prediction]]:
+        """Refine every image's candidates through all passes (`passes` in place of the predictor's own), then
+        read each result once more with `flip_test`: per image, a Prediction per candidate (flip-averaged
+        landmarks and their disagreement)."""
         flat = [(images[i], candidate) for i, some in enumerate(found) for candidate in some]
         if not flat:
             return [[] for _ in images]
         faces, candidates = map(list, zip(*flat))
-        means, scores, spreads = self.flip_test(faces, self.final_views(faces, candidates))
+        means, scores, spreads = self.flip_test(faces, self.final_views(faces, candidates, passes))
         read = iter(Prediction(points, points_box(points), c.detected, float(score), c.score, spread)
                     for points, score, c, spread in zip(means, scores, candidates, spreads))
         return [[next(read) for _ in some] for some in found]

@@ -2,6 +2,10 @@
 s snapshot), recorded, with per-frame landmarks and statistics."""
 from __future__ import annotations
 
+import ctypes
+import os
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +41,41 @@ class Recorder:
             self.writer.release()
 
 
+def display_problem() -> str | None:
+    """Why no X display can show a window (None where one answers at $DISPLAY), asked through libX11 as Qt's
+    xcb plugin asks."""
+    if not os.environ.get("DISPLAY"):
+        return "DISPLAY is not set"
+    try:
+        x11 = ctypes.CDLL("libX11.so.6")
+    except OSError:
+        return "no libX11.so.6"
+    x11.XOpenDisplay.restype, x11.XCloseDisplay.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    display = x11.XOpenDisplay(None)
+    if not display:
+        return f"display {os.environ['DISPLAY']} does not answer"
+    x11.XCloseDisplay(display)
+    return None
+
+
+def open_window(title: str) -> None:
+    """The live window, or one line saying why there can be none: an OpenCV built without windows (the
+    headless wheel), or no display to show one on (checked first for OpenCV's Qt build, the opencv-python
+    wheel on Linux, which aborts the process rather than raise there)."""
+    gui = re.search(r"GUI:\s*(\w+)", cv2.getBuildInformation())
+    gui = gui.group(1) if gui else ""
+    if gui == "NONE":
+        raise KerakpError("this OpenCV has no window support (opencv-python-headless): pip uninstall -y "
+                          "opencv-python-headless && pip install --force-reinstall \"opencv-python<5\", or run with --headless")
+    problem = display_problem() if gui.startswith("QT") and sys.platform.startswith("linux") else None
+    if problem:
+        raise KerakpError(f"no display to show the window on ({problem}): run with --headless")
+    try:
+        cv2.namedWindow(title)
+    except cv2.error as err:
+        raise KerakpError(f"OpenCV cannot open a window ({str(err).strip().splitlines()[-1][:160]}): run with --headless") from None
+
+
 def run_live(landmarker, source: str = "0", record: Path | None = None, headless: bool = False,
              stats_path: Path | None = None, redetect_every: int = 30, emotion_rule=None,
              max_frames: int | None = None, max_faces: int | None = None, min_cutoff: float | None = None,
@@ -67,12 +106,8 @@ def run_live(landmarker, source: str = "0", record: Path | None = None, headless
             if recorder is None:
                 recorder = Recorder(record, stats.source_fps or 30.0)
                 if not headless:
-                    try:
-                        cv2.namedWindow(window)
-                        window_open = True
-                    except cv2.error:
-                        raise KerakpError("this OpenCV has no window support (opencv-python-headless): "
-                                          "install opencv-python<5 or run with --headless") from None
+                    open_window(window)
+                    window_open = True
             if landmarks_path is not None:
                 rows += [[index, face.id, *np.round(face.points, 2).ravel()] for face in faces]
             started = time.perf_counter()

@@ -17,7 +17,8 @@ from kerakp.zoo import DEFAULT_PRESET
 @click.option("--source", default="0", show_default=True, help="Camera index or video file.")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video here (r toggles).")
 @click.option("--headless", is_flag=True, help="No window: for servers and tests (still records and writes stats).")
-@click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), help="Write run statistics (JSON) here.")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write run statistics (JSON) here: FPS, ms per stage, model reads per frame and per face, detector calls, ...")
 @click.option("--landmarks", "landmarks_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write per-frame landmarks here: frame, face, x0, y0, ... (one row per face per frame).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Inference threads (TFLite and ONNX).")
@@ -43,11 +44,14 @@ def live(model, source, record, headless, stats_path, landmarks_path, threads, m
     summary = run_live(Landmarker(model, detector=detector, threads=threads), source, record, headless, stats_path,
                        redetect_every, load_rule(emotion_config), max_frames, max_faces, min_cutoff, beta, landmarks_path,
                        mirror=mirror, overwrite=overwrite, threads=threads)
-    infer = summary["latency_ms"].get("infer", {})
+    reads, infer = summary["model_reads"], summary["latency_ms"].get("infer", {})
     click.echo(f"{summary['frames']} frames in {summary['wall_s']:.2f} s: {summary['fps']:.1f} FPS; "
-               f"model {infer.get('p50', float('nan')):.2f} ms (p50); {summary['faces_per_frame']:.2f} faces per frame; "
+               f"{summary['faces_per_frame']:.2f} faces per frame; model reads {reads['per_frame']:.2f} a frame, "
+               f"{reads['per_face']:.2f} a face (tracked {reads['tracked']}, new faces {reads['new']}); "
                f"detector calls {summary['detector_calls']}, track losses {summary['track_losses']}; blinks {summary['blinks']}; "
                f"tags {summary['emotion_counts']}")
+    click.echo("ms per frame: " + ", ".join(f"{stage} {ms:.2f}" for stage, ms in summary["ms_per_frame"].items())
+               + f"; infer p50 {infer.get('p50', float('nan')):.2f} in frames with faces")
     for label, path in (("stats", stats_path), ("landmarks", landmarks_path), ("video", record)):
         if path:
             click.echo(f"{label}: {full(path)}")
