@@ -73,6 +73,27 @@ def head_pose(points: np.ndarray, image_shape, schema: Schema) -> tuple[float, f
     return euler(cv2.Rodrigues(rvec)[0])
 
 
+@lru_cache(maxsize=1)
+def visibility_table() -> np.ndarray:
+    """(68, 5) per iBUG-68 point of the mean face: its unit surface normal (x, y, z), and the slope and bias of the
+    logistic `visibility` reads it with (kerakp/assets/visibility_ibug68.csv, scripts/fit_visibility.py)."""
+    return np.loadtxt(str(resources.files("kerakp") / "assets" / "visibility_ibug68.csv"), delimiter=",")
+
+
+def visibility(pose: tuple[float, float, float], schema: Schema) -> np.ndarray:
+    """(K,) probability that each point is seen (not hidden behind the head) at a head pose (yaw, pitch, roll):
+    a logistic of how far the point's surface normal on the mean face turns towards the camera, fitted on AFLW's
+    visible points (kerakp/assets/visibility_ibug68.csv, scripts/fit_visibility.py). iBUG 68 only; NaN for an
+    unknown pose."""
+    if schema.name != "ibug68":
+        raise KerakpError(f"markup '{schema.name}' has no visibility model (needs ibug68)")
+    if not np.all(np.isfinite(pose)):
+        return np.full(schema.num_points, np.nan)
+    table = visibility_table()
+    facing = -(table[:, :3] @ rotation_from(*pose).T)[:, 2]
+    return 1.0 / (1.0 + np.exp(-(table[:, 3] * facing + table[:, 4])))
+
+
 def euler(rotation: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) of R = Rz(roll) Rx(pitch) Ry(yaw) in the camera frame, signed as the module states."""
     pitch = math.degrees(math.asin(max(-1.0, min(1.0, rotation[2, 1]))))

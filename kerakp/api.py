@@ -2,7 +2,7 @@
 `Face` it returns, and the packaged models (`presets`). The command line only parses options and calls it.
 
     >>> from kerakp import Landmarker
-    >>> faces = Landmarker().predict("photo.jpg")      # the packaged 300-W model, BlazeFace detector
+    >>> faces = Landmarker().predict("photo.jpg")      # the default preset (300w-fast), BlazeFace detector
     >>> faces[0].points, faces[0].box, faces[0].score
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from kerakp.detect import DEFAULT_DETECTOR
 from kerakp.errors import KerakpError
 from kerakp.inference import DEFAULT_TURN, Predictor
 from kerakp.results import Face, ImageFaces, Predictions  # noqa: F401  (Face: re-exported as kerakp.Face)
+from kerakp.schemas import CORRESPONDENCES
 from kerakp.zoo import model_path, presets  # noqa: F401  (presets: re-exported as kerakp.presets())
 
 
@@ -23,8 +24,8 @@ class Landmarker:
     """A landmark model with its inference path (face detector -> crop -> model -> decode -> image pixels).
 
     Args:
-        model: a packaged preset name (`kerakp.presets()`; default "300w") or a `.keras`, `.tflite`, `.onnx`
-            file or SavedModel folder.
+        model: a packaged preset name (`kerakp.presets()`; default `kerakp.zoo.DEFAULT_PRESET`, "300w-fast") or a
+            `.keras`, `.tflite`, `.onnx` file or SavedModel folder.
         detector: the face detector, a name of `kerakp.detect.DETECTORS` (default `DEFAULT_DETECTOR`).
         box: "detector", "full" (the whole image is the face) or "oracle" (ground truth; evaluation only).
         passes, turn, fallback: re-crops per face (0: read the detector's box directly, turned by the eyes it
@@ -95,24 +96,26 @@ class Landmarker:
 
     def predict_to(self, out, inputs, max_faces: int | None = None, pose: bool = False, confidence: bool = False,
                    draw=None, batch: int = 16, workers: int | None = None, resume: bool = False, overwrite: bool = False,
-                   progress: bool = True, ray: str | None = None) -> dict:
+                   progress: bool = True, ray: str | None = None, visibility: bool = False) -> dict:
         """The predictions table (`Predictions.table`) of every image in `inputs` streamed to `out` (.csv or
         .parquet) as it is read, by `workers` processes (default `kerakp.bulk.default_workers`: one per core for a
         large run; 1: this process), `batch` images a read; each image drawn into the new folder `draw` when
-        given. Ctrl-C leaves `<out>.partial`, which `resume` continues (`kerakp.bulk`). With `ray` ("local",
+        given; `pose`, `confidence` and `visibility` add their columns (`Predictions.table`). Ctrl-C leaves `<out>.partial`, which `resume` continues (`kerakp.bulk`). With `ray` ("local",
         "auto" or a cluster's address), Ray actors read the images (`kerakp.distributed`; no `draw` there).
         Returns the counts of this run."""
         from kerakp.bulk import default_workers, predict_table
+        from kerakp.results import Columns
 
+        extra = Columns(pose, confidence, visibility)
         if ray is not None:
             from kerakp.distributed import predict_dataset
 
             if draw is not None:
                 raise KerakpError("--draw writes images here; it does not run on Ray")
-            return predict_dataset(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, batch,
+            return predict_dataset(self._spec(max_faces), self.info.markup, inputs, out, extra, batch,
                                    default_workers() if workers is None else workers,
                                    None if ray == "local" else ray, resume, overwrite, progress)
-        return predict_table(self._spec(max_faces), self.info.markup, inputs, out, pose, confidence, draw, batch, workers,
+        return predict_table(self._spec(max_faces), self.info.markup, inputs, out, extra, draw, batch, workers,
                              resume, overwrite, progress, predictor=self.predictor)
 
     def evaluate(self, data, subset: str = "all", out=None, format: str = "auto", overwrite: bool = False,
@@ -131,8 +134,8 @@ class Landmarker:
         if out is not None:
             refuse_existing(out, overwrite)
         data = data if isinstance(data, LandmarkSet) else load_dataset(data, format)
-        if data.schema.name != self.info.markup:   # a model of a derived markup (nose_tip from imm58)
-            try:
+        if data.schema.name != self.info.markup and (data.schema.name, self.info.markup) not in CORRESPONDENCES:
+            try:   # a model of a derived markup (nose_tip from imm58); a partial one is scored as it is (`evaluate`)
                 data = data.as_markup(self.info.schema)
             except KerakpError as err:
                 raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {self.info.markup} ({err})") from None
@@ -272,13 +275,21 @@ class Landmarker:
 
     @classmethod
     def train(cls, data, config=None, out="runs/train", *, format: str = "auto", resume: bool = False,
-              overwrite: bool = False, progress: bool = True, **overrides) -> "Landmarker":
+              overwrite: bool = False, progress: bool = True, processes: int = 1, ray: str | None = None,
+              **overrides) -> "Landmarker":
         """Train on a labelled set with a recipe (a YAML path or a packaged recipe's name; keys overridden by
-        `overrides`, such as epochs=5); returns a Landmarker of the best model (`out/model.keras`)."""
+        `overrides`, such as epochs=5); returns a Landmarker of the best model (`out/model.keras`). With
+        `processes` above 1, or `ray` (a Ray cluster's address), data-parallel over that many local processes or
+        one per Ray node, on JAX (`kerakp.launch`)."""
         from kerakp.config import load_config
         from kerakp.data.formats import load_dataset
         from kerakp.train import train
 
+        if processes > 1 or ray:
+            from kerakp.launch import train_processes
+
+            return cls(train_processes(data, config, out, overrides, processes=processes, ray=ray, format=format,
+                                       resume=resume, overwrite=overwrite, progress=progress))
         recipe = load_config(config, overrides)
         dataset = load_dataset(data, format)
         if progress:

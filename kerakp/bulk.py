@@ -15,7 +15,7 @@ import itertools
 import json
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +23,7 @@ from kerakp.data.images import read_image
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
 from kerakp.io import refuse_existing, remove, uninterrupted, write_json
-from kerakp.results import Face, ImageFaces
+from kerakp.results import Columns, Face, ImageFaces
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ def _place(staging: Path, folder: Path) -> Path:
     return folder
 
 
-def predict_table(spec: ReadSpec, markup: str, inputs, out, pose: bool = False, confidence: bool = False, draw=None,
+def predict_table(spec: ReadSpec, markup: str, inputs, out, extra: Columns = Columns(), draw=None,
                   batch: int = 16, workers: int | None = None, resume: bool = False, overwrite: bool = False,
                   progress: bool = True, predictor: Predictor | None = None) -> dict:
     """The predictions table of every image in `inputs` streamed to `out` (`TableSink`), read by `workers`
@@ -265,18 +265,17 @@ def predict_table(spec: ReadSpec, markup: str, inputs, out, pose: bool = False, 
 
     items = image_files(inputs)
     one = spec.max_faces == 1
-    settings = {"model": spec.model, "options": spec.options, "max_faces": spec.max_faces, "pose": pose,
-                "confidence": confidence, "batch": batch}
-    sink = TableSink(out, table_columns(markup, pose, confidence, one), settings, items, resume, overwrite)
+    settings = {"model": spec.model, "options": spec.options, "max_faces": spec.max_faces, **asdict(extra), "batch": batch}
+    sink = TableSink(out, table_columns(markup, extra, one), settings, items, resume, overwrite)
     drawn = None if draw is None else _staged_folder(Path(draw), resume, overwrite)
     counts = {"images": 0, "faces": 0, "with_face": 0, "detected": 0, "skipped": [], "resumed_after": sink.done}
     try:
         with tqdm(total=len(items), initial=sink.done, desc="predicting", unit="img", disable=None if progress else True) as bar:
             for chunk in read_all(spec, items, batch, workers, predictor, start=sink.done):
-                found = [row for image in chunk for row in rows(image, markup, pose, confidence, one)]
+                found = [row for image in chunk for row in rows(image, markup, extra, one)]
                 with uninterrupted():
                     for image in chunk if drawn is not None else ():
-                        draw_image(image, drawn, markup, pose)
+                        draw_image(image, drawn, markup, extra.pose)
                     sink.add(found, len(chunk))
                 counts["images"] += len(chunk)
                 counts["skipped"] += [f"{image.name}: {image.error}" for image in chunk if image.error]

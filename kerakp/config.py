@@ -66,6 +66,7 @@ class TrainConfig:
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
+    split_extra: bool = False        # hold out each extra set's validation share (same fraction and seed), never trained on
     teacher: str = ""                # a model (or preset) that reads every training crop: the targets (distillation)
     teacher_weight: float = 0.5      # how far each label moves toward the teacher's reading of the crop (0..1)
     unlabelled: list = field(default_factory=list)  # images or folders the teacher labels alone (distillation)

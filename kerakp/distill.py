@@ -23,6 +23,7 @@ from kerakp.data.images import image_files, read_image
 from kerakp.data.sequence import KeypointSequence
 from kerakp.errors import KerakpError
 from kerakp.inference import Predictor
+from kerakp.schemas import with_derived
 
 UNLABELLED_FILE = "unlabelled.csv"
 
@@ -61,6 +62,7 @@ class DistillSequence(KeypointSequence):
         indices = self.batch_indices(batch)
         crops, points, matrices = zip(*(self.sample(int(i)) for i in indices))
         read = self.teacher.read([self.image(int(i)) for i in indices], matrices, self.input_size, self.crop.scale)
+        read = with_derived(read, self.data.schema.derived)   # a mixed set's derived points, as the labels hold them
         labels = np.stack(points)
         blend = np.isfinite(labels) & self.labelled[indices, None, None]
         targets = np.where(blend, (1 - self.teacher.weight) * labels + self.teacher.weight * read, read)

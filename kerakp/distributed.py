@@ -8,15 +8,18 @@ running cluster (`ray.init(address=...)`).
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from kerakp.bulk import ReadSpec, TableSink, nothing_readable, read_images
 from kerakp.errors import KerakpError
+from kerakp.results import Columns
 
 
 class _Reader:
     """A Ray actor: one predictor, reading batches of (position, name, path) rows into the table's rows."""
 
-    def __init__(self, spec: ReadSpec, markup: str, pose: bool, confidence: bool):
-        self.spec, self.markup, self.pose, self.confidence = spec, markup, pose, confidence
+    def __init__(self, spec: ReadSpec, markup: str, extra: Columns):
+        self.spec, self.markup, self.extra = spec, markup, extra
         self.predictor = spec.predictor()
 
     def __call__(self, batch: dict) -> dict:
@@ -28,14 +31,13 @@ class _Reader:
         found = []
         for position, image in zip(batch["position"], read_images(self.predictor, items, self.spec.max_faces)):
             base = {"_position": int(position), "_error": image.error}
-            found += [{**row, **base} for row in rows(image, self.markup, self.pose, self.confidence,
-                                                       self.spec.max_faces == 1)] or [{"image": image.name, **base}]
-        columns = table_columns(self.markup, self.pose, self.confidence, self.spec.max_faces == 1)
+            found += [{**row, **base} for row in rows(image, self.markup, self.extra, self.spec.max_faces == 1)] or [{"image": image.name, **base}]
+        columns = table_columns(self.markup, self.extra, self.spec.max_faces == 1)
         frame = pd.DataFrame(found).reindex(columns=[*columns, "_position", "_error"])
         return {column: frame[column].to_numpy() for column in frame.columns}
 
 
-def predict_dataset(spec: ReadSpec, markup: str, inputs, out, pose: bool = False, confidence: bool = False,
+def predict_dataset(spec: ReadSpec, markup: str, inputs, out, extra: Columns = Columns(),
                     batch: int = 16, workers: int = 2, address: str | None = None, resume: bool = False,
                     overwrite: bool = False, progress: bool = True) -> dict:
     """`kerakp.bulk.predict_table` with the images read by `workers` Ray actors (see the module docstring);
@@ -50,9 +52,8 @@ def predict_dataset(spec: ReadSpec, markup: str, inputs, out, pose: bool = False
     from kerakp.results import table_columns
 
     items = image_files(inputs)
-    columns = table_columns(markup, pose, confidence, spec.max_faces == 1)
-    settings = {"model": spec.model, "options": spec.options, "max_faces": spec.max_faces, "pose": pose,
-                "confidence": confidence, "batch": batch}
+    columns = table_columns(markup, extra, spec.max_faces == 1)
+    settings = {"model": spec.model, "options": spec.options, "max_faces": spec.max_faces, **asdict(extra), "batch": batch}
     sink = TableSink(out, columns, settings, items, resume, overwrite)
     counts = {"images": 0, "faces": 0, "with_face": 0, "detected": 0, "skipped": [], "resumed_after": sink.done}
     import logging
@@ -67,7 +68,7 @@ def predict_dataset(spec: ReadSpec, markup: str, inputs, out, pose: bool = False
         context.execution_options.preserve_order = True   # rows in input order, as a local run writes them
         remaining = [{"position": k, "name": name, "path": str(path)} for k, (name, path) in enumerate(items) if k >= sink.done]
         dataset = ray.data.from_items(remaining).map_batches(
-            _Reader, fn_constructor_args=(spec, markup, pose, confidence), batch_size=batch, concurrency=workers, num_cpus=1)
+            _Reader, fn_constructor_args=(spec, markup, extra), batch_size=batch, concurrency=workers, num_cpus=1)
         with tqdm(total=len(items), initial=sink.done, desc="predicting on Ray", unit="img",
                   disable=None if progress else True) as bar:
             for frame in dataset.iter_batches(batch_format="pandas", batch_size=None) if remaining else ():

@@ -30,11 +30,13 @@ def draw_pose(frame_bgr: np.ndarray, points: np.ndarray, schema) -> None:
         cv2.line(frame_bgr, tuple(np.round(origin).astype(int)), tuple(np.round(end).astype(int)), colour, 2, cv2.LINE_AA)
 
 
-def draw_face(image: np.ndarray, points: np.ndarray, box=None, color=(0, 255, 0), radius: int = 2) -> np.ndarray:
-    """A face's points (filled circles) and, when given, its box, drawn onto `image` in place."""
-    for x, y in points:
+def draw_face(image: np.ndarray, points: np.ndarray, box=None, color=(0, 255, 0), radius: int = 2, seen=None) -> np.ndarray:
+    """A face's points (filled circles; hollow where `seen` is False: hidden behind the head) and, when given, its
+    box, drawn onto `image` in place."""
+    for k, (x, y) in enumerate(points):
         if np.isfinite(x) and np.isfinite(y):
-            cv2.circle(image, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
+            hollow = seen is not None and not seen[k]
+            cv2.circle(image, (int(round(x)), int(round(y))), radius + hollow, color, 1 if hollow else -1, cv2.LINE_AA)
     if box is not None:
         x0, y0, x1, y1 = np.round(box).astype(int)
         cv2.rectangle(image, (x0, y0), (x1, y1), color, 1, cv2.LINE_AA)
@@ -44,7 +46,7 @@ def draw_face(image: np.ndarray, points: np.ndarray, box=None, color=(0, 255, 0)
 def draw(frame_bgr: np.ndarray, faces, fps: float, schema=None) -> None:
     """Each tracked `Face`'s landmarks, box, id, tag, blink and head-pose axes, and the FPS, drawn in place."""
     for face in faces:
-        draw_face(frame_bgr, face.points, color=(0, 255, 0))
+        draw_face(frame_bgr, face.points, color=(0, 255, 0), seen=face.seen)
         x0, y0, x1, y1 = points_box(face.points).astype(int)
         cv2.rectangle(frame_bgr, (x0, y0), (x1, y1), (255, 200, 0), 1)
         if schema is not None:

@@ -16,14 +16,15 @@ from kerakp.inference import Predictor
 from kerakp.io import replacing, strict_json, write_json
 from kerakp.metrics import per_image_nme, summarize
 from kerakp.plots import plot_ced, plot_grid
+from kerakp.schemas import derive_points
 
 
 def predict_set(predictor: Predictor, data: LandmarkSet, chunk: int = 64, progress: bool = True):
-    """Predictions (N, K, 2) for every image of a set, whether the detector found each face, and each
-    image's longer side in pixels."""
+    """Predictions (N, K, 2) of the model's markup for every image of a set, whether the detector found each face,
+    and each image's longer side in pixels."""
     from tqdm import tqdm
 
-    preds = np.full(data.keypoints.shape, np.nan)
+    preds = np.full((len(data), predictor.schema.num_points, 2), np.nan)
     detected = np.zeros(len(data), dtype=bool)
     sides = np.zeros(len(data))
     with tqdm(total=len(data), desc="evaluating", unit="img", disable=None if progress else True) as bar:
@@ -44,12 +45,14 @@ def evaluate(predictor: Predictor, data: LandmarkSet, out_dir, label: str = "", 
              report: bool = False) -> dict:
     """Score a model on a labelled set; returns the metrics and writes the report files into `out_dir` (with
     `report`, also `report.html`), all at once when they are complete. Images whose points are all missing are
-    left out and counted."""
+    left out and counted. A set of a partial markup (AFLW 21) scores a model of another through their
+    correspondence (`kerakp.schemas.derive_points`: a 68-point model's eye centre is the mean of its eye)."""
     labelled = ~np.isnan(data.keypoints).all(axis=(1, 2))
     if not labelled.any():
         raise KerakpError(f"{data.source}: no image has a labelled point")
     unlabelled, data = int((~labelled).sum()), data.subset(np.flatnonzero(labelled))
     preds, detected, sides = predict_set(predictor, data, progress=progress)
+    preds = derive_points(preds, predictor.schema, data.schema)
     predicted = ~np.isnan(preds).all(axis=(1, 2))
     # markups without a normalising pair (one point) divide by the longer image side, the whole-image crop's
     scaled = sides[predicted] if data.schema.norm is None else None

@@ -45,7 +45,7 @@ def summarize(pred: np.ndarray, truth: np.ndarray, schema: Schema, scale=None) -
     norm = normalisers(truth, schema, scale)
     nme = np.nanmean(errors, axis=1) / norm
     relative = errors / norm[:, None]
-    diffs = (pred - truth)[~np.isnan(truth)]
+    diffs = (pred - truth)[~np.isnan(truth) & ~np.isnan(pred)]   # a labelled point the model has no counterpart of: unscored
     labelled = relative[~np.isnan(relative)]
     return {
         "images": int(len(nme)),

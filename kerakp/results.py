@@ -68,6 +68,16 @@ class Face:
         return head_pose(self.points, self.image_shape, get_schema(self.markup))
 
     @property
+    def visible(self) -> np.ndarray:
+        """(K,) probability in 0..1 that each point is seen, not hidden behind the head at its pose: points follow
+        the 3-D convention, so a profile's far jaw line is read where it lies, behind the cheek
+        (`kerakp.analysis.visibility`; iBUG 68)."""
+        from kerakp.analysis import visibility
+        from kerakp.schemas import get_schema
+
+        return visibility(self.pose, get_schema(self.markup))
+
+    @property
     def openness(self) -> dict[str, float]:
         """Eye aspect ratio per eye (about 0.3 open, under 0.2 closed) and mouth openness (iBUG 68)."""
         from kerakp.analysis import openness
@@ -91,10 +101,19 @@ class Face:
                 **{f"{a}{i}": float(p[j]) for i, p in enumerate(self.points) for j, a in enumerate("xy")}}
 
     def draw(self, image: np.ndarray, color=(0, 255, 0), radius: int = 2) -> np.ndarray:
-        """Draw the points and the box onto `image` (RGB or BGR, in place) and return it."""
+        """Draw the points (hollow where hidden, `visible` under 0.5, for iBUG 68) and the box onto `image` (RGB or
+        BGR, in place) and return it."""
         from kerakp.drawing import draw_face
 
-        return draw_face(image, self.points, self.box, color, radius)
+        return draw_face(image, self.points, self.box, color, radius, self.seen)
+
+    @property
+    def seen(self) -> np.ndarray | None:
+        """(K,) whether each point is seen (`visible` 0.5 or more) where this face can tell (iBUG 68, with its
+        image's size), else None."""
+        if self.markup != "ibug68" or not self.image_shape:
+            return None
+        return ~(self.visible < 0.5)
 
 
 @dataclass
@@ -131,15 +150,16 @@ class Predictions:
         """In a notebook: the first rows of `table()`."""
         return f"<p>{repr(self)}</p>" + self.table().to_html(max_rows=20, max_cols=12, float_format="{:.2f}".format)
 
-    def table(self, pose: bool = False, confidence: bool = False):
+    def table(self, pose: bool = False, confidence: bool = False, visibility: bool = False):
         """One row per face (image, face, found, detected, x0, y0, ...; face 0 the largest; an image without a
         face one row with found 0), or per image without the face column when `one_per_image`; `pose` adds
-        yaw, pitch, roll and `confidence` c0, c1, ... (each point's confidence). Unreadable images have none."""
+        yaw, pitch, roll, `confidence` c0, c1, ... (each point's confidence) and `visibility` v0, v1, ... (each
+        point's probability of being seen, `Face.visible`). Unreadable images have none."""
         import pandas as pd
 
-        columns = table_columns(self.markup, pose, confidence, self.one_per_image)
-        return pd.DataFrame([row for image in self.images for row in rows(image, self.markup, pose, confidence,
-                                                                             self.one_per_image)], columns=columns)
+        extra = Columns(pose, confidence, visibility)
+        return pd.DataFrame([row for image in self.images for row in rows(image, self.markup, extra, self.one_per_image)],
+                            columns=table_columns(self.markup, extra, self.one_per_image))
 
     def draw(self, folder, pose: bool = False, overwrite: bool = False) -> Path:
         """Write every image again into the new folder `folder` with its faces drawn (`draw_image`). Written whole
@@ -152,27 +172,39 @@ class Predictions:
                 draw_image(item, staging, self.markup, pose)
         return Path(folder)
 
-    def to_csv(self, path, overwrite: bool = False, pose: bool = False, confidence: bool = False) -> Path:
+    def to_csv(self, path, overwrite: bool = False, pose: bool = False, confidence: bool = False,
+               visibility: bool = False) -> Path:
         """Write `table()` atomically; an existing file only with `overwrite`."""
         from kerakp.io import refuse_existing, write_csv
 
         refuse_existing(path, overwrite)
-        return write_csv(self.table(pose, confidence), path)
+        return write_csv(self.table(pose, confidence, visibility), path)
 
 
 
 
-def table_columns(markup: str, pose: bool = False, confidence: bool = False, one_per_image: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class Columns:
+    """The predictions table's optional columns: the head pose (yaw, pitch, roll), each point's confidence
+    (c0, c1, ...) and each point's probability of being seen (v0, v1, ...)."""
+
+    pose: bool = False
+    confidence: bool = False
+    visibility: bool = False
+
+
+def table_columns(markup: str, extra: Columns = Columns(), one_per_image: bool = False) -> list[str]:
     """The predictions table's columns (`rows`)."""
     from kerakp.schemas import get_schema
 
     count = get_schema(markup).num_points
     columns = ["image", "face", "found", "detected"] + [f"{a}{i}" for i in range(count) for a in "xy"]
-    columns += (["yaw", "pitch", "roll"] if pose else []) + ([f"c{i}" for i in range(count)] if confidence else [])
+    columns += (["yaw", "pitch", "roll"] if extra.pose else []) + ([f"c{i}" for i in range(count)] if extra.confidence else [])
+    columns += [f"v{i}" for i in range(count)] if extra.visibility else []
     return [c for c in columns if c != "face"] if one_per_image else columns
 
 
-def rows(image: ImageFaces, markup: str, pose: bool = False, confidence: bool = False, one_per_image: bool = False) -> list[dict]:
+def rows(image: ImageFaces, markup: str, extra: Columns = Columns(), one_per_image: bool = False) -> list[dict]:
     """The predictions table's rows for one image (`Predictions.table`): one per face, largest first, in image
     pixels rounded to 0.01; one with `found` 0 and no points for an image without a face; none for an unreadable
     one."""
@@ -186,10 +218,13 @@ def rows(image: ImageFaces, markup: str, pose: bool = False, confidence: bool = 
         points = np.full((count, 2), np.nan) if face is None else face.points
         row = {"image": image.name, "face": k, "found": int(face is not None), "detected": int(face is not None and face.detected)}
         row.update({f"{a}{i}": round(float(points[i, j]), 2) for i in range(count) for j, a in enumerate("xy")})
-        if pose:
+        if extra.pose:
             row.update(zip(("yaw", "pitch", "roll"), np.round(face.pose, 2) if face is not None else [np.nan] * 3))
-        if confidence:
+        if extra.confidence:
             row.update({f"c{i}": round(float(face.confidence[i]), 3) if face is not None else np.nan for i in range(count)})
+        if extra.visibility:
+            seen = face.visible if face is not None else np.full(count, np.nan)
+            row.update({f"v{i}": round(float(seen[i]), 3) for i in range(count)})
         if one_per_image:
             del row["face"]
         found.append(row)

@@ -5,7 +5,7 @@ as seen (iBUG convention: point 36 is the outer corner of the eye on the image's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,7 +22,8 @@ class Schema:
     `left_eye`) to point indices; modules that need a part look it up and fail clearly when it is absent.
     Part names follow the image: `left_*` is on the image's left. `names` are the markup's own point names
     (column names of its file format); markups whose points all have a part name in `canonical` can be
-    made from any other markup that has those parts (`convert_points`).
+    made from any other markup that has those parts (`convert_points`). `derived` lists the groups of points
+    whose means follow the markup's own points (`supervised`: a mixed training set's extra labels).
     """
 
     name: str
@@ -32,6 +33,7 @@ class Schema:
     parts: dict[str, tuple[int, ...]] = field(default_factory=dict)
     names: tuple[str, ...] = ()
     canonical: tuple[str, ...] = ()
+    derived: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self):
         if sorted(self.flip) != list(range(self.num_points)):
@@ -153,7 +155,28 @@ def _nose_tip() -> Schema:
     return Schema("nose_tip", 1, (0,), None, {"nose_tip": (0,)}, ("nose_tip",), canonical=("nose_tip",))
 
 
-SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point(), _nose_tip())}
+def _aflw21() -> Schema:
+    """AFLW's 21 points (Koestinger et al. 2011), labelled only where visible (blank: hidden); "left" is the
+    image's left. Errors are normalised by the crop side (AFLW's crops are the face), as the 3DDFA benchmarks do."""
+    names = ("left_brow_outer", "left_brow_centre", "left_brow_inner", "right_brow_inner", "right_brow_centre",
+             "right_brow_outer", "left_eye_outer", "left_eye_centre", "left_eye_inner", "right_eye_inner",
+             "right_eye_centre", "right_eye_outer", "left_ear_lobe", "nose_left", "nose_tip", "nose_right",
+             "right_ear_lobe", "mouth_left", "mouth_centre", "mouth_right", "chin")
+    pairs = [(0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 16), (13, 15), (17, 19)]
+    parts = {name: (i,) for i, name in enumerate(names)}
+    parts["left_eye"], parts["right_eye"] = (7,), (10,)
+    return Schema("aflw21", 21, _mirror_pairs(21, pairs), None, parts, names)
+
+
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (_ibug68(), _imm58(), _kaggle15(), _five_point(), _nose_tip(), _aflw21())}
+
+# How a partially labelled markup supervises a model of another: per source point, the target points whose mean
+# it is (an empty tuple: no counterpart, it supervises nothing). The literature's mapping of AFLW 21 to iBUG 68.
+CORRESPONDENCES: dict[tuple[str, str], tuple[tuple[int, ...], ...]] = {
+    ("aflw21", "ibug68"): ((17,), (19,), (21,), (22,), (24,), (26,), (36,), tuple(range(36, 42)), (39,), (42,),
+                           tuple(range(42, 48)), (45,), (), (31,), (30,), (35,), (), (48,), tuple(range(60, 68)),
+                           (54,), (8,)),
+}
 
 
 def get_schema(name: str) -> Schema:
@@ -184,3 +207,64 @@ def convert_points(points: np.ndarray, source: Schema, target: Schema) -> np.nda
         raise KerakpError(f"cannot convert {source.name} to {target.name}: {source.name} has no {', '.join(missing)}")
     points = np.asarray(points, dtype=np.float64)
     return np.stack([points[..., list(source.parts[n]), :].mean(axis=-2) for n in target.canonical], axis=-2)
+
+
+def correspondence(source: Schema, target: Schema) -> tuple[tuple[int, ...], ...]:
+    """`CORRESPONDENCES` of a source markup onto a target; one line naming both when there is none."""
+    try:
+        return CORRESPONDENCES[source.name, target.name]
+    except KeyError:
+        known = ", ".join(f"{a} -> {b}" for a, b in CORRESPONDENCES) or "none"
+        raise KerakpError(f"markup {source.name} has no correspondence to {target.name} (known: {known})") from None
+
+
+def groups_of(sources, target: Schema) -> tuple[tuple[int, ...], ...]:
+    """The target's derived points that `sources` markups supervise: each group of several target points
+    whose mean a source point is (an eye centre), in a fixed order."""
+    found = {group for source in sources if source.name != target.name
+             for group in correspondence(source, target) if len(group) > 1}
+    return tuple(sorted(found))
+
+
+def supervised(target: Schema, groups: tuple[tuple[int, ...], ...]) -> Schema:
+    """`target` with one more point per group (the group's mean), the markup a mixed training set is held in:
+    its flip maps a group to its mirror group, so an augmented flip keeps every label under its name."""
+    if not groups:
+        return target
+    index = {group: target.num_points + i for i, group in enumerate(groups)}
+    flip = list(target.flip) + [index.get(tuple(sorted(target.flip[p] for p in g)), index[g]) for g in groups]
+    return replace(target, num_points=target.num_points + len(groups), flip=tuple(flip), names=(), canonical=(),
+                   derived=tuple(groups))
+
+
+def with_derived(points: np.ndarray, groups) -> np.ndarray:
+    """(..., K, 2) points followed by each group's mean point."""
+    points = np.asarray(points, dtype=np.float64)
+    return np.concatenate([points, *(points[..., list(g), :].mean(axis=-2, keepdims=True) for g in groups)], axis=-2)
+
+
+def carry_points(points: np.ndarray, source: Schema, target: Schema, groups) -> np.ndarray:
+    """(N, K_source, 2) labels as (N, K_target + len(groups), 2) labels of `supervised(target, groups)`: each
+    source point lands on its one counterpart or its group's derived point; the rest stay NaN (unlabelled)."""
+    points = np.asarray(points, dtype=np.float64)
+    out = np.full((len(points), target.num_points + len(groups), 2), np.nan)
+    if source.name == target.name:
+        out[:, :target.num_points] = points
+        return out
+    slots = {g: target.num_points + i for i, g in enumerate(groups)}
+    for i, group in enumerate(correspondence(source, target)):
+        if group:
+            out[:, group[0] if len(group) == 1 else slots[group]] = points[:, i]
+    return out
+
+
+def derive_points(points: np.ndarray, source: Schema, target: Schema) -> np.ndarray:
+    """(..., K_source, 2) predictions of `source` read as `target` points through the correspondence of target
+    onto source (the mean of each group; NaN where a target point has no counterpart): a 68-point model scored on
+    AFLW 21's points."""
+    points = np.asarray(points, dtype=np.float64)
+    if source.name == target.name:
+        return points
+    groups = correspondence(target, source)
+    nan = np.full(points.shape[:-2] + (2,), np.nan)
+    return np.stack([points[..., list(g), :].mean(axis=-2) if g else nan for g in groups], axis=-2)

@@ -6,7 +6,7 @@ A run folder holds `model.keras` (best validation loss), `last.keras` (for `--re
 from __future__ import annotations
 
 import importlib.util
-import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +18,12 @@ import yaml
 
 from kerakp.config import TrainConfig
 from kerakp.data.augment import Augment
-from kerakp.data.dataset import LandmarkSet, join_sets, split_by_person
+from kerakp.data.dataset import LandmarkSet, can_supervise, join_sets, split_by_person, supervising
 from kerakp.data.formats import load_dataset
 from kerakp.data.geometry import whole_image_box
 from kerakp.data.sequence import KeypointSequence
 from kerakp.detect import DETECTORS, fit_box_calibration, get_detector
+from kerakp.devices import PROCESSES_VARIABLE, join_processes, requested_processes, wait_for_processes
 from kerakp.distill import UNLABELLED_FILE, DistillSequence, Teacher, taught_set, teacher_labels
 from kerakp.errors import KerakpError
 from kerakp.io import refuse_existing, remove, replacing, write_csv, write_json, write_text
@@ -78,20 +79,25 @@ def prepare(data: LandmarkSet, config: TrainConfig) -> LandmarkSet:
     if config.face_box == "image":
         boxes = [whole_image_box(*data.image(i).shape[:2], config.crop_scale) for i in range(len(data))]
         data = replace(data, boxes=np.stack(boxes))
-    elif data.schema.norm is None:
+    elif data.schema.norm is None and data.boxes is None:
         raise KerakpError(f"markup '{data.schema.name}' has one point, too few to crop around; set face_box: image")
     return data
 
 
 def extra_sets(config: TrainConfig, schema) -> list[LandmarkSet]:
-    """The recipe's `extra_data` sets, prepared like the main set and in its markup."""
+    """The recipe's `extra_data` sets, prepared like the main set: in their own markup where it supervises the
+    run's through a correspondence (partial labels, `supervising`), else converted to it."""
     sets = []
     for path in config.extra_data:
         extra = prepare(load_dataset(path), config)
+        if can_supervise(extra.schema, schema):
+            sets.append(extra)
+            continue
         try:
             sets.append(extra.as_markup(schema))
         except KerakpError as err:
-            raise KerakpError(f"{path}: markup {extra.schema.name}, this run trains {schema.name} ({err})") from None
+            raise KerakpError(f"{path}: markup {extra.schema.name}, this run trains {schema.name} ({err}; "
+                              "and no correspondence in kerakp.schemas.CORRESPONDENCES)") from None
     return sets
 
 
@@ -115,7 +121,9 @@ def start_from(model: keras.Model, path) -> int:
     return copied
 
 
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, derived=()) -> None:
+    """AdamW on a warm-up and cosine schedule, the recipe's masked loss (reading `derived` groups' mean points
+    where a mixed set labels them) and the crop NME."""
     total = max(1, config.epochs * steps_per_epoch)
     warmup = min(config.warmup_epochs * steps_per_epoch, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -124,18 +132,20 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, clipnorm=config.clipnorm)
     relaxed = config.loss_along != 1.0   # the contour lines only matter to a relaxed loss
     loss = MaskedKeypointLoss(config.loss, delta=config.huber_delta,
-                              contours=contour_neighbours(model.schema) if relaxed else None, along=config.loss_along)
+                              contours=contour_neighbours(model.schema) if relaxed else None, along=config.loss_along,
+                              groups=derived)
     model.compile(optimizer=optimizer, loss=loss, metrics=[CropNME(model.schema.norm)])
 
 
 class RunCheckpoints(keras.callbacks.Callback):
     """After each epoch, the run folder's resumable state, each file written whole: `history.csv` with the
     epoch's row, `last.keras` (with optimizer state) and, when the monitored loss beats every earlier epoch,
-    `model.keras`. A non-finite training loss stops the run at once (`diverged`), keeping the last good files."""
+    `model.keras`. A non-finite training loss stops the run at once (`diverged`), keeping the last good files.
+    Only the process that `writes` (process 0 of a run across processes) keeps the files."""
 
-    def __init__(self, out: Path, monitor: str, resume: bool):
+    def __init__(self, out: Path, monitor: str, resume: bool, writes: bool = True):
         super().__init__()
-        self.out, self.monitor, self.diverged = out, monitor, None
+        self.out, self.monitor, self.diverged, self.writes = out, monitor, None, writes
         self.history = pd.read_csv(out / "history.csv") if resume else pd.DataFrame()
         self.best = float(self.history[monitor].min()) if resume and len(self.history) else np.inf
 
@@ -153,19 +163,27 @@ class RunCheckpoints(keras.callbacks.Callback):
             return
         history = pd.concat([self.history, pd.DataFrame([{"epoch": epoch, **logs}])], ignore_index=True)
         if logs.get(self.monitor, np.inf) < self.best:
-            with replacing(self.out / "model.keras") as tmp:
-                self.model.save(tmp)
+            self._save("model.keras")
             self.best = logs[self.monitor]
-        with replacing(self.out / "last.keras") as tmp:
-            self.model.save(tmp)
-        write_csv(history, self.out / "history.csv")
+        self._save("last.keras")
+        if self.writes:
+            write_csv(history, self.out / "history.csv")
         self.history = history
 
+    def _save(self, name: str) -> None:
+        # every process saves: reading distributed variables is a step all processes of a run take together
+        if self.writes:
+            with replacing(self.out / name) as tmp:
+                self.model.save(tmp)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                self.model.save(Path(tmp) / name)
 
-def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool) -> list:
-    callbacks = [RunCheckpoints(out, monitor, resume),
+
+def _callbacks(out: Path, config: TrainConfig, monitor: str, resume: bool, writes: bool) -> list:
+    callbacks = [RunCheckpoints(out, monitor, resume, writes),
                  keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True)]
-    if config.tensorboard:
+    if config.tensorboard and writes:
         if importlib.util.find_spec("tensorflow") is None:
             raise KerakpError("--tensorboard writes TensorFlow event files and needs TensorFlow installed")
         callbacks.append(keras.callbacks.TensorBoard(out / "tensorboard"))
@@ -194,22 +212,24 @@ def _resume_from(out: Path, config: TrainConfig):
 def training_context(config: TrainConfig, progress: bool = True):
     """The dtype policy (`precision`) and the device distribution (`distribute`) a run builds and trains its
     model under, left as they were afterwards; yields the number of devices. Data-parallel uses
-    keras.distribution.DataParallel over every local device on JAX (across hosts after
-    keras.distribution.initialize, configured by the KERAS_DISTRIBUTION_* environment variables) and
+    keras.distribution.DataParallel over every device of every process on JAX (processes and hosts joined by
+    `join_processes`, each reading its own part of every batch: `KeypointSequence`'s `shard`) and
     tf.distribute.MirroredStrategy on TensorFlow; the recipe's batch is the global batch."""
     previous = keras.config.dtype_policy().name
     keras.config.set_dtype_policy(config.precision)
     try:
         if not config.distribute:
+            if requested_processes() > 1:
+                raise KerakpError(f"{PROCESSES_VARIABLE} asks for a run across processes; add --distribute data-parallel")
             yield 1
             return
+        join_processes()
         backend = keras.backend.backend()
         if backend == "jax":
-            if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
-                keras.distribution.initialize()
             devices = keras.distribution.list_devices()
             _check_batch(config, len(devices), progress)
-            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            # each process feeds its own part of the global batch: Keras is not to split it again
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
             try:
                 yield len(devices)
             finally:
@@ -243,6 +263,9 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     out = Path(out_dir)
     if not resume and any((out / name).exists() for name in RUN_FILES):
         refuse_existing(out, overwrite, "--overwrite to replace it, or --resume to continue it")
+    # a run across processes joins before any JAX computation (a teacher's); only its process 0 writes files
+    process, processes = join_processes() if config.distribute else (0, 1)
+    writes = process == 0
     data = prepare(data, config)
     teacher = Teacher(config.teacher, config.teacher_weight) if config.teacher else None
     split = {"val_fraction": config.val_fraction, "seed": config.seed}
@@ -252,6 +275,10 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     train_idx, val_idx = split_by_person(data, split["val_fraction"], split["seed"])
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     extra = extra_sets(config, data.schema)
+    if config.split_extra:   # their held-out share is where `model_subset(..., "val")` finds it again
+        extra = [e.subset(split_by_person(e, split["val_fraction"], split["seed"])[0]) for e in extra]
+    held_out = set(val_set.persons)   # a validation person's faces in an extra set (profiled copies) never train
+    extra = [e.subset([i for i, person in enumerate(e.persons) if person not in held_out]) for e in extra]
     labels = None   # the teacher's labels of the unlabelled images, made once per run
     if teacher is not None and config.unlabelled:
         cached = out / UNLABELLED_FILE
@@ -282,25 +309,28 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                 if progress:
                     print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
         seen = dict(batch_size=config.batch_size, augment=Augment.from_dict(config.augment), shuffle=True, seed=config.seed,
-                    epoch=initial_epoch, devices=devices, **loader)
+                    epoch=initial_epoch, devices=devices, shard=(process, processes), **loader)
+        trained = join_sets(supervising([train_set, *extra, *unlabelled], data.schema))
         if teacher is None:
-            train_seq = KeypointSequence(join_sets([train_set, *extra]), crop, **seen)
+            train_seq = KeypointSequence(trained, crop, **seen)
         else:   # the labelled sets first, then the images only the teacher labels
-            sizes = [len(s) for s in (train_set, *extra, *unlabelled)]
-            labelled = np.arange(sum(sizes)) < sum(sizes) - sum(len(s) for s in unlabelled)
-            train_seq = DistillSequence(join_sets([train_set, *extra, *unlabelled]), crop, teacher, labelled, **seen)
-        val_seq = KeypointSequence(val_set, crop, config.batch_size, **loader) if val_idx else None
+            labelled = np.arange(len(trained)) < len(trained) - sum(len(s) for s in unlabelled)
+            train_seq = DistillSequence(trained, crop, teacher, labelled, **seen)
+        val_seq = (KeypointSequence(val_set, crop, config.batch_size, devices=devices, shard=(process, processes), **loader)
+                   if val_idx else None)
         if not resume:
-            compile_model(model, config, len(train_seq))
+            compile_model(model, config, len(train_seq), trained.schema.derived)
             created = not out.exists()
+        if writes and not resume:
             for name in RUN_FILES:   # --overwrite: the earlier run's files go only now, when this one starts
                 remove(out / name)
             out.mkdir(parents=True, exist_ok=True)
             if labels is not None:
                 write_csv(labels, out / UNLABELLED_FILE)
-        write_text(out / "config.yaml", yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
+        if writes:
+            write_text(out / "config.yaml", yaml.safe_dump({**config.to_dict(), "data": data.source}, sort_keys=False))
         monitor = "val_loss" if val_seq is not None else "loss"
-        callbacks = _callbacks(out, config, monitor, resume)
+        callbacks = _callbacks(out, config, monitor, resume, writes)
         try:
             # shuffle=False: the sequence shuffles its images by (seed, epoch); Keras's batch shuffle would add an
             # order that differs between one device and several
@@ -312,17 +342,19 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                 raise KerakpError(f"training diverged: the loss became {loss} in epoch {epoch}"
                                   + (f", batch {batch}" if batch else "") + f"; {kept} (try a lower --lr)")
         except BaseException:
-            if not resume and not (out / "history.csv").exists():   # not one epoch finished: nothing to keep
+            if writes and not resume and not (out / "history.csv").exists():   # not one epoch finished: nothing to keep
                 remove(out / "config.yaml")
                 remove(out / UNLABELLED_FILE)
                 if created and not any(out.iterdir()):
                     out.rmdir()
             raise
-    best = keras.models.load_model(out / "model.keras")     # rebuilt in float32 on one device, whatever trained it
-    offsets, spread = calibrate_points(best, train_set, config.calibration_images, config.seed, progress)
-    info = best.info.replace(point_offsets=offsets, point_spread=spread)
-    with replacing(out / "model.keras") as tmp:  # the best epoch with its offsets, without optimizer state
-        save_for_inference(best, tmp, info)
-    plot_history(out / "history.csv", out / "training_curves.png")
-    write_json(out / "split.json", info.split)
+    if writes:
+        best = keras.models.load_model(out / "model.keras")     # rebuilt in float32 on one device, whatever trained it
+        offsets, spread = calibrate_points(best, train_set, config.calibration_images, config.seed, progress)
+        info = best.info.replace(point_offsets=offsets, point_spread=spread)
+        with replacing(out / "model.keras") as tmp:  # the best epoch with its offsets, without optimizer state
+            save_for_inference(best, tmp, info)
+        plot_history(out / "history.csv", out / "training_curves.png")
+        write_json(out / "split.json", info.split)
+    wait_for_processes("kerakp: the run's files are written")   # the others return once process 0's model is whole
     return out / "model.keras"

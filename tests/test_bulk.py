@@ -18,6 +18,7 @@ from click.testing import CliRunner
 import kerakp.bulk as bulk
 from kerakp.api import Landmarker
 from kerakp.cli import main
+from kerakp.results import Columns
 
 READ_IMAGES = bulk.read_images
 
@@ -35,7 +36,7 @@ def images(synthetic_csv, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory):
-    """The uninterrupted run, in this process, one image a read."""
+    """The uninterrupted run of the default preset (300w-fast), in this process, one image a read."""
     out = tmp_path_factory.mktemp("reference") / "p.csv"
     counts = Landmarker().predict_to(out, images, batch=1, workers=1, progress=False)
     assert counts["images"] == 25 and counts["skipped"] == [f"broken.jpg: {images / 'broken.jpg'}: not a readable image"]
@@ -107,7 +108,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_file_reading_no_image_t
 
 def test_ctrl_c_on_the_command_line_leaves_a_partial_file_that_resumes(images, reference, tmp_path):
     out = tmp_path / "p.csv"
-    command = [sys.executable, "-m", "kerakp", "predict", "300w", str(images), "--out", str(out), "--workers", "1",
+    command = [sys.executable, "-m", "kerakp", "predict", "300w-fast", str(images), "--out", str(out), "--workers", "1",
                "--batch", "2"]
     running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = tmp_path / "p.csv.partial.json"
@@ -169,7 +170,7 @@ def test_a_ray_actor_reads_a_batch_into_the_rows_a_local_run_writes(images, refe
     landmarker = Landmarker()
     names = ["broken.jpg", *sorted(p.name for p in images.glob("*.jpg") if p.name != "broken.jpg")[:3]]
     batch = {"position": np.arange(4), "name": np.array(names), "path": np.array([str(images / n) for n in names])}
-    read = pd.DataFrame(_Reader(landmarker._spec(None), landmarker.info.markup, False, False)(batch))
+    read = pd.DataFrame(_Reader(landmarker._spec(None), landmarker.info.markup, Columns())(batch))
     assert "not a readable image" in read["_error"][0] and read["_error"][1:].eq("").all()
     expected = pd.read_csv(reference).set_index("image").loc[names[1:]]
     got = read.iloc[1:].set_index("image")[expected.columns]

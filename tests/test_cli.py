@@ -96,7 +96,13 @@ def test_extra_data_is_trained_on_and_never_validated_on(synthetic_csv, tmp_path
     result = run("train", "--data", synthetic_csv, "--extra-data", extra, "--out", tmp_path / "run", "--epochs", 1, *TINY)
     assert result.exit_code == 0, result.output
     split = json.loads((tmp_path / "run" / "split.json").read_text())
-    assert split["extra_images"] == 12 and split["train_images"] + split["val_images"] == 48
+    from kerakp.data.dataset import split_by_person
+    from kerakp.data.formats import load_dataset
+
+    main_set, extra_set = load_dataset(synthetic_csv), load_dataset(extra)
+    val_persons = {main_set.persons[i] for i in split_by_person(main_set, 0.15, 0)[1]}
+    kept = sum(person not in val_persons for person in extra_set.persons)   # a validation person's faces never train
+    assert split["extra_images"] == kept and split["train_images"] + split["val_images"] == 48
     assert str(extra) in (tmp_path / "run" / "config.yaml").read_text()
     result = run("train", "--data", synthetic_csv, "--extra-data", tmp_path / "absent", "--out", tmp_path / "none", *TINY)
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].endswith("absent: no such file or folder")

@@ -80,21 +80,23 @@ def bulk_options(command):
                    "won. Without it, an image with no face gets one row with found 0 and no points.")
 @click.option("--pose", is_flag=True, help="Add each face's head pose: yaw, pitch, roll in degrees (see README).")
 @click.option("--confidence", is_flag=True, help="Add each point's confidence in 0..1: c0, c1, ...")
+@click.option("--visibility", is_flag=True, help="Add each point's probability of being seen, 0..1 (iBUG 68; hidden "
+              "behind the head at its pose): v0, v1, ...")
 @click.option("--draw", type=click.Path(file_okay=False, path_type=Path),
               help="New folder: every image written again with its faces drawn (points, box; head axes with --pose).")
 @bulk_options
 @click.option("--ray", metavar="ADDRESS", help="Read the images on Ray (pip install 'kerakp[ray]'): local (a Ray instance "
               "of --workers CPUs here), auto (the running cluster) or ray://HOST:10001.")
 @overwrite_option()
-def predict(model, paths, out, box, detector, max_faces, passes, turn, fallback, pose, confidence, draw, workers, batch,
-            resume, ray, overwrite):
+def predict(model, paths, out, box, detector, max_faces, passes, turn, fallback, pose, confidence, visibility, draw, workers,
+            batch, resume, ray, overwrite):
     """Predict landmarks for images or folders: one row per face (image, face, found, detected, x0, y0, ... in
     image pixels; face 0 is the largest), or per image with --max-faces 1. Files that are not readable images
     are skipped and listed; the exit code is 0 when at least one image was read."""
     from kerakp.api import Landmarker
 
     counts = Landmarker(model, detector=detector, box=box, passes=passes, turn=turn, fallback=fallback).predict_to(
-        out, paths, max_faces, pose, confidence, draw, batch, workers, resume, overwrite, ray=ray)
+        out, paths, max_faces, pose, confidence, draw, batch, workers, resume, overwrite, ray=ray, visibility=visibility)
     if skipped_line(counts):
         click.echo(f"warning: {skipped_line(counts)}", err=True)
     resumed = f" (after the {counts['resumed_after']} images of the interrupted run)" if counts["resumed_after"] else ""

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kerakp.data.geometry import points_box
+from kerakp.data.geometry import level_turn, points_box
 from kerakp.data.images import read_image
 from kerakp.errors import KerakpError
-from kerakp.schemas import Schema, convert_points
+from kerakp.schemas import CORRESPONDENCES, Schema, carry_points, convert_points, groups_of, supervised
 
 
 class ImageRows:
@@ -50,7 +50,8 @@ class LandmarkSet:
 
     Images are files (`paths`) or, for formats that embed them, decoded RGB arrays (`pixels`, with `paths`
     naming where each came from). `boxes` (N, 4), when set, are the landmark boxes to crop around instead
-    of the keypoints' own box (for faces that fill the image and have missing points)."""
+    of the keypoints' own box (for faces that fill the image and have missing points); `turns` (N,), when set,
+    the degrees an upright crop turns a face whose labels cannot level it (partial labels: the fitted mean face's)."""
 
     schema: Schema
     paths: list[Path]
@@ -60,6 +61,7 @@ class LandmarkSet:
     source: str = ""
     names: list[str] = field(default_factory=list)
     pixels: np.ndarray | ImageRows | None = None
+    turns: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.names:
@@ -82,6 +84,14 @@ class LandmarkSet:
         """The landmark box a training crop is centred on."""
         return points_box(self.keypoints[index]) if self.boxes is None else self.boxes[index]
 
+    def crop_turn(self, index: int) -> float:
+        """Degrees that turn the face's crop level (`upright`): by its labelled normalising pair (the outer eye
+        corners), else by `turns`, else none."""
+        pair = self.schema.norm
+        if pair and not np.isnan(self.keypoints[index][list(pair)]).any():
+            return level_turn(self.keypoints[index], pair)
+        return float(self.turns[index]) if self.turns is not None and np.isfinite(self.turns[index]) else 0.0
+
     def subset(self, indices) -> "LandmarkSet":
         indices = list(indices)
         return LandmarkSet(
@@ -93,6 +103,7 @@ class LandmarkSet:
             self.source,
             [self.names[i] for i in indices],
             None if self.pixels is None else self.pixels[indices],
+            None if self.turns is None else self.turns[indices],
         )
 
 
@@ -117,7 +128,24 @@ def join_sets(sets: list[LandmarkSet]) -> LandmarkSet:
         [n for s in sets for n in s.names],
         (ImageRows.join([s.pixels for s in sets]) if any(isinstance(s.pixels, ImageRows) for s in sets)
          else np.concatenate([s.pixels for s in sets])) if embedded == {True} else None,
+        None if all(s.turns is None for s in sets) else
+        np.concatenate([s.turns if s.turns is not None else np.full(len(s), np.nan) for s in sets]),
     )
+
+
+def supervising(sets: list[LandmarkSet], target: Schema) -> list[LandmarkSet]:
+    """Sets of `target`'s markup and of markups with a correspondence to it (`kerakp.schemas.CORRESPONDENCES`),
+    each held in `supervised(target, groups)` so they join: a 68-point model trains on AFLW 21 this way."""
+    groups = groups_of([s.schema for s in sets], target)
+    if not groups and all(s.schema.name == target.name for s in sets):
+        return sets
+    markup = supervised(target, groups)
+    return [replace(s, schema=markup, keypoints=carry_points(s.keypoints, s.schema, target, groups)) for s in sets]
+
+
+def can_supervise(source: Schema, target: Schema) -> bool:
+    """Whether a set of `source` trains a `target` model as it is (the same markup, or a correspondence)."""
+    return source.name == target.name or (source.name, target.name) in CORRESPONDENCES
 
 
 def person_of(file_name: str) -> str:

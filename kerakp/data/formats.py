@@ -47,6 +47,8 @@ FORMATS: dict[str, DataFormat] = {   # `auto` tries the rows in this order
                       False, "", "image_name,point_1_x,point_1_y,... with -1 for a missing value (the 5-point format)"),
     "kaggle": DataFormat(readers.read_kaggle, lambda p: "Image" in _first_line(p).strip().split(","), writers.KaggleLayout,
                          False, "kaggle15", "the Kaggle Facial Keypoints training.csv (96x96 grayscale faces in it)"),
+    "aflw21": DataFormat(readers.read_aflw21, lambda p: _first_line(p).startswith("file,yaw,x1,y1"), None, False,
+                         "aflw21", "AFLW 21: file,yaw,x1,y1,... in crop pixels, blank where a point is not visible"),
     "ytf68": DataFormat(readers.read_ytf68, lambda p: True, writers.TableLayout, False, "",
                         "a CSV: an image name, then x0,y0,... in pixels; images beside it or in images/"),
 }

@@ -9,6 +9,8 @@ Layouts:
 - `asf`: a folder of image + `.asf` pairs (IMM 58), coordinates relative to the image size.
 - `kaggle`: the Kaggle Facial Keypoints CSV: 30 named coordinate columns (empty = missing) and an `Image`
   column of 96 x 96 grayscale pixels.
+- `aflw21`: `file,yaw,x1,y1,...,x21,y21` in crop pixels, blank where a point is not visible (AFLW 21 as the
+  3DDFA benchmarks release it); images under the CSV's folder.
 """
 from __future__ import annotations
 
@@ -259,6 +261,53 @@ def read_kaggle(csv_path, schema: str | None = None) -> LandmarkSet:
     names = [f"{i}.png" for i in ids]
     return LandmarkSet(the_schema, [csv_path.with_name(n) for n in names], keypoints, [f"row{i}" for i in ids],
                        None, str(csv_path), names, np.repeat(pixels[..., None], 3, axis=-1))
+
+
+def read_aflw21(csv_path, schema: str | None = None) -> LandmarkSet:
+    """Read AFLW 21 (partial labels: blank = not visible). Each face is its own person (a split by image); its crop
+    box and its upright turn are those of the 3-D mean face fitted to its visible points (`kerakp.data.face3d`),
+    since a profile's visible points alone make a narrow box and may lack an eye. A point outside its image is dropped, a face with fewer than two points that
+    fit is skipped; both are counted in one warning."""
+    import warnings
+
+    from kerakp.data.face3d import fit_mean_face
+    from kerakp.data.geometry import level_turn, points_box
+
+    csv_path = Path(csv_path)
+    frame = read_table(csv_path, numbers=True)
+    the_schema = get_schema("aflw21")
+    columns = ["file", "yaw"] + [f"{a}{i}" for i in range(1, 22) for a in "xy"]
+    if list(frame.columns) != columns:
+        raise KerakpError(f"{csv_path}: header must be file,yaw,x1,y1,...,x21,y21; got {','.join(frame.columns[:4])}...")
+    yaws = _parse_numbers(frame["yaw"].tolist(), f"{csv_path} column yaw")
+    keypoints = _rows_to_points(frame.drop(columns="yaw"), csv_path, missing=None)
+    paths = [_check_image(csv_path.parent / name, f"{csv_path} row {i + 2}") for i, name in enumerate(frame["file"])]
+    sizes = np.array([_image_size(p) for p in paths])                          # (N, 2) width, height
+    outside = ((keypoints < 0) | (keypoints > sizes[:, None, :] - 1)).any(axis=-1)
+    keypoints[outside] = np.nan
+    fits = [fit_mean_face(k, the_schema, -yaw)[0] for k, yaw in zip(keypoints, yaws)]   # AFLW's yaw sign is kerakp's negated
+    ibug = get_schema("ibug68")
+    kept = [i for i, fit in enumerate(fits) if not np.isnan(fit).any()]
+    if len(kept) < len(frame) or outside.any():
+        warnings.warn(f"{csv_path}: {int(outside.sum())} points outside their image dropped, "
+                      f"{len(frame) - len(kept)} faces with fewer than two usable points skipped", stacklevel=2)
+    if not kept:
+        raise KerakpError(f"{csv_path}: no face has two usable points")
+    names = [str(frame["file"][i]) for i in kept]
+    return LandmarkSet(the_schema, [paths[i] for i in kept], keypoints[kept], [Path(n).stem for n in names],
+                       np.stack([points_box(fits[i]) for i in kept]), str(csv_path), names,
+                       turns=np.array([level_turn(fits[i], ibug.norm) for i in kept]))
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError:
+        raise KerakpError(f"{path}: not a readable image") from None
 
 
 def read_landmark_table(csv_path) -> tuple[list[str], np.ndarray, Schema]:

@@ -4,7 +4,7 @@ Each sample: decode the image (kept in a cache of at most `cache_mb`, least rece
 the box side, the same rule inference uses; with `upright`, turned about its centre so the outer eye corners
 lie level), apply a random affine, photometric augmentation and an optional occluding block when training,
 camera degradations when training, the inference path's exposure of a dark crop (`expose`), and encode the
-keypoints. Randomness comes from (seed, epoch, index), so a batch is the same whatever
+keypoints (a point outside the crop counts as unlabelled). Randomness comes from (seed, epoch, index), so a batch is the same whatever
 worker builds it, and a resumed run (`epoch`) draws what the uninterrupted run would have.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from kerakp.codecs import encode_regression
 from kerakp.data.augment import Augment, degrade, expose, occlude, photometric, random_affine
 from kerakp.data.dataset import LandmarkSet
-from kerakp.data.geometry import box_crop_matrix, level_turn, transform_points, warp
+from kerakp.data.geometry import box_crop_matrix, transform_points, warp
 from kerakp.errors import KerakpError
 from kerakp.model_info import CropRule
 
@@ -26,19 +26,23 @@ from kerakp.model_info import CropRule
 class KeypointSequence(keras.utils.PyDataset):
     """Face crops (float32 RGB in 0..255) and targets (2K crop fractions, NaN where missing). Every batch splits
     evenly over `devices` (data-parallel training): a last partial batch keeps as many images as do, so one
-    device and several see the same images but for fewer than `devices` of them."""
+    device and several see the same images but for fewer than `devices` of them. With `shard` (process,
+    processes) a training process reads its equal part of each global batch, in the order every process draws
+    alike, so N processes together see the images one process would."""
 
     def __init__(self, data: LandmarkSet, crop: CropRule, batch_size: int = 32, augment: Augment | None = None,
                  shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, devices: int = 1,
-                 **kwargs):
+                 shard: tuple[int, int] = (0, 1), **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
         self.data, self.crop, self.input_size, self.batch_size = data, crop, crop.size, batch_size
         self.augment, self.shuffle, self.seed = augment, shuffle, seed
-        self.epoch, self.devices = epoch, devices
+        self.epoch, self.devices, self.shard = epoch, devices, shard
         if len(data) < devices:
             raise KerakpError(f"{len(data)} training images, fewer than the {devices} devices")
+        if devices % shard[1]:
+            raise KerakpError(f"{devices} devices do not split evenly over {shard[1]} processes")
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()       # thread workers share the cache
         self.cache_bytes, self.cached_bytes = int(cache_mb * (1 << 20)), 0
@@ -79,7 +83,7 @@ class KeypointSequence(keras.utils.PyDataset):
         box = self.data.crop_box(index)
         if box is None:
             raise KerakpError(f"{self.data.paths[index]}: no labelled points to crop around")
-        turn = level_turn(points, self.data.schema.norm) if self.crop.upright else 0.0
+        turn = self.data.crop_turn(index) if self.crop.upright else 0.0
         matrix = box_crop_matrix(box, self.crop.scale, self.input_size, turn)
         flipped = False
         if self.augment is not None:
@@ -90,13 +94,19 @@ class KeypointSequence(keras.utils.PyDataset):
         crop_points = transform_points(matrix, points)
         if flipped:
             crop_points = crop_points[list(self.data.schema.flip)]
+        outside = ((crop_points < -0.5) | (crop_points > self.input_size - 0.5)).any(axis=-1)
+        crop_points[outside] = np.nan   # a point the crop does not show is not asked of the model
         if self.augment is not None:
             crop = degrade(occlude(photometric(crop, rng, self.augment), rng, self.augment), rng, self.augment)
         return expose(crop).astype(np.float32), crop_points, matrix
 
     def batch_indices(self, batch: int) -> np.ndarray:
+        """The images of batch `batch` this process reads: its part of the global batch."""
         indices = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
-        return indices[:len(indices) - len(indices) % self.devices]
+        indices = indices[:len(indices) - len(indices) % self.devices]
+        process, processes = self.shard
+        share = len(indices) // processes
+        return indices[process * share:(process + 1) * share]
 
     def __getitem__(self, batch: int):
         crops, points, _ = zip(*(self.sample(int(i)) for i in self.batch_indices(batch)))

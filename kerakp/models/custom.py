@@ -99,16 +99,21 @@ class MaskedKeypointLoss(keras.losses.Loss):
     `along` < 1, a contour point's error is split into its parts across and along the line (the line's
     direction from the labels' neighbours) and the part along it counts `along` times: where the line runs
     is labelled more consistently than where on it a point sits (an anisotropic loss in the spirit of STAR,
-    Zhou et al. 2023)."""
+    Zhou et al. 2023).
+
+    With `groups` (lists of output points, `kerakp.schemas.groups_of`), targets wider than the outputs hold one
+    more point per group after the model's own, compared with the mean of the group's outputs: another markup's
+    eye centre supervises the six points of a 68-point eye."""
 
     def __init__(self, kind: str = "huber", delta: float = 0.01, wing_w: float = 0.05, wing_epsilon: float = 0.01,
-                 contours=None, along: float = 1.0, **kwargs):
+                 contours=None, along: float = 1.0, groups=None, **kwargs):
         if kind not in LOSSES:
             raise KerakpError(f"unknown loss '{kind}' (known: {', '.join(LOSSES)})")
         kwargs.setdefault("name", f"masked_{kind}")
         super().__init__(**kwargs)
         self.kind, self.delta, self.wing_w, self.wing_epsilon = kind, delta, wing_w, wing_epsilon
         self.contours, self.along = [list(n) for n in contours or []], float(along)
+        self.groups = [list(g) for g in groups or []]
 
     def _components(self, target, diff):
         """(B, 2K) per-point errors as (across, along x `along`) on contour points, (x, y) elsewhere."""
@@ -126,26 +131,46 @@ class MaskedKeypointLoss(keras.losses.Loss):
         parts = ops.stack([across, self.along * along], axis=-1)
         return ops.reshape(ops.where(split[..., None], parts, err), ops.shape(diff))
 
+    def _with_groups(self, y_pred):
+        """(B, 2K) outputs followed by each group's mean point: (B, 2(K + len(groups)))."""
+        points = ops.reshape(y_pred, (-1, y_pred.shape[-1] // 2, 2))
+        means = [ops.mean(ops.take(points, group, axis=1), axis=1) for group in self.groups]
+        return ops.concatenate([y_pred, ops.reshape(ops.stack(means, axis=1), (-1, 2 * len(means)))], axis=-1)
+
     def call(self, y_true, y_pred):
+        if self.groups and y_true.shape[-1] != y_pred.shape[-1]:   # a mixed set's targets; validation's are plain
+            y_pred = self._with_groups(y_pred)
         diff, mask, target = _masked(y_true, y_pred)
         if self.contours and self.along != 1.0:
-            diff = self._components(target, diff)
+            k = 2 * len(self.contours)   # the model's own points; derived ones have no contour
+            split = self._components(target[..., :k], diff[..., :k])
+            diff = split if diff.shape[-1] == k else ops.concatenate([split, diff[..., k:]], axis=-1)
         values = LOSSES[self.kind](ops.abs(diff), self.delta, self.wing_w, self.wing_epsilon)
         return _mean_over_valid(values, mask)
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "delta": self.delta,
-                "wing_w": self.wing_w, "wing_epsilon": self.wing_epsilon, "contours": self.contours, "along": self.along}
+                "wing_w": self.wing_w, "wing_epsilon": self.wing_epsilon, "contours": self.contours, "along": self.along, "groups": self.groups}
 
 
 @keras.saving.register_keras_serializable("kerakp")
 class CropNME(keras.metrics.MeanMetricWrapper):
     """Mean point error over the normalising pair's distance, in crop space (a training-time monitor);
-    without a pair (`norm=None`), over the crop side."""
+    without a pair (`norm=None`), over the crop side. Targets wider than the outputs (a mixed set's derived
+    points) are read up to the outputs' width; a face whose pair is not labelled does not count."""
 
     def __init__(self, norm=(36, 45), name="nme", **kwargs):
         self.norm = None if norm is None else tuple(norm)
         super().__init__(fn=self._nme, name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = y_true[..., :y_pred.shape[-1]]
+        if self.norm is not None:
+            pair = ops.reshape(y_true, (ops.shape(y_true)[0], -1, 2))
+            labelled = ops.logical_not(ops.any(ops.isnan(ops.take(pair, list(self.norm), axis=1)), axis=(1, 2)))
+            weight = ops.cast(labelled, y_pred.dtype)
+            sample_weight = weight if sample_weight is None else sample_weight * weight
+        return super().update_state(y_true, y_pred, sample_weight)
 
     def _nme(self, y_true, y_pred):
         true = ops.reshape(y_true, (ops.shape(y_true)[0], -1, 2))
