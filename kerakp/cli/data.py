@@ -1,4 +1,4 @@
-"""Commands for labelled data: synth, synth-video, convert, pack."""
+"""Commands for labelled data: synth, synth-video, convert, pack, profile."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -85,3 +85,30 @@ def pack(data_path, out, size, context, quality, data_format, overwrite):
     folder = write_pack(data, out, size, context, quality, overwrite=overwrite)
     size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
     click.echo(f"packed {len(data)} faces ({data.schema.name}, {size} px, context {context}): {full(folder)} ({size_mb:.1f} MB)")
+
+
+@main.command()
+@click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--per-face", default=3, show_default=True, type=click.IntRange(min=1), help="Turned copies of each face.")
+@click.option("--min-yaw", default=15.0, show_default=True, type=click.FloatRange(0, 90), help="Least yaw of a copy, degrees.")
+@click.option("--max-yaw", default=90.0, show_default=True, type=click.FloatRange(0, 90), help="Greatest yaw of a copy, degrees.")
+@click.option("--pitch", default=15.0, show_default=True, type=click.FloatRange(0, 45),
+              help="Each copy's pitch moves up to this many degrees either way.")
+@click.option("--seed", default=0, show_default=True)
+@data_format_option("Input layout (auto: recognised from the path).")
+@overwrite_option()
+def profile(data_path, out, per_face, min_yaw, max_yaw, pitch, seed, data_format, overwrite):
+    """Turn the faces of the iBUG-68 set DATA in 3-D (as 300W-LP was made) and write the turned copies, labelled in
+    the 3-D convention with each point's visibility, into the new folder OUT (ytf68 layout + visibility.csv).
+
+    Each copy keeps its source face's person (`<source file stem>/<person>_<copy>.jpg`), so a split by person can
+    keep the copies of validation faces out of training (`--extra-data OUT`). Look at them first:
+    `python scripts/profile_montage.py montage.png OUT`.
+    """
+    from kerakp.data.formats import load_dataset
+    from kerakp.data.profile import profile_set
+
+    report = profile_set(load_dataset(data_path, data_format), out, per_face, seed, (min_yaw, max_yaw), pitch,
+                         overwrite=overwrite)
+    click.echo(f"{report.line()}: {full(out / 'landmarks.csv')}")
