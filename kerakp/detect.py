@@ -8,7 +8,8 @@ labelled training images for every detector, since each draws its boxes differen
 
 - `blazeface` (default): MediaPipe's short-range BlazeFace, run with LiteRT and decoded here with NumPy
   (SSD anchors, weighted non-maximum suppression). Where it finds nothing it looks again on overlapping
-  tiles, for faces under about a tenth of the frame. Imports no TensorFlow.
+  tiles, for faces under about a tenth of the frame, and where still nothing, takes a second look at its weak
+  faces with the image's mirror and the full-range model (faces turned past 60 degrees). Imports no TensorFlow.
 - `haar`: OpenCV's frontal-face cascade (misses dark skin and turned faces; kept for comparison).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from kerakp.data.geometry import points_box
+from kerakp.data.geometry import box_iou, points_box
 from kerakp.errors import KerakpError, KerakpWarning
 
 
@@ -87,7 +88,7 @@ class HaarDetector:
     def __init__(self, max_side: int = 640, min_face_fraction: float = 0.12):
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise KerakpError(f"OpenCV {cv2.__version__} has no Haar cascades (5.0 dropped them); "
-                              "install opencv-python-headless<5, or use --detector blazeface")
+                              "install opencv-python<5, or use --detector blazeface")
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
@@ -167,17 +168,20 @@ class BlazeFaceDetector:
     """MediaPipe's BlazeFace: the image letterboxed into the model's square input, boxes and six keypoints
     decoded from anchors, weighted NMS; where no face is sure, also the 3 x 3 overlapping half-size tiles (all
     nine, or `tiles_per_call` of them in turn: a video finds a small face within a few frames at a fraction
-    of the cost per empty frame)."""
+    of the cost per empty frame); where still none, with `second_look`, the mirror image and the full-range
+    model (two more model runs, `_second`)."""
 
     name = "blazeface"
     default_calibration = BoxCalibration(0.0, 0.06, 0.97)
 
     def __init__(self, min_score: float = 0.65, iou: float = 0.3, tiles: bool = True, threads: int | None = 1,
-                 model: BlazeFaceModel = BLAZEFACE_SHORT, tiles_per_call: int | None = None, sure: float = 0.75):
+                 model: BlazeFaceModel = BLAZEFACE_SHORT, tiles_per_call: int | None = None, sure: float = 0.75,
+                 second_look: bool = True, agree: float = 0.5, floor: float = 0.2):
         from kerakp.runtime import litert_interpreter
 
         self.min_score, self.iou, self.tiles, self.model, self.sure = min_score, iou, tiles, model, sure
         self.tiles_per_call, self.next_tile = tiles_per_call, 0
+        self.second_look, self.agree, self.floor, self.threads, self._other = second_look, agree, floor, threads, None
         with resources.as_file(blazeface_file(model.file)) as path:
             self.interpreter = litert_interpreter(path, threads)
         inputs, outputs = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()
@@ -209,13 +213,13 @@ class BlazeFaceDetector:
         logits = self.interpreter.get_tensor(self.classifiers).reshape(-1)
         return raw, 1 / (1 + np.exp(-np.clip(logits, -80, 80)))
 
-    def _candidates(self, window: tuple[int, int, int, int], image: np.ndarray):
+    def _candidates(self, window: tuple[int, int, int, int], image: np.ndarray, min_score: float | None = None):
         """Boxes (n, 4), scores (n,) and keypoints (n, 6, 2) in image pixels of the anchors scoring at least
-        `min_score` in one image window (x, y, width, height), before NMS."""
+        `min_score` (default the detector's) in one image window (x, y, width, height), before NMS."""
         x, y, w, h = window
         square, back = self._letterbox(image[y:y + h, x:x + w])
         raw, scores = self._run(square)
-        keep = scores >= self.min_score
+        keep = scores >= (self.min_score if min_score is None else min_score)
         decoded = raw[keep] / self.model.size
         centre, half = decoded[:, 0] + self.anchors[keep], decoded[:, 1] / 2
         keypoints = decoded[:, 2:] + self.anchors[keep][:, None]          # (n, 6, 2), offsets from the anchor
@@ -243,14 +247,48 @@ class BlazeFaceDetector:
 
     def faces(self, image: np.ndarray) -> list[DetectedFace]:
         """Every face scoring at least `min_score`, surest first. Where no face in the whole image scores
-        `sure`, the tiles are read too and all detections merged (a small face, or a weak false one)."""
+        `sure`, the tiles are read too and all detections merged (a small face, or a weak false one). Where
+        nothing is found, the `second_look`."""
         height, width = image.shape[:2]
-        found = [self._candidates((0, 0, width, height), image)]
+        low = min(self.floor, self.min_score) if self.second_look else self.min_score
+        whole = self._candidates((0, 0, width, height), image, low)
+        found = [tuple(part[whole[1] >= self.min_score] for part in whole)]
         if self.tiles and not (found[0][1] >= self.sure).any():
             found += [self._candidates(window, image) for window in self._tiles(height, width)]
-        boxes, scores, keypoints = (np.concatenate(parts) for parts in zip(*found))
+        faces = self._merged(*(np.concatenate(parts) for parts in zip(*found)))
+        if faces or not self.second_look:
+            return faces
+        return self._second(image, self._merged(*whole))
+
+    def _merged(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray) -> list[DetectedFace]:
+        """Weighted NMS of candidates, as faces whose eyes are the first two keypoints (image-left first)."""
         return [DetectedFace(box, score, np.stack(sorted(points[:2], key=lambda p: p[0])))
                 for box, score, points in weighted_nms(boxes, scores, keypoints, self.iou)]
+
+    def _second(self, image: np.ndarray, whole: list[DetectedFace]) -> list[DetectedFace]:
+        """A second look where the first found nothing (a turned face often scores 0.4-0.65): the weak faces
+        (from `floor`) of the whole image, of its mirror image and of the full-range model; a face of either
+        short-range look is kept where its mean score over the three looks (0 for a look that saw nothing there)
+        reaches `agree`, with that score, its box and eyes the short-range model's (the ones the calibration was
+        fitted on). One look at a lower threshold finds false faces in smooth backgrounds that the other model
+        does not see; `agree` 0.5 adds about none (0.4: 3 % of them), BENCHMARKS.md "Faces found by head yaw"."""
+        height, width = image.shape[:2]
+        boxes, scores, keypoints = self._candidates((0, 0, width, height), np.ascontiguousarray(image[:, ::-1]), self.floor)
+        keypoints[..., 0] = width - 1 - keypoints[..., 0]                      # back to the image's own side
+        mirrored = self._merged(np.c_[width - 1 - boxes[:, 2], boxes[:, 1], width - 1 - boxes[:, 0], boxes[:, 3]],
+                                scores, keypoints)
+        if self._other is None:   # the full-range model, loaded at its first use
+            self._other = BlazeFaceDetector(self.floor, self.iou, False, self.threads, BLAZEFACE_FULL, second_look=False)
+        looks = [whole, mirrored, self._other._merged(*self._other._candidates((0, 0, width, height), image))]
+        kept = []
+        for face in whole + mirrored:
+            score = np.mean([max((f.score for f in look if box_iou(face.box, f.box) > self.iou), default=0.0) for look in looks])
+            if score >= self.agree:
+                kept.append((face, score))
+        if not kept:
+            return []
+        return self._merged(np.stack([f.box for f, _ in kept]), np.array([s for _, s in kept]),
+                            np.stack([f.eyes for f, _ in kept]))
 
 
 DETECTORS = {"blazeface": BlazeFaceDetector, "haar": HaarDetector}

@@ -4,10 +4,15 @@
 `FaceTracker` keeps a `Track` per face, with a stable id. A tracked face costs one model read per frame
 (`Predictor.track`: the crop around its last landmarks, no mirrored read), two with `mirror` (the crop and its
 mirror, as the whole path reads: as accurate as reading each frame alone, BENCHMARKS.md "Live loop"). The detector
-runs when there is no track and every `redetect_every` frames: its faces are matched to the tracks by box overlap,
-a track it no longer confirms twice running is dropped, and a new face is read through the whole path (passes and
-flip test) and kept if the model reads it consistently. A track whose landmarks collapse, leave the frame or
-jump in size is dropped at once. Landmarks are smoothed by One Euro filters (`OneEuroFilter`) in the face's own
+runs when there is no track and every `redetect_every` frames: its faces are matched to the tracks by box overlap
+or centre (`same_place`; a confirmed track costs no read); a track the frame's detection misses (a face turned
+towards profile scores low in a whole frame) is looked for in a window around it (`FaceTracker._seen_near`), else
+confirmed by a consistent flip test of its crop (two reads); one neither confirms twice running is dropped. A new
+face costs three reads, one pass from its detector box and the flip test around the landmarks it gives (the whole
+path's second pass is left to its next frame's tracked read), and is kept if the model reads it consistently (its
+flip disagreement measured so that a turned face is held to a frontal one's standard, `FaceTracker._consistent`). A track
+whose landmarks collapse, leave the frame or jump in size is dropped at once. `LiveStats` counts the reads of
+each kind and times each stage. Landmarks are smoothed by One Euro filters (`OneEuroFilter`) in the face's own
 frame (`FaceSmoother`); with an expression rule, tags are majority-voted per face and blinks counted.
 """
 from __future__ import annotations
@@ -30,6 +35,9 @@ from kerakp.quiet import native_stderr_silenced
 
 STAGES = ("capture", "detect", "infer", "smooth", "tag", "draw")
 DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 0.3, 100.0  # chosen on the synthetic videos (BENCHMARKS.md, "Live loop")
+NEW_FACE_PASSES = 1   # a new face's refining passes before its flip test (the module docstring)
+NEAR_WINDOW, NEAR_AGREE = 3.0, 0.4   # the look around a track: window / landmark box side, second look's bar
+FRONTAL_NORM = 0.45   # the outer eye corners' distance over the landmark box's side, 1st percentile on 300-W (median 0.59)
 
 
 class OneEuroFilter:
@@ -114,18 +122,34 @@ class LiveStats:
     blinks: int = 0
     emotion_counts: dict = field(default_factory=dict)
     stage_ms: dict = field(default_factory=lambda: {stage: [] for stage in STAGES})
+    model_reads: dict = field(default_factory=lambda: {"tracked": 0, "new": 0})   # crops read, by what asked
 
     def timed(self, stage: str, started: float) -> None:
         self.stage_ms[stage].append(1000 * (time.perf_counter() - started))
 
     def summary(self) -> dict:
+        """Latency per stage where it ran (mean, p50, p95), each stage's milliseconds per frame of the run (they
+        add up to the frame's time), and the model reads per frame and per face in a frame."""
         latency = {stage: {"mean": float(np.mean(v)), "p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))}
                    for stage, v in self.stage_ms.items() if v}
-        return {"frames": self.frames, "wall_s": round(self.wall_s, 3),
-                "fps": self.frames / self.wall_s if self.wall_s > 0 else 0.0, "latency_ms": latency,
+        per = lambda total, count: total / count if count else 0.0  # noqa: E731
+        reads = sum(self.model_reads.values())
+        return {"frames": self.frames, "wall_s": round(self.wall_s, 3), "fps": per(self.frames, self.wall_s),
+                "latency_ms": latency, "ms_per_frame": {stage: per(float(np.sum(v)), self.frames) for stage, v in self.stage_ms.items()},
+                "model_reads": {**self.model_reads, "per_frame": per(reads, self.frames), "per_face": per(reads, self.faces)},
                 "detector_calls": self.detector_calls, "track_losses": self.track_losses,
                 "faces_per_frame": self.faces / self.frames if self.frames else 0.0, "source_fps": self.source_fps, "blinks": self.blinks,
                 "emotion_counts": self.emotion_counts}
+
+
+def same_place(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two boxes of one face: overlapping by IoU over 0.3, or either's centre inside the other (a turned face's
+    landmark box is narrower than the box the detector gives it)."""
+    def centre_in(box, other) -> bool:
+        centre = (box[:2] + box[2:]) / 2
+        return bool(np.all((centre >= other[:2]) & (centre <= other[2:])))
+
+    return box_iou(a, b) > 0.3 or centre_in(a, b) or centre_in(b, a)
 
 
 class FaceTracker:
@@ -141,6 +165,9 @@ class FaceTracker:
         self.detector = copy.copy(predictor.detector)   # the same detector, with its own tiling state
         if hasattr(self.detector, "tiles_per_call"):
             self.detector.tiles_per_call = 1   # an empty frame reads one tile: a small face shows up within nine
+        self.near = copy.copy(predictor.detector)   # the look around a track the frame's detection missed
+        if hasattr(self.near, "agree"):
+            self.near.agree = NEAR_AGREE
 
     def _lost(self, track: Track, points: np.ndarray, shape) -> bool:
         """A track is lost when its landmarks collapse, leave the frame, or jump in size."""
@@ -153,16 +180,55 @@ class FaceTracker:
         ratio = side / max(previous[2] - previous[0], previous[3] - previous[1], 1)
         return side < 12 or not inside or not 0.6 < ratio < 1.6
 
-    def _new(self, frame: np.ndarray, candidate: Candidate, t: float) -> Track | None:
-        """A track for a newly detected face, read through the whole path; None where the model reads it
-        inconsistently (a false detection)."""
-        (read,) = self.predictor.read_candidates([frame], [[candidate]])[0]
-        if not read.flip_nme <= self.reject:
+    def _new(self, frame: np.ndarray, candidate: Candidate, t: float, stats: LiveStats) -> Track | None:
+        """A track for a newly detected face, read by one pass and the flip test (the module docstring); None
+        where the model reads it inconsistently (a false detection)."""
+        before = self.predictor.crops_read
+        (read,) = self.predictor.read_candidates([frame], [[candidate]], passes=NEW_FACE_PASSES)[0]
+        stats.model_reads["new"] += self.predictor.crops_read - before
+        if not self._consistent(read.points, read.flip_nme):
             return None
         track = Track(self.next_id, read.points, read.points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta))
         track.points = track.smoother(read.points, t)
         self.next_id += 1
         return track
+
+    def _consistent(self, points: np.ndarray | None, flip_nme: float) -> bool:
+        """Whether the model read a face consistently: its flip disagreement at most `reject`, measured over
+        the larger of the read's normalising distance and `FRONTAL_NORM` times its box side, so a face turned
+        towards profile, whose outer eye corners close up, is held to the same standard as a frontal one."""
+        norm = self.predictor.schema.norm
+        box = None if points is None else points_box(points)
+        if norm is None or box is None:
+            return flip_nme <= self.reject
+        distance = float(np.linalg.norm(points[norm[0]] - points[norm[1]]))
+        unit = max(distance, FRONTAL_NORM * max(box[2] - box[0], box[3] - box[1]))
+        return flip_nme * distance / unit <= self.reject
+
+    def _still_seen(self, frame: np.ndarray, track: Track, stats: LiveStats) -> bool:
+        """For a track the frame's detection did not confirm: whether the detector finds it in a window around
+        it (`_seen_near`), or else the model reads its crop consistently (the flip test, two reads)."""
+        if self._seen_near(frame, track):
+            return True
+        before = self.predictor.crops_read
+        means, scores, _ = self.predictor.flip_test([frame], [self.predictor.view(track.raw)])
+        stats.model_reads["tracked"] += self.predictor.crops_read - before
+        return self._consistent(means[0], float(scores[0]))
+
+    def _seen_near(self, frame: np.ndarray, track: Track) -> bool:
+        """Whether the detector finds a face at the track's place in a window of `NEAR_WINDOW` times its landmark
+        box around it (the face at a third to half of the window, where a face turned towards profile, weak in
+        the whole frame, is found: BENCHMARKS.md "Faces found by head yaw"), its second look's bar lowered to
+        `NEAR_AGREE` since a face is expected there."""
+        box = points_box(track.raw)
+        centre, half = (box[:2] + box[2:]) / 2, NEAR_WINDOW / 2 * max(box[2] - box[0], box[3] - box[1], 12)
+        x0, y0 = np.maximum(np.floor(centre - half), 0).astype(int)
+        x1, y1 = np.minimum(np.ceil(centre + half), [frame.shape[1], frame.shape[0]]).astype(int)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return False
+        shift = np.array([x0, y0, x0, y0])
+        found = self.predictor.face_boxes(np.ascontiguousarray(frame[y0:y1, x0:x1]), detector=self.near)
+        return any(same_place(candidate.box + shift, box) for candidate in found)
 
     def _detect(self, frame: np.ndarray, t: float, stats: LiveStats) -> None:
         started = time.perf_counter()
@@ -171,25 +237,27 @@ class FaceTracker:
         found = self.predictor.face_boxes(frame, detector=self.detector)
         confirmed = set()
         for candidate in found:
-            overlaps = [box_iou(candidate.box, points_box(track.raw)) for track in self.tracks]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            if best >= 0 and overlaps[best] > 0.3:
-                confirmed.add(self.tracks[best].id)
+            boxes = [points_box(track.raw) for track in self.tracks]
+            same = [i for i, box in enumerate(boxes) if same_place(candidate.box, box)]
+            if same:
+                confirmed.add(self.tracks[max(same, key=lambda i: box_iou(candidate.box, boxes[i]))].id)
             elif self.max_faces is None or len(self.tracks) < self.max_faces:
-                track = self._new(frame, candidate, t)
+                track = self._new(frame, candidate, t, stats)
                 if track is not None:
                     self.tracks.append(track)
                     confirmed.add(track.id)
         for track in list(self.tracks):
+            if track.id not in confirmed and self._still_seen(frame, track, stats):
+                confirmed.add(track.id)
             track.misses = 0 if track.id in confirmed else track.misses + 1
-            if track.misses >= 2:   # the detector has missed it twice running
+            if track.misses >= 2:   # neither the detector nor the model has seen it twice running
                 self.tracks.remove(track)
                 stats.track_losses += 1
         stats.timed("detect", started)
 
     def step(self, frame: np.ndarray, t: float, stats: LiveStats) -> list[Track]:
         """Read every track once, drop the lost, run the detector when due, smooth; the live tracks."""
-        started = time.perf_counter()
+        started, before = time.perf_counter(), self.predictor.crops_read
         for track in list(self.tracks):
             points = self.predictor.track(frame, track.raw, self.mirror)
             if self._lost(track, points, frame.shape):
@@ -197,6 +265,7 @@ class FaceTracker:
                 stats.track_losses += 1
                 continue
             track.raw = points
+        stats.model_reads["tracked"] += self.predictor.crops_read - before
         if self.tracks:
             stats.timed("infer", started)
         fresh = {track.id for track in self.tracks}

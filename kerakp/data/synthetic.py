@@ -319,6 +319,26 @@ def synthetic_video_frames(frames: int = 120, width: int = 640, height: int = 48
         yield image, points + [pad, 0]
 
 
+def turning_video_frames(frames: int = 90, width: int = 640, height: int = 480, seed: int = 0, max_yaw: float = 80.0,
+                         noise: float = 2.0):
+    """(RGB frame, 68 points, yaw in degrees) of one synthetic head turning from frontal to `max_yaw` and back
+    (yaw = `max_yaw` sin(pi t)), drawn in 3-D (`draw_face`) in the same scene every frame, with fresh sensor
+    noise: a head turn whose truth (every point where it lies on the 3-D face) is known in every frame."""
+    from kerakp.analysis import rotation_from
+
+    rng = np.random.default_rng(seed)
+    person, side = random_person(rng), min(width, height)
+    pad = (width - side) // 2
+    unit = face_points(person, "neutral", np.random.default_rng([seed, 2]))
+    matrix = np.c_[np.eye(2) * side * 0.2, [side / 2, side / 2 - 0.05 * side]]
+    sensor = np.random.default_rng([seed, 3])
+    for i in range(frames):
+        yaw = max_yaw * np.sin(np.pi * i / max(1, frames - 1))
+        image, points = draw_face(person, unit, matrix, side, np.random.default_rng([seed, 1]), rotation_from(yaw, 0.0, 0.0))
+        image = cv2.copyMakeBorder(image, 0, height - side, pad, width - side - pad, cv2.BORDER_REPLICATE)
+        yield np.clip(image + sensor.normal(0, noise, image.shape), 0, 255).astype(np.uint8), points + [pad, 0], yaw
+
+
 def photo_video_frames(image: np.ndarray, points: np.ndarray, frames: int = 120, width: int = 640, height: int = 480,
                        motion: str = "move", noise: float = 2.0, seed: int = 0):
     """(RGB frame, points) of a labelled photo warped along the path of `pose_at` (its face about a third of

@@ -1,0 +1,103 @@
+"""Faces turned towards profile: the detector's second look (and no face where there is none), and a head that
+turns from frontal to profile and back keeps its track and its landmarks."""
+import cv2
+import numpy as np
+import pytest
+
+from kerakp.data.synthetic import turning_video_frames, write_video
+from kerakp.detect import BLAZEFACE_FULL, BlazeFaceDetector, get_detector
+
+MIRRORED = 255   # the scripted image is black on its left, white on its right: a mirrored copy starts white
+
+
+class Looks(BlazeFaceDetector):
+    """BlazeFace whose whole-image looks answer one centred face with a scripted score per look (`whole`, its
+    `mirror`, the `full`-range model's) and whose tiles see nothing; counts the looks taken."""
+
+    def __init__(self, scores, **options):
+        super().__init__(**options)
+        self.scores, self.looks = scores, []
+
+    def _candidates(self, window, image, min_score=None):
+        height, width = image.shape[:2]
+        look = "full" if self.model.size == 192 else "mirror" if image[0, 0, 0] == MIRRORED else "whole"
+        score = self.scores.get(look, 0.0)
+        if window != (0, 0, width, height) or score < (self.min_score if min_score is None else min_score):
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2))
+        self.looks.append(look)
+        box = np.array([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]])
+        eyes = [[0.4 * width, 0.4 * height], [0.6 * width, 0.4 * height]]
+        return box, np.array([score]), np.array([eyes + [[width / 2, height / 2]] * 4])
+
+
+def scripted(whole, mirror, full):
+    detector = Looks({"whole": whole, "mirror": mirror})
+    detector._other = Looks({"full": full}, min_score=detector.floor, tiles=False, model=BLAZEFACE_FULL, second_look=False)
+    image = np.zeros((120, 120, 3), np.uint8)
+    image[:, 60:] = MIRRORED
+    return detector, image
+
+
+def test_the_second_look_keeps_a_weak_face_the_three_looks_agree_on():
+    detector, image = scripted(0.6, 0.5, 0.45)   # below min_score in the whole image: the first look finds nothing
+    (face,) = detector.faces(image)
+    assert np.isclose(face.score, (0.6 + 0.5 + 0.45) / 3)
+    assert np.allclose(face.box, [29.5, 30, 89.5, 90]) and np.allclose(face.eyes, [[47.5, 48], [71.5, 48]])   # both looks' mean
+    assert detector.looks == ["whole", "mirror"] and detector._other.looks == ["full"]
+    detector, image = scripted(0.6, 0.5, 0.0)    # the full-range model sees nothing there: the mean is 0.37
+    assert detector.faces(image) == []
+    detector, image = scripted(0.9, 0.9, 0.9)    # found at once: no second look
+    assert len(detector.faces(image)) == 1 and detector.looks == ["whole"] and detector._other.looks == []
+    detector = Looks({"whole": 0.6, "mirror": 0.6}, second_look=False)
+    assert detector.faces(image) == [] and detector._other is None
+
+
+def test_face_free_images_give_no_face():
+    detector = get_detector("blazeface")
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        noise = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        smooth = cv2.resize(rng.uniform(40, 220, (6, 8, 3)).astype(np.float32), (640, 480), interpolation=cv2.INTER_CUBIC)
+        smooth = np.clip(smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+        assert detector.faces(noise) == [] and detector.faces(smooth) == [], seed
+
+
+def test_a_tracked_face_turned_towards_profile_is_held_to_the_frontal_standard():
+    from kerakp.inference import Predictor
+    from kerakp.tracking import FaceTracker
+
+    frames = list(turning_video_frames(31, 320, 240))
+    tracker = FaceTracker(Predictor("kerakp/presets/300w_mobilenetv2_heatmap.tflite"))
+    frontal, profile = frames[0][1], frames[15][1]            # yaw 0 and 80: the outer eye corners close up
+    assert tracker._consistent(frontal, 0.1) and not tracker._consistent(frontal, 0.2)
+    assert tracker._consistent(profile, 0.2)                  # 0.2 eye distances are under 0.1 box sides there
+    assert not tracker._consistent(profile, 0.6)
+
+
+def test_a_head_turning_to_profile_and_back_keeps_its_id_and_its_landmarks(tmp_path):
+    """A drawn head turning 0 -> 80 -> 0 degrees of yaw over 90 frames (re-detections at 47 and 76 degrees):
+    one face in every frame with one id, its landmarks on the face all along."""
+    from kerakp import Landmarker
+    from kerakp.data.geometry import points_box
+
+    frames = list(turning_video_frames(90, 320, 240))
+    video = write_video(tmp_path / "turn.avi", ((image, points) for image, points, _ in frames))
+    seen = [faces for _, faces in Landmarker("300w").track(video)]
+    assert len(seen) == 90 and all(len(faces) == 1 and faces[0].id == 0 for faces in seen)
+    for faces, (_, truth, yaw) in zip(seen, frames):
+        box = points_box(truth)
+        centre = faces[0].points.mean(axis=0)
+        assert np.all((centre > box[:2]) & (centre < box[2:])), yaw
+    first = np.mean([np.linalg.norm(faces[0].points - truth, axis=1).mean() for faces, (_, truth, _) in zip(seen[:5], frames)])
+    assert first < 0.08 * (box[3] - box[1])                  # frontal: close to the truth
+
+
+@pytest.mark.slow
+def test_frequent_redetection_through_the_turn_keeps_the_id(tmp_path):
+    """Another head and re-detections every 10 frames, six of them past 60 degrees."""
+    from kerakp import Landmarker
+
+    frames = list(turning_video_frames(60, 320, 240, seed=3))
+    video = write_video(tmp_path / "turn.avi", ((image, points) for image, points, _ in frames))
+    seen = [faces for _, faces in Landmarker("300w").track(video, redetect_every=10)]
+    assert all(len(faces) == 1 and faces[0].id == 0 for faces in seen)
