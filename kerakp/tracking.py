@@ -203,7 +203,7 @@ class FaceTracker:
             return flip_nme <= self.reject
         distance = float(np.linalg.norm(points[norm[0]] - points[norm[1]]))
         unit = max(distance, FRONTAL_NORM * max(box[2] - box[0], box[3] - box[1]))
-        return flip_nme * distance / unit <= self.reject
+        return unit > 0 and flip_nme * distance / unit <= self.reject   # a read collapsed to a point is no face
 
     def _still_seen(self, frame: np.ndarray, track: Track, stats: LiveStats) -> bool:
         """For a track the frame's detection did not confirm: whether the detector finds it in a window around

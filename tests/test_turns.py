@@ -101,3 +101,13 @@ def test_frequent_redetection_through_the_turn_keeps_the_id(tmp_path):
     video = write_video(tmp_path / "turn.avi", ((image, points) for image, points, _ in frames))
     seen = [faces for _, faces in Landmarker("300w").track(video, redetect_every=10)]
     assert all(len(faces) == 1 and faces[0].id == 0 for faces in seen)
+
+
+def test_a_read_collapsed_to_one_point_is_not_a_consistent_face():
+    from types import SimpleNamespace
+
+    from kerakp.schemas import get_schema
+    from kerakp.tracking import FaceTracker
+
+    tracker = SimpleNamespace(predictor=SimpleNamespace(schema=get_schema("ibug68")), reject=0.1)
+    assert not FaceTracker._consistent(tracker, np.zeros((68, 2)), 0.0)   # was a ZeroDivisionError in the live loop
