@@ -143,7 +143,18 @@ def main():
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each training mode (the median is reported).")
+    parser.add_argument("--processes-only", action="store_true",
+                        help="Only the 1- and 2-process rows (benchmarks/scale.json's `processes`, their own section).")
     args = parser.parse_args()
+    if args.processes_only:
+        from kerakp.data.synthetic import write_synthetic_set
+
+        with tempfile.TemporaryDirectory() as tmp:
+            processes = across_processes(write_synthetic_set(tmp, 1000, size=64, progress=False), args.steps, args.repeats)
+        report = json.loads(Path("benchmarks/scale.json").read_text()) if Path("benchmarks/scale.json").is_file() else {}
+        Path("benchmarks/scale.json").write_text(json.dumps({**report, "processes": processes}, indent=2))
+        write_processes(processes, args)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     from kerakp.data.formats import load_dataset
     from kerakp.data.pack import write_pack
@@ -177,15 +188,8 @@ def main():
                 print(mode, speeds[mode][-1])
         report["fit_images_per_s"] = {mode: float(np.median(v)) for mode, v in speeds.items()}
         report["fit_images_per_s_runs"] = speeds
-        across = {}
-        for repeat in range(args.repeats):
-            for processes in (1, 2):
-                speed, share = run_processes(tmp / f"set{sizes[min(1, len(sizes) - 1)]}" / "landmarks.csv", args.steps, processes)
-                across.setdefault(processes, []).append((speed, share))
-                print(processes, "processes", speed, "img/s", share, "communication")
-        report["processes"] = {n: {"images_per_s": float(np.median([r[0] for r in runs])),
-                                   "communication_share": float(np.median([r[1] for r in runs]))}
-                               for n, runs in across.items()}
+        report["processes"] = across_processes(tmp / f"set{sizes[min(1, len(sizes) - 1)]}" / "landmarks.csv",
+                                               args.steps, args.repeats)
     Path("benchmarks").mkdir(exist_ok=True)
     Path("benchmarks/scale.json").write_text(json.dumps(report, indent=2))
     labels = [k for k in next(iter(report["memory"].values())) if k != "labels_mb"]
@@ -202,17 +206,38 @@ def main():
               "taken in turn, with their range): "
               + ", ".join(f"{k} {v:.1f} ({min(speeds[k]):.1f}-{max(speeds[k]):.1f})" for k, v in fit.items())
               + "; against arrays: " + ", ".join(f"{k} {v / fit['arrays'] - 1:+.0%}" for k, v in fit.items() if k != "arrays") + "."]
-    one, two = report["processes"][1], report["processes"][2]
-    step_one, comm_two = 32 / one["images_per_s"], two["communication_share"] * 32 / two["images_per_s"]
-    estimate = {n: 32 / (step_one / n + comm_two * (n - 1) / n * 2) for n in (4, 8)}   # ring all-reduce: 2(N-1)/N
-    lines += ["", f"Across processes (JAX, the same training data-parallel with a global batch of 32; one CPU device a "
-              f"process, the processes sharing the 2 cores; median of {args.repeats}): 1 process {one['images_per_s']:.1f} "
-              f"images/s; 2 local processes {two['images_per_s']:.1f} images/s, of each step {two['communication_share']:.0%} "
-              "one all-reduce of the gradients (timed alone). Estimate, not a measurement, for hosts of this one's "
-              "speed on a network as fast as this loopback (per-host compute 1/N of one process's step, the "
-              "all-reduce scaled as a ring's 2(N-1)/N): " + ", ".join(f"{n} hosts {v:.0f} images/s" for n, v in estimate.items()) + "."]
     replace_section(Path("BENCHMARKS.md"), "Training past memory", "\n".join(lines))
     print("\n".join(lines))
+    write_processes(report["processes"], args)
+
+
+def across_processes(path: Path, steps: int, repeats: int) -> dict:
+    """Images/s and the all-reduce's share of a step, median of `repeats`, for 1 and 2 local processes."""
+    across = {}
+    for _ in range(repeats):
+        for processes in (1, 2):
+            speed, share = run_processes(path, steps, processes)
+            across.setdefault(processes, []).append((speed, share))
+            print(processes, "processes", speed, "img/s", share, "communication")
+    return {n: {"images_per_s": float(np.median([r[0] for r in runs])),
+                "communication_share": float(np.median([r[1] for r in runs]))} for n, runs in across.items()}
+
+
+def write_processes(processes: dict, args) -> None:
+    """The "Training across processes" section of BENCHMARKS.md, with the estimate for 4 and 8 hosts."""
+    one, two = processes[1], processes[2]
+    step_one, comm_two = 32 / one["images_per_s"], two["communication_share"] * 32 / two["images_per_s"]
+    estimate = {n: 32 / (step_one / n + comm_two * (n - 1) / n * 2) for n in (4, 8)}   # ring all-reduce: 2(N-1)/N
+    text = (f"Command: `python scripts/bench_scale.py --processes-only --steps {args.steps} --repeats {args.repeats}` on "
+            f"{os.cpu_count()} CPU cores ({platform.machine()}). JAX, MobileNetV2 at 128 px trained data-parallel with a "
+            f"global batch of 32; one CPU device a process, the processes sharing the cores; median of {args.repeats}: "
+            f"1 process {one['images_per_s']:.1f} images/s; 2 local processes {two['images_per_s']:.1f} images/s, of each "
+            f"step {two['communication_share']:.0%} one all-reduce of the gradients (timed alone). Estimate, not a "
+            "measurement, for hosts of this one's speed on a network as fast as this loopback (per-host compute 1/N of "
+            "one process's step, the all-reduce scaled as a ring's 2(N-1)/N): "
+            + ", ".join(f"{n} hosts {v:.0f} images/s" for n, v in estimate.items()) + ".")
+    replace_section(Path("BENCHMARKS.md"), "Training across processes", text)
+    print(text)
 
 
 if __name__ == "__main__":
