@@ -232,7 +232,7 @@ def write_processes(processes: dict, args) -> None:
             f"{os.cpu_count()} CPU cores ({platform.machine()}). JAX, MobileNetV2 at 128 px trained data-parallel with a "
             f"global batch of 32; one CPU device a process, the processes sharing the cores; median of {args.repeats}: "
             f"1 process {one['images_per_s']:.1f} images/s; 2 local processes {two['images_per_s']:.1f} images/s, of each "
-            f"step {two['communication_share']:.0%} one all-reduce of the gradients (timed alone). Estimate, not a "
+            f"step {two['communication_share']:.1%} one all-reduce of the gradients (timed alone). Estimate, not a "
             "measurement, for hosts of this one's speed on a network as fast as this loopback (per-host compute 1/N of "
             "one process's step, the all-reduce scaled as a ring's 2(N-1)/N): "
             + ", ".join(f"{n} hosts {v:.0f} images/s" for n, v in estimate.items()) + ".")
