@@ -46,7 +46,7 @@ def face_picture() -> np.ndarray:
         return cv2.imread(str(PHOTO))
     from kerakp.data.synthetic import synthetic_face
 
-    return cv2.cvtColor(synthetic_face(np.random.default_rng(3), size=256)[0], cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(synthetic_face(np.random.default_rng(3), size=256)["image"], cv2.COLOR_RGB2BGR)
 
 
 @pytest.fixture(scope="module")
