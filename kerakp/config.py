@@ -26,7 +26,7 @@ RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allo
     "cache_mb": (0, 1 << 20, True), "decode_window": (0, 64, True), "heatmap_spread": (0.0, 64.0, True),
     "heatmap_weight": (0.0, 100.0, True), "loss_along": (0.0, 1.0, True),
     "width": (0.0, 4.0, False), "backbone_stride": (4, 32, True),
-    "teacher_weight": (0.0, 1.0, True), "heatmap_stride": (1, 64, True),
+    "teacher_weight": (0.0, 1.0, True), "extra_share": (0.0, 0.99, True), "heatmap_stride": (1, 64, True),
 }
 POWERS_OF_TWO = ("backbone_stride", "heatmap_stride")
 
@@ -66,6 +66,7 @@ class TrainConfig:
     upright: bool = False            # turn crops so the outer eye corners lie level (by the labels; at inference the last pass's)
     markup: str = ""                 # train on this markup, converted from the data's (for example nose_tip)
     extra_data: list = field(default_factory=list)  # more labelled sets (paths) to train on; never validated on
+    extra_share: float = 0.0         # the extra sets' share of each epoch, their faces drawn afresh each epoch (0: all, every epoch)
     split_extra: bool = False        # hold out each extra set's validation share (same fraction and seed), never trained on
     teacher: str = ""                # a model (or preset) that reads every training crop: the targets (distillation)
     teacher_weight: float = 0.5      # how far each label moves toward the teacher's reading of the crop (0..1)

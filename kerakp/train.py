@@ -121,6 +121,14 @@ def start_from(model: keras.Model, path) -> int:
     return copied
 
 
+def extra_draws(share: float, main: int, extra: int) -> tuple[np.ndarray, int] | None:
+    """The extra sets' faces (after the `main` ones in the joined set) and how many of them an epoch draws so
+    that they make `share` of it; None where every face trains every epoch."""
+    if not share or not extra:
+        return None
+    return np.arange(main, main + extra), min(extra, max(1, round(share / (1 - share) * main)))
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int, derived=()) -> None:
     """AdamW on a warm-up and cosine schedule, the recipe's masked loss (reading `derived` groups' mean points
     where a mixed set labels them) and the crop NME."""
@@ -308,9 +316,10 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
                 copied = start_from(model, config.init)
                 if progress:
                     print(f"init: {copied} of {len(model.weights)} weight tensors from {config.init}", flush=True)
-        seen = dict(batch_size=config.batch_size, augment=Augment.from_dict(config.augment), shuffle=True, seed=config.seed,
-                    epoch=initial_epoch, devices=devices, shard=(process, processes), **loader)
         trained = join_sets(supervising([train_set, *extra, *unlabelled], data.schema))
+        seen = dict(batch_size=config.batch_size, augment=Augment.from_dict(config.augment), shuffle=True, seed=config.seed,
+                    epoch=initial_epoch, devices=devices, shard=(process, processes),
+                    subsample=extra_draws(config.extra_share, len(train_set), sum(len(e) for e in extra)), **loader)
         if teacher is None:
             train_seq = KeypointSequence(trained, crop, **seen)
         else:   # the labelled sets first, then the images only the teacher labels

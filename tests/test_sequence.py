@@ -171,3 +171,18 @@ def test_camera_degradations_keep_the_points_and_a_dark_crop_is_exposed_as_infer
     dim = np.full((8, 8, 3), 10, np.uint8)
     assert expose(dim).mean() == pytest.approx(40, abs=1) and expose(dim + 100) is not None
     assert np.array_equal(expose(dim + 100), dim + 100)
+
+
+def test_a_subsampled_extra_set_keeps_its_share_and_changes_faces_each_epoch(synthetic_set):
+    from kerakp.train import extra_draws
+
+    pool, count = extra_draws(0.5, 20, len(synthetic_set) - 20)   # 20 main faces, the rest an extra set: 20 drawn
+    assert count == 20 and pool[0] == 20 and extra_draws(0.0, 20, 28) is None and extra_draws(0.5, 20, 0) is None
+    seq = KeypointSequence(synthetic_set, CropRule(64), batch_size=10, shuffle=True, subsample=(pool, count))
+    orders = []
+    for _ in range(2):
+        order = np.concatenate([seq.batch_indices(b) for b in range(len(seq))])
+        assert len(seq) == 4 and len(set(order)) == 40 and set(range(20)) <= set(order)   # every main face, once
+        orders.append(set(order) - set(range(20)))
+        seq.on_epoch_end()
+    assert orders[0] != orders[1]   # a fresh draw of the extra faces

@@ -32,13 +32,13 @@ class KeypointSequence(keras.utils.PyDataset):
 
     def __init__(self, data: LandmarkSet, crop: CropRule, batch_size: int = 32, augment: Augment | None = None,
                  shuffle: bool = False, seed: int = 0, epoch: int = 0, cache_mb: float = 2048, devices: int = 1,
-                 shard: tuple[int, int] = (0, 1), **kwargs):
+                 shard: tuple[int, int] = (0, 1), subsample: tuple[np.ndarray, int] | None = None, **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise KerakpError("no images to train or validate on")
         self.data, self.crop, self.input_size, self.batch_size = data, crop, crop.size, batch_size
         self.augment, self.shuffle, self.seed = augment, shuffle, seed
-        self.epoch, self.devices, self.shard = epoch, devices, shard
+        self.epoch, self.devices, self.shard, self.subsample = epoch, devices, shard, subsample
         if len(data) < devices:
             raise KerakpError(f"{len(data)} training images, fewer than the {devices} devices")
         if devices % shard[1]:
@@ -49,12 +49,15 @@ class KeypointSequence(keras.utils.PyDataset):
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.data))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.data))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = np.arange(len(self.data))
+        if self.subsample is not None:
+            pool, count = self.subsample
+            order = np.concatenate([np.setdiff1d(order, pool), np.sort(rng.choice(pool, count, replace=False))])
+        return rng.permutation(order) if self.shuffle else order
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.data), self.batch_size)
+        full, rest = divmod(len(self._order), self.batch_size)
         return full + (rest >= self.devices)
 
     def on_epoch_end(self):
