@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from kerakp.data.formats import load_dataset
 from kerakp.data.synthetic import posed_face, synthetic_video_frames, write_video
 from kerakp.live import run_live
 from kerakp.schemas import get_schema
+from kerakp.timing import machine
 
 SCHEMA = get_schema("ibug68")
 MOUTH, EYES = list(range(48, 68)), list(range(36, 48))
@@ -170,7 +169,7 @@ def main():
     lm = Landmarker("300w", threads=1)
     val = model_subset(load_dataset("../shared/data/300w_train"), lm.info.split, "val")
     photos = [(val.image(i), val.keypoints[i]) for i in range(min(args.photos, len(val)))]
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "pose": pose_errors(lm, args.faces)}
+    report = {"machine": machine(), "pose": pose_errors(lm, args.faces)}
     print(report["pose"])
     report["real"] = real_checks(lm, photos)
     print(report["real"])

@@ -13,7 +13,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from report import replace_section
 
-from kerakp.timing import time_calls
+from kerakp.timing import machine, time_calls
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -89,7 +88,7 @@ def main():
         print(json.dumps(measure(backbones, args.size, args.train_steps, args.infer_runs)))
         return
     report = {"backbones": backbones, "size": args.size, "train_steps": args.train_steps, "infer_runs": args.infer_runs,
-              "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "backends": {}}
+              "machine": machine(), "backends": {}}
     for backend in BACKENDS:
         if importlib.util.find_spec(backend) is None:
             report["backends"][backend] = {"error": "not installed"}

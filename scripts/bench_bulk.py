@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from kerakp.api import Landmarker
 from kerakp.data.dataset import model_subset
 from kerakp.data.formats import load_dataset
 from kerakp.data.synthetic import synthetic_face
+from kerakp.timing import machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def main():
     args = parser.parse_args()
     models, parts = args.models.split(","), args.parts.split(",")
     kept = json.loads(Path("benchmarks/bulk.json").read_text()) if Path("benchmarks/bulk.json").is_file() else {}
-    report = {**kept, "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "date": time.strftime("%Y-%m-%d"),
+    report = {**kept, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
               "images": args.images, "large": args.large}
     val = model_subset(load_dataset("../shared/data/300w_train"), Landmarker("300w").info.split, "val")
     rng = np.random.default_rng(0)

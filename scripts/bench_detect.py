@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -44,6 +42,7 @@ from kerakp.detect import DETECTORS, get_detector
 from kerakp.inference import Predictor
 from kerakp.metrics import paired_interval, per_image_nme
 from kerakp.runtime import open_model
+from kerakp.timing import machine
 
 MODELS = {"ytf68": ("kerakp/presets/ytf68_mobilenetv2_heatmap.tflite", "../shared/data/ytf68"),
           "300w": ("kerakp/presets/300w_mobilenetv2_heatmap.tflite", "../shared/data/300w_train")}
@@ -230,7 +229,7 @@ def main():
         return
     rng = np.random.default_rng(0)
     detectors = {name: get_detector(name) for name in DETECTORS}
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "threads": 1, "detectors": list(DETECTORS)}
+    report = {"machine": machine(), "threads": 1, "detectors": list(DETECTORS)}
 
     tones = synthetic_by_tone(args.per_tone, rng)
     report["recall_by_tone"] = {name: [recall(d, tones[t]) for t in range(len(SKIN_TONES))] for name, d in detectors.items()}

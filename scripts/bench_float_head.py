@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from report import replace_section
 
 from kerakp.export import crop_nme, face_crops
 from kerakp.runtime import LiteRTModel, load_keras_model
-from kerakp.timing import time_calls
+from kerakp.timing import machine, time_calls
 
 
 def convert(model, crops: np.ndarray, how: str) -> bytes:
@@ -59,7 +57,7 @@ def main():
     model = load_keras_model(args.model)
     crops, targets = face_crops(model, args.data, count=200)
     reference = np.asarray(model.predict_on_batch(crops))
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "model": args.model,
+    report = {"machine": machine(), "model": args.model,
               "keras_crop_nme": crop_nme(reference, targets, model.schema), "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for how in ("float", "float head", "int8"):

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 from report import replace_section
 
-from kerakp.timing import time_calls
+from kerakp.timing import machine, time_calls
 
 VARIANTS = [("keras", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none")]
 
@@ -84,7 +82,7 @@ def main():
         for model_path in models:
             rows += bench_model(model_path, args, Path(tmp))
     report = {"models": [str(m) for m in args.models], "untrained": args.untrained, "input_size": size,
-              "machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "keras_backend": keras.backend.backend(),
+              "machine": machine(), "keras_backend": keras.backend.backend(),
               "runs": args.runs, "rows": rows}
     Path("benchmarks").mkdir(exist_ok=True)
     Path("benchmarks/inference.json").write_text(json.dumps(report, indent=2))

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 from report import replace_section
+from kerakp.timing import machine
 
 
 def with_window(path: Path, window: int, folder: str) -> Path:
@@ -89,7 +89,7 @@ def main():
                          "change": interval, "images": len(merged)}
                         | ({"change_vs_control": against} if control is not None and name != args.control else {}))
             print(rows[-1], flush=True)
-    machine = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    machine = machine()
     Path("benchmarks").mkdir(exist_ok=True)
     (args.json or Path("benchmarks") / f"levers_{args.data.name}.json").write_text(
         json.dumps({"data": str(args.data), "machine": machine, "baseline": str(args.baseline), "rows": rows}, indent=2))

@@ -29,7 +29,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -47,7 +46,7 @@ from kerakp.live import run_live
 from kerakp.metrics import per_image_nme
 from kerakp.runtime import litert_interpreter, open_model
 from kerakp.schemas import get_schema
-from kerakp.timing import time_calls
+from kerakp.timing import machine, time_calls
 from kerakp.tracking import FaceSmoother, FaceTracker, LiveStats, frames
 
 PRESETS = {"300w": "kerakp/presets/300w_mobilenetv2_heatmap.tflite", "ytf68": "kerakp/presets/ytf68_mobilenetv2_heatmap.tflite"}
@@ -192,7 +191,7 @@ def main():
     replace_section(Path("BENCHMARKS.md"), "Live through a head turn", turn_section(turn, args))
     if args.turn_only:
         return
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "threads": args.threads, "frames": args.frames}
+    report = {"machine": machine(), "threads": args.threads, "frames": args.frames}
     val = model_subset(load_dataset("../shared/data/300w_train"), open_model(PRESETS["300w"]).info.split, "val")
     photos = [(val.image(i), val.keypoints[i]) for i in range(0, len(val), max(1, len(val) // 8))]
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from report import replace_section
 
-from kerakp.timing import time_calls
+from kerakp.timing import machine, time_calls
 
 
 def bench(args) -> list[dict]:
@@ -59,7 +57,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     rows = bench(args)
-    machine = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    machine = machine()
     Path("benchmarks").mkdir(exist_ok=True)
     (Path("benchmarks") / f"path_{args.model.stem}{args.model.suffix.replace('.', '_')}.json").write_text(
         json.dumps({"data": str(args.data), "machine": machine, "threads": args.threads, "rows": rows}, indent=2))

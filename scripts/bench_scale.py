@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from report import replace_section
 
+from kerakp.timing import machine
+
 PASS = """
 import sys, time
 from kerakp.data.augment import Augment
@@ -160,7 +162,7 @@ def main():
     from kerakp.data.pack import write_pack
     from kerakp.data.synthetic import write_synthetic_set
 
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "memory": {}, "fit_images_per_s": {}}
+    report = {"machine": machine(), "memory": {}, "fit_images_per_s": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base = write_synthetic_set(tmp / "base", sizes[0], size=64, progress=False)

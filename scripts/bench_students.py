@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ from kerakp.live import run_live
 from kerakp.metrics import paired_interval, per_image_nme
 from kerakp.plots import plot_tradeoff
 from kerakp.runtime import litert_interpreter
-from kerakp.timing import time_calls
+from kerakp.timing import machine, time_calls
 from kerakp.zoo import presets
 
 PAIRS = {"300w": ("300w-fast", "../shared/data/300w_train"), "ytf68": ("ytf68-fast", "../shared/data/ytf68")}
@@ -99,7 +97,7 @@ def main():
     args = parser.parse_args()
     cv2.setNumThreads(1)
     found = presets()
-    report = {"machine": f"{os.cpu_count()} CPU cores ({platform.machine()})", "threads": 1, "date": time.strftime("%Y-%m-%d")}
+    report = {"machine": machine(), "threads": 1, "date": time.strftime("%Y-%m-%d")}
     report["mediapipe_ms"] = mediapipe_ms(args.runs)
     report["crop_ms"] = {name: crop_ms(preset.path, args.runs) for name, preset in found.items()}
     report["mediapipe_ms_after"] = mediapipe_ms(args.runs)   # the machine did not change speed in between
