@@ -11,6 +11,8 @@ import numpy as np
 from kerakp.errors import KerakpError
 from kerakp.inference import Prediction
 
+SEEN = 0.5   # a point whose `Face.visible` is under this is drawn hidden (hollow)
+
 
 @dataclass
 class Face:
@@ -113,7 +115,7 @@ class Face:
         image's size), else None."""
         if self.markup != "ibug68" or not self.image_shape:
             return None
-        return ~(self.visible < 0.5)
+        return ~(self.visible < SEEN)
 
 
 @dataclass

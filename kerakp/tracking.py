@@ -38,6 +38,9 @@ DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 0.3, 100.0  # chosen on the synthetic videos 
 NEW_FACE_PASSES = 1   # a new face's refining passes before its flip test (the module docstring)
 NEAR_WINDOW, NEAR_AGREE = 3.0, 0.4   # the look around a track: window / landmark box side, second look's bar
 FRONTAL_NORM = 0.45   # the outer eye corners' distance over the landmark box's side, 1st percentile on 300-W (median 0.59)
+SAME_PLACE_IOU = 0.3   # boxes overlapping by more than this are one face (`same_place`)
+MIN_SIDE, SIZE_JUMP = 12, (0.6, 1.6)   # a track is lost under this box side (px) or outside this size ratio
+MIN_WINDOW = 8   # the smallest window (px) `_seen_near` looks in
 
 
 class OneEuroFilter:
@@ -149,7 +152,7 @@ def same_place(a: np.ndarray, b: np.ndarray) -> bool:
         centre = (box[:2] + box[2:]) / 2
         return bool(np.all((centre >= other[:2]) & (centre <= other[2:])))
 
-    return box_iou(a, b) > 0.3 or centre_in(a, b) or centre_in(b, a)
+    return box_iou(a, b) > SAME_PLACE_IOU or centre_in(a, b) or centre_in(b, a)
 
 
 class FaceTracker:
@@ -178,7 +181,7 @@ class FaceTracker:
         centre = (box[:2] + box[2:]) / 2
         inside = 0 <= centre[0] < shape[1] and 0 <= centre[1] < shape[0]
         ratio = side / max(previous[2] - previous[0], previous[3] - previous[1], 1)
-        return side < 12 or not inside or not 0.6 < ratio < 1.6
+        return side < MIN_SIDE or not inside or not SIZE_JUMP[0] < ratio < SIZE_JUMP[1]
 
     def _new(self, frame: np.ndarray, candidate: Candidate, t: float, stats: LiveStats) -> Track | None:
         """A track for a newly detected face, read by one pass and the flip test (the module docstring); None
@@ -221,10 +224,10 @@ class FaceTracker:
         the whole frame, is found: BENCHMARKS.md "Faces found by head yaw"), its second look's bar lowered to
         `NEAR_AGREE` since a face is expected there."""
         box = points_box(track.raw)
-        centre, half = (box[:2] + box[2:]) / 2, NEAR_WINDOW / 2 * max(box[2] - box[0], box[3] - box[1], 12)
+        centre, half = (box[:2] + box[2:]) / 2, NEAR_WINDOW / 2 * max(box[2] - box[0], box[3] - box[1], MIN_SIDE)
         x0, y0 = np.maximum(np.floor(centre - half), 0).astype(int)
         x1, y1 = np.minimum(np.ceil(centre + half), [frame.shape[1], frame.shape[0]]).astype(int)
-        if x1 - x0 < 8 or y1 - y0 < 8:
+        if x1 - x0 < MIN_WINDOW or y1 - y0 < MIN_WINDOW:
             return False
         shift = np.array([x0, y0, x0, y0])
         found = self.predictor.face_boxes(np.ascontiguousarray(frame[y0:y1, x0:x1]), detector=self.near)

@@ -20,7 +20,7 @@ import numpy as np
 from kerakp.errors import KerakpError
 
 PAGE = "assets/web"                 # the page's files inside the package
-LANDMARKS, DETECTOR = "models/landmarks.tflite", "models/blazeface.tflite"
+LANDMARKS, DETECTOR, FULL_RANGE = "models/landmarks.tflite", "models/blazeface.tflite", "models/blazeface_full.tflite"
 VIDEO_FPS = 30.0                    # the frame rate a dropped video is stepped at, frame by frame
 CUSTOM_OP = 32                      # BuiltinOperator.CUSTOM: an op LiteRT.js does not have (Flex, custom kernels)
 
@@ -32,12 +32,14 @@ def _defaults(function) -> dict:
 
 def page_settings(info, name: str) -> dict:
     """Every number the page needs, from the model's info and the defaults of the Python path it mirrors
-    (`Predictor`, whose passes and turn `Landmarker` keeps, `BlazeFaceDetector`, `FaceTracker`, `OneEuroFilter`)."""
-    from kerakp.analysis import pose_points
-    from kerakp.detect import BLAZEFACE_SHORT, BlazeFaceDetector, ssd_anchors
+    (`Predictor`, whose passes and turn `Landmarker` keeps, `BlazeFaceDetector` and its second look,
+    `FaceTracker`, `OneEuroFilter`, `Face.visible`)."""
+    from kerakp.analysis import pose_points, visibility_table
+    from kerakp.detect import BLAZEFACE_FULL, BLAZEFACE_SHORT, BlazeFaceDetector, ssd_anchors
     from kerakp.inference import Predictor
-    from kerakp.results import table_columns
-    from kerakp.tracking import NEW_FACE_PASSES, FaceTracker, OneEuroFilter
+    from kerakp.results import SEEN, Columns, table_columns
+    from kerakp.tracking import (FRONTAL_NORM, MIN_SIDE, MIN_WINDOW, NEAR_AGREE, NEAR_WINDOW, NEW_FACE_PASSES,
+                                 SAME_PLACE_IOU, SIZE_JUMP, FaceTracker, OneEuroFilter)
 
     schema, predictor = info.schema, _defaults(Predictor)
     blazeface, tracker = _defaults(BlazeFaceDetector), _defaults(FaceTracker)
@@ -49,6 +51,9 @@ def page_settings(info, name: str) -> dict:
     except KerakpError:   # a markup without the points a pose needs: no axes drawn
         pose = None
     calibration = info.box_calibration.get(BlazeFaceDetector.name) or BlazeFaceDetector.default_calibration.to_dict()
+    full = ({"file": FULL_RANGE, "size": BLAZEFACE_FULL.size, "anchors": ssd_anchors(BLAZEFACE_FULL.size, BLAZEFACE_FULL.layers).tolist()}
+            if needs_full_range(info) else None)
+    seen = schema.name == "ibug68" and pose is not None   # `Face.visible`'s model is iBUG 68's, from the head pose
     return {
         "model": {"name": name, "file": LANDMARKS, "markup": schema.name, "num_points": schema.num_points,
                   "input_size": info.crop.size, "crop_scale": info.crop.scale, "upright": info.crop.upright,
@@ -60,16 +65,28 @@ def page_settings(info, name: str) -> dict:
         "detector": {"file": DETECTOR, "size": BLAZEFACE_SHORT.size,
                      "anchors": ssd_anchors(BLAZEFACE_SHORT.size, BLAZEFACE_SHORT.layers).tolist(),
                      "min_score": blazeface["min_score"], "iou": blazeface["iou"], "tiles": blazeface["tiles"],
-                     "sure": blazeface["sure"], "calibration": calibration},
+                     "sure": blazeface["sure"], "calibration": calibration, "second_look": blazeface["second_look"],
+                     "agree": blazeface["agree"], "floor": blazeface["floor"], "full": full},
         "track": {"redetect_every": tracker["redetect_every"], "max_faces": tracker["max_faces"],
                   "reject": tracker["reject"], "mirror": tracker["mirror"], "min_cutoff": tracker["min_cutoff"],
                   "beta": tracker["beta"], "d_cutoff": _defaults(OneEuroFilter)["d_cutoff"],
                   "tiles_per_call": 1,     # FaceTracker's detector reads one tile per empty frame
-                  "new_face_passes": NEW_FACE_PASSES},
+                  "new_face_passes": NEW_FACE_PASSES, "near_window": NEAR_WINDOW, "near_agree": NEAR_AGREE,
+                  "frontal_norm": FRONTAL_NORM, "same_place_iou": SAME_PLACE_IOU, "min_side": MIN_SIDE,
+                  "size_jump": list(SIZE_JUMP), "min_window": MIN_WINDOW},
         "pose": pose,
-        "columns": table_columns(schema.name),
+        "visibility": {"table": visibility_table().tolist(), "seen": SEEN} if seen else None,
+        "columns": table_columns(schema.name, Columns(visibility=seen)),
         "video_fps": VIDEO_FPS,
     }
+
+
+def needs_full_range(info) -> bool:
+    """Whether the page runs the full-range BlazeFace: in the detector's second look, for a model that reads
+    detected faces (so only then is the file shipped)."""
+    from kerakp.detect import BlazeFaceDetector
+
+    return not info.crop.whole_image and _defaults(BlazeFaceDetector)["second_look"]
 
 
 def check_runnable(path: Path, info) -> None:
@@ -117,7 +134,7 @@ def write_page(model, out=None, overwrite: bool = False, name: str | None = None
     """Write the page of `model` (a preset name or a `.tflite` export with its sidecar) into the folder `out`
     (default: `<name>_web` beside the model, or here for a preset), whole or not at all; returns the report:
     the landmark file's own parity check (from its sidecar) and the folder's size."""
-    from kerakp.detect import BLAZEFACE_SHORT, blazeface_file
+    from kerakp.detect import BLAZEFACE_FULL, BLAZEFACE_SHORT, blazeface_file
     from kerakp.io import refuse_existing, replacing
     from kerakp.runtime import ExportedModel, sidecar_of
     from kerakp.zoo import model_path, presets
@@ -143,6 +160,9 @@ def write_page(model, out=None, overwrite: bool = False, name: str | None = None
         (staging / LANDMARKS).write_bytes(fixed_batch(source.read_bytes()))
         with resources.as_file(blazeface_file(BLAZEFACE_SHORT.file)) as detector:
             shutil.copyfile(detector, staging / DETECTOR)
+        if needs_full_range(info):
+            with resources.as_file(blazeface_file(BLAZEFACE_FULL.file)) as detector:
+                shutil.copyfile(detector, staging / FULL_RANGE)
         (staging / "kerakp.json").write_text(json.dumps(page_settings(info, name)))
         size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
     return {"format": "web", "quantize": report.get("quantize", "none"), "file": str(out.absolute()),

@@ -1,12 +1,16 @@
 // The detect stage: MediaPipe's short-range BlazeFace decoded as kerakp/detect.py does (letterbox, SSD anchors,
-// weighted non-maximum suppression, the 3 x 3 tiles where no face is sure), and the model's box calibration
-// from a detector box (and the eyes it saw) to the landmark box. Every number comes from the export's JSON.
-import {resizeArea, resizeLinear} from "./crop.js";
+// weighted non-maximum suppression, the 3 x 3 tiles where no face is sure, and where still nothing, the second
+// look at the weak faces of the image, of its mirror image and of the full-range model), and the model's box
+// calibration from a detector box (and the eyes it saw) to the landmark box. Every number comes from the
+// export's JSON.
+import {boxIou, mirror, resizeArea, resizeLinear} from "./crop.js";
 
 export class BlazeFace {
-  constructor(model, settings) {
+  // `full`: the full-range BlazeFace the second look reads (a BlazeFace of its own), null for none.
+  constructor(model, settings, full = null) {
     this.model = model;
-    this.settings = settings;   // {size, anchors, min_score, iou, tiles, sure, calibration, ...}
+    this.settings = settings;   // {size, anchors, min_score, iou, tiles, sure, second_look, agree, floor, ...}
+    this.full = full;
     this.tilesPerCall = null;
     this.nextTile = 0;
     // the regressors (16 values per anchor) and the scores (1 per anchor), told apart by their last axis
@@ -15,9 +19,10 @@ export class BlazeFace {
     this.classifiers = 1 - this.regressors;
   }
 
-  // Boxes, scores and keypoints (image pixels) of the anchors scoring min_score or more in one window.
-  async candidates(image, [x, y, w, h]) {
-    const {size, anchors, min_score: minScore} = this.settings;
+  // Boxes, scores and keypoints (image pixels) of the anchors scoring `minScore` (default min_score) or more
+  // in one window.
+  async candidates(image, [x, y, w, h], minScore = this.settings.min_score) {
+    const {size, anchors} = this.settings;
     const window = x === 0 && y === 0 && w === image.width && h === image.height ? image : cut(image, x, y, w, h);
     const scale = size / Math.max(h, w);
     const newW = Math.max(1, Math.round(w * scale)), newH = Math.max(1, Math.round(h * scale));
@@ -58,19 +63,46 @@ export class BlazeFace {
     return chosen.map((k) => all[k]);
   }
 
-  // Every face scoring min_score or more, surest first: [{box, score, eyes}] (eyes: image-left first).
+  // Every face scoring min_score or more, surest first: [{box, score, eyes}] (eyes: image-left first). Where
+  // no face of the whole image is sure, the tiles too; where nothing is found, the second look.
   async faces(image) {
-    let found = await this.candidates(image, [0, 0, image.width, image.height]);
-    if (this.settings.tiles && !found.some((f) => f.score >= this.settings.sure)) {
+    const s = this.settings, second = s.second_look && this.full !== null;
+    const whole = await this.candidates(image, [0, 0, image.width, image.height], second ? Math.min(s.floor, s.min_score) : s.min_score);
+    let found = whole.filter((f) => f.score >= s.min_score);
+    if (s.tiles && !found.some((f) => f.score >= s.sure)) {
       for (const window of this.tiles(image.height, image.width)) found = found.concat(await this.candidates(image, window));
     }
-    return weightedNms(found, this.settings.iou).map(({box, score, keypoints}) => ({
-      box, score, eyes: keypoints.slice(0, 2).sort((a, b) => a[0] - b[0]),
-    }));
+    const faces = merged(found, s.iou);
+    return faces.length || !second ? faces : this.second(image, merged(whole, s.iou));
+  }
+
+  // The second look (`BlazeFaceDetector._second`): the weak faces (from `floor`) of the whole image (`whole`),
+  // of its mirror image and of the full-range model; a face of either short-range look is kept where its mean
+  // score over the three looks (0 for a look that saw nothing there) reaches `agree`, with that score, its box
+  // and eyes the short-range model's, merged.
+  async second(image, whole) {
+    const {floor, iou, agree} = this.settings, {width, height} = image;
+    const flipped = await this.candidates(mirror(image), [0, 0, width, height], floor);
+    const mirrored = merged(flipped.map(({box, score, keypoints}) => ({
+      box: [width - 1 - box[2], box[1], width - 1 - box[0], box[3]], score, keypoints: keypoints.map(([x, y]) => [width - 1 - x, y]),
+    })), iou);
+    const looks = [whole, mirrored, merged(await this.full.candidates(image, [0, 0, width, height]), this.full.settings.iou)];
+    const kept = [];
+    for (const face of whole.concat(mirrored)) {
+      const score = looks.reduce((sum, look) => sum + look.reduce((best, f) => (boxIou(face.box, f.box) > iou ? Math.max(best, f.score) : best), 0), 0) / looks.length;
+      if (score >= agree) kept.push({box: face.box, score, keypoints: face.eyes});
+    }
+    return merged(kept, iou);
   }
 }
 
-function cut(image, x, y, w, h) {
+// Weighted NMS of candidates, as faces whose eyes are the first two keypoints (image-left first).
+function merged(found, iou) {
+  return weightedNms(found, iou).map(({box, score, keypoints}) => ({box, score, eyes: keypoints.slice(0, 2).sort((a, b) => a[0] - b[0])}));
+}
+
+// A window (x, y, w, h) of an RGB image, as an image of its own.
+export function cut(image, x, y, w, h) {
   const data = new Uint8ClampedArray(w * h * 3);
   for (let r = 0; r < h; r++) data.set(image.data.subarray(((y + r) * image.width + x) * 3, ((y + r) * image.width + x + w) * 3), r * w * 3);
   return {data, width: w, height: h};

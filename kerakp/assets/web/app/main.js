@@ -18,9 +18,11 @@ const recent = [];                          // the last frames' {ms per stage, w
 
 async function load() {
   settings = await (await fetch("kerakp.json")).json();
-  const [landmarks, blazeface] = await Promise.all([Model.load(settings.model.file), Model.load(settings.detector.file)]);
-  const options = {...settings.model, ...settings.predict, calibration: settings.detector.calibration};
-  predictor = new Predictor(landmarks, new BlazeFace(blazeface, settings.detector), options);
+  const detector = settings.detector;
+  const [landmarks, blazeface, full] = await Promise.all([Model.load(settings.model.file), Model.load(detector.file),
+    detector.full && Model.load(detector.full.file)]);
+  const options = {...settings.model, ...settings.predict, calibration: detector.calibration};
+  predictor = new Predictor(landmarks, newDetector(blazeface, full), options);
   $("title").textContent = `kerakp landmarks: ${settings.model.name} (${settings.model.markup}, ${settings.model.num_points} points)`;
   for (const id of ["camera", "csv", "json"]) $(id).disabled = false;
   say("ready: start the camera, or drop a photo or a video");
@@ -47,11 +49,12 @@ function record(name, faces, image, times) {
     for (let p = 0; p < count; p++) {
       row[`x${p}`] = face ? Math.round(face.points[p][0] * 100) / 100 : NaN;
       row[`y${p}`] = face ? Math.round(face.points[p][1] * 100) / 100 : NaN;
+      row[`v${p}`] = face?.visible ? Math.round(face.visible[p] * 1000) / 1000 : NaN;
     }
     rows.push(columns.map((c) => row[c]));
   });
   frames.push({image: name, width: image.width, height: image.height, ms: times, at: performance.now(),
-    faces: faces.map((f) => ({id: f.id, points: f.points, raw: f.raw ?? f.points, score: f.score, pose: f.pose}))});
+    faces: faces.map((f) => ({id: f.id, points: f.points, raw: f.raw ?? f.points, score: f.score, pose: f.pose, visible: f.visible}))});
 }
 
 function area(points) {
@@ -81,15 +84,24 @@ async function trackFrame(source, width, height, t, name) {
   times.smooth = Math.max(0, spent - predictor.ms.detect - predictor.ms.crop - predictor.ms.model);
   const drawStarted = performance.now();
   const faces = tracks.map((track) => ({id: track.id, points: track.points, raw: track.raw}));
-  drawFaces(context, faces, settings.pose);
+  drawFaces(context, faces, settings.pose, settings.visibility);
   times.draw = performance.now() - drawStarted;
   last = {image, tracks: faces};
   record(name, faces, image, times);
   show(times, performance.now());
 }
 
+// A BlazeFace of the JSON's settings (`changes` to them: the near look's `agree`), with the full-range model
+// of its second look where the page has one (it reads that model's weak faces, from `floor`).
+function newDetector(model, full, changes = {}) {
+  const d = settings.detector;
+  const second = full ? new BlazeFace(full, {...d.full, min_score: d.floor, iou: d.iou, tiles: false, second_look: false}) : null;
+  return new BlazeFace(model, {...d, ...changes}, second);
+}
+
 function newTracker() {
-  tracker = new FaceTracker(predictor, new BlazeFace(predictor.detector.model, settings.detector), settings.track);
+  const {model, full} = predictor.detector;
+  tracker = new FaceTracker(predictor, newDetector(model, full?.model), newDetector(model, full?.model, {agree: settings.track.near_agree}), settings.track);
 }
 
 async function startCamera() {
@@ -163,7 +175,7 @@ async function readPhoto(source, name) {
   const faces = await predictor.predictFaces(image);
   Object.assign(times, predictor.ms);
   const drawStarted = performance.now();
-  drawFaces(context, faces, settings.pose, {radius: Math.max(2, image.width / 300)});
+  drawFaces(context, faces, settings.pose, settings.visibility, {radius: Math.max(2, image.width / 300)});
   times.draw = performance.now() - drawStarted;
   last = {image, tracks: faces};
   record(name, faces, image, times);
@@ -229,10 +241,10 @@ const ready = load().catch((error) => { say(`cannot start: ${error.message}`); t
 window.kerakp = {
   ready,
   get settings() { return settings; },
-  // every face of the image at `url` through the whole path: [{points, box, score, flipNme}]
+  // every face of the image at `url` through the whole path: [{points, box, score, flipNme, confidence, pose, visible}]
   predictImage: async (url) => readPhoto(await (await fetch(url)).blob(), url.split("/").pop()),
   // the last frame read (as a PNG data URL), its tracks' raw and smoothed points, and the whole path's faces on it
-  lastFrame: async () => last && {png: pngOf(last.image), tracks: last.tracks.map((t) => ({id: t.id, raw: t.raw ?? t.points, points: t.points, confidence: t.confidence})),
+  lastFrame: async () => last && {png: pngOf(last.image), tracks: last.tracks.map((t) => ({id: t.id, raw: t.raw ?? t.points, points: t.points, confidence: t.confidence, pose: t.pose, visible: t.visible})),
     faces: (await predictor.predictFaces(last.image)).map((f) => f.points)},
   // the images at `urls` as a video's frames (at the JSON's video_fps) through a new tracker: per frame, its tracks
   trackImages: async (urls) => {
@@ -241,7 +253,7 @@ window.kerakp = {
     for (const [index, url] of urls.entries()) {
       const bitmap = await createImageBitmap(await (await fetch(url)).blob(), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
       await trackFrame(bitmap, bitmap.width, bitmap.height, index / settings.video_fps, url.split("/").pop());
-      read.push(last.tracks.map((t) => ({id: t.id, raw: t.raw, points: t.points})));
+      read.push(last.tracks.map((t) => ({id: t.id, raw: t.raw, points: t.points, visible: t.visible})));
     }
     return read;
   },

@@ -1,7 +1,8 @@
 // The path of kerakp's Predictor (kerakp/inference.py) and FaceTracker (kerakp/tracking.py): every face of a
 // photo read through the passes, the flip test and the turned reads; a video's faces tracked from frame to
-// frame with one read each, the detector on a budget, and One Euro filters. Settings: the export's JSON.
-import {calibratedBox} from "./detect.js";
+// frame with one read each, the detector on a budget, a missed track looked for around it, and One Euro
+// filters. Settings: the export's JSON.
+import {calibratedBox, cut} from "./detect.js";
 import {boxIou, cropFace, invert, levelTurn, mirror, pointsBox, transformPoints, wholeImageBox} from "./crop.js";
 import {decode, flipPoints, nanMean, pointSpread, withOffsets} from "./decode.js";
 
@@ -189,13 +190,24 @@ export class FaceSmoother {
   }
 }
 
+// Two boxes of one face (`same_place`): overlapping by IoU over `iou`, or either's centre inside the other (a
+// turned face's landmark box is narrower than the box the detector gives it).
+export function samePlace(a, b, iou) {
+  const centreIn = (box, other) => {
+    const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
+    return cx >= other[0] && cy >= other[1] && cx <= other[2] && cy <= other[3];
+  };
+  return boxIou(a, b) > iou || centreIn(a, b) || centreIn(b, a);
+}
+
 // Faces frame after frame (`FaceTracker.step`): `step` returns the live tracks, oldest first, each with its
 // raw read (before smoothing) and smoothed points.
 export class FaceTracker {
-  constructor(predictor, detector, settings) {
+  constructor(predictor, detector, near, settings) {
     this.predictor = predictor;
     this.detector = detector;    // a BlazeFace of its own, reading one tile per empty frame
     this.detector.tilesPerCall = settings.tiles_per_call;
+    this.near = near;            // a BlazeFace of its own with the near look's `agree`, looking around a missed track
     this.settings = settings;    // the JSON's "track" entry
     this.tracks = [];
     this.nextId = 0;
@@ -210,7 +222,40 @@ export class FaceTracker {
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
     const inside = cx >= 0 && cx < image.width && cy >= 0 && cy < image.height;
     const ratio = side / Math.max(previous[2] - previous[0], previous[3] - previous[1], 1);
-    return side < 12 || !inside || !(ratio > 0.6 && ratio < 1.6);
+    const {min_side: minSide, size_jump: [low, high]} = this.settings;
+    return side < minSide || !inside || !(ratio > low && ratio < high);
+  }
+
+  // Whether the model read a face consistently (`FaceTracker._consistent`): its flip disagreement at most
+  // `reject`, measured over the larger of the read's normalising distance and frontal_norm times its box side.
+  consistent(points, flipNme) {
+    const norm = this.predictor.settings.norm, s = this.settings, box = points ? pointsBox(points) : null;
+    if (!norm || !box) return flipNme <= s.reject;
+    const [a, b] = [points[norm[0]], points[norm[1]]];
+    const distance = Math.hypot(b[0] - a[0], b[1] - a[1]);
+    const unit = Math.max(distance, s.frontal_norm * Math.max(box[2] - box[0], box[3] - box[1]));
+    return unit > 0 && flipNme * distance / unit <= s.reject;   // a read collapsed to a point is no face
+  }
+
+  // For a track the frame's detection did not confirm: found by the detector around it, or else read
+  // consistently by the flip test (`FaceTracker._still_seen`).
+  async stillSeen(image, track) {
+    if (await this.seenNear(image, track)) return true;
+    const read = await this.predictor.flipTest(image, this.predictor.view(track.raw));
+    return this.consistent(read.points, read.flipNme);
+  }
+
+  // Whether the near detector finds a face at the track's place in a window of near_window times its landmark
+  // box around it (`FaceTracker._seen_near`).
+  async seenNear(image, track) {
+    const s = this.settings, box = pointsBox(track.raw);
+    const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
+    const half = s.near_window / 2 * Math.max(box[2] - box[0], box[3] - box[1], s.min_side);
+    const x0 = Math.max(Math.floor(cx - half), 0), y0 = Math.max(Math.floor(cy - half), 0);
+    const x1 = Math.min(Math.ceil(cx + half), image.width), y1 = Math.min(Math.ceil(cy + half), image.height);
+    if (x1 - x0 < s.min_window || y1 - y0 < s.min_window) return false;
+    const found = await this.predictor.faceBoxes(cut(image, x0, y0, x1 - x0, y1 - y0), this.near);
+    return found.some((c) => samePlace([c.box[0] + x0, c.box[1] + y0, c.box[2] + x0, c.box[3] + y0], box, s.same_place_iou));
   }
 
   async detect(image, t) {
@@ -218,13 +263,14 @@ export class FaceTracker {
     this.sinceDetect = 0;
     const confirmed = new Set(), s = this.settings;
     for (const candidate of await this.predictor.faceBoxes(image, this.detector)) {
-      const overlaps = this.tracks.map((track) => boxIou(candidate.box, pointsBox(track.raw)));
-      const best = overlaps.length ? overlaps.indexOf(Math.max(...overlaps)) : -1;
-      if (best >= 0 && overlaps[best] > 0.3) {
-        confirmed.add(this.tracks[best].id);
+      const boxes = this.tracks.map((track) => pointsBox(track.raw));
+      const same = boxes.flatMap((box, i) => (samePlace(candidate.box, box, s.same_place_iou) ? [i] : []));
+      if (same.length) {   // the one overlapping most (the first of equals)
+        const overlaps = same.map((i) => boxIou(candidate.box, boxes[i]));
+        confirmed.add(this.tracks[same[overlaps.indexOf(Math.max(...overlaps))]].id);
       } else if (s.max_faces === null || this.tracks.length < s.max_faces) {
         const read = await this.predictor.readCandidate(image, candidate, s.new_face_passes);
-        if (!(read.flipNme <= s.reject)) continue;
+        if (!this.consistent(read.points, read.flipNme)) continue;
         const smoother = new FaceSmoother(this.predictor.settings.norm, s);
         const track = {id: this.nextId++, raw: read.points, points: smoother.smooth(read.points, t), smoother, misses: 0};
         this.tracks.push(track);
@@ -232,6 +278,7 @@ export class FaceTracker {
       }
     }
     for (const track of [...this.tracks]) {
+      if (!confirmed.has(track.id) && await this.stillSeen(image, track)) confirmed.add(track.id);
       track.misses = confirmed.has(track.id) ? 0 : track.misses + 1;
       if (track.misses >= 2) this.tracks.splice(this.tracks.indexOf(track), 1);
     }
