@@ -43,7 +43,7 @@ from kerakp.data.formats import load_dataset
 from kerakp.data.synthetic import photo_video_frames, synthetic_video_frames, turning_video_frames, write_video
 from kerakp.inference import Predictor
 from kerakp.live import run_live
-from kerakp.metrics import per_image_nme
+from kerakp.metrics import box_nme, per_image_nme
 from kerakp.runtime import litert_interpreter, open_model
 from kerakp.schemas import get_schema
 from kerakp.timing import machine, time_calls
@@ -144,8 +144,8 @@ def head_turn(models: list[str], count: int, count_frames: int) -> dict:
                 points = np.stack([faces[0].points if faces else np.full((68, 2), np.nan) for faces in seen])
                 box = np.ptp(truth, axis=1)
                 error = (points - truth) / np.sqrt(box[:, 0] * box[:, 1])[:, None, None]
-                errors.append(np.linalg.norm(error, axis=-1).mean(axis=1))
-                alone.append(np.linalg.norm(each - truth, axis=-1).mean(axis=1) / np.sqrt(box[:, 0] * box[:, 1]))
+                errors.append(box_nme(points, truth))
+                alone.append(box_nme(each, truth))
                 changes.append(np.r_[np.nan, np.linalg.norm(np.diff(error, axis=0), axis=-1).mean(axis=1)])
                 yaws.append(np.abs(yaw))
             errors, changes, yaws, alone = map(np.concatenate, (errors, changes, yaws, alone))

@@ -47,7 +47,7 @@ from kerakp.api import Landmarker
 from kerakp.data.dataset import LandmarkSet, model_subset, split_by_person
 from kerakp.data.formats import load_dataset
 from kerakp.evaluate import predict_set
-from kerakp.metrics import paired_interval, point_errors
+from kerakp.metrics import box_nme, paired_interval
 from kerakp.schemas import CORRESPONDENCES, derive_points
 
 BANDS = {"0-30": (0, 30), "30-60": (30, 60), "60-90": (60, 181)}
@@ -112,8 +112,7 @@ def read_profiled(model: str, data: LandmarkSet) -> dict:
     points = derive_points(got["points"], got["schema"], data.schema)
     error = np.full(len(data), np.nan)
     truth = data.keypoints[found]
-    error[found] = (point_errors(points[found], truth).mean(axis=1)
-                    / np.sqrt(np.ptp(truth, axis=1).prod(axis=1)))
+    error[found] = box_nme(points[found], truth)
     return {"error": error, "found": found, "yaw": got["yaw"], "seen": got["visible"]}
 
 

@@ -47,3 +47,11 @@ def test_auc_equals_the_area_under_the_ced():
     assert auc(nme, 0.08) == pytest.approx(np.trapezoid(y, x) / 0.08, abs=1e-3)
     assert y[-1] == pytest.approx(0.8) and y[0] == pytest.approx(0.2)
     assert auc(np.array([0.0]), 0.5) == 1.0 and auc(np.array([0.6]), 0.5) == 0.0
+
+
+def test_box_nme_divides_by_the_square_root_of_the_true_box_area_and_holds_on_a_profile():
+    from kerakp.metrics import box_nme
+
+    truth = np.array([[[0.0, 0.0], [40.0, 0.0], [40.0, 90.0], [0.0, 90.0]]] * 2)
+    truth[1, :, 0] = [0.0, 0.0, 40.0, 40.0]   # both "eye corners" at one x, as on a profile: still defined
+    assert np.allclose(box_nme(truth + [3.0, 4.0], truth), 5.0 / 60.0)
