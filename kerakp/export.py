@@ -11,6 +11,8 @@ TensorFlow is imported here and nowhere in training or inference.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
@@ -44,9 +46,49 @@ class ExportFormat:
         return RUNTIMES[self.suffix]
 
 
+def head_layers(model) -> list[str]:
+    """The names of the layers after the backbone (the model's one nested Keras model): the head, which
+    `int8-float-head` leaves in float."""
+    import keras
+
+    nested = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model)]
+    if len(nested) != 1 or nested[0] == len(model.layers) - 1:
+        raise KerakpError("its head cannot be told apart from its backbone (it needs one nested backbone model "
+                          f"followed by the head's layers, found {len(nested)} nested models); try --quantize int8")
+    return [layer.name for layer in model.layers[nested[0] + 1:]]
+
+
+def int8_float_head(model, crops: np.ndarray) -> bytes:
+    """The model as TFLite, int8 up to the backbone's output (ranges from `crops`) with every head layer left in
+    float (LiteRT's quantization debugger, `denylisted_nodes`): quantizing a heatmap head spreads its heatmaps,
+    while most of int8's saving is in the backbone."""
+    import tensorflow as tf
+
+    head = head_layers(model)
+    # the converter lists its SavedModel's endpoints on stdout, the debugger's tf.lite.Interpreter warns of its end
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([crop[None]] for crop in crops.astype(np.float32))
+        interpreter = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset)._quant_interpreter
+        tensors = [t["name"] for t in interpreter.get_tensor_details()]
+        denied = {t for t in tensors if any(f"/{name}_" in t for name in head) and not t.startswith("NumericVerify")}
+        denied |= {t["name"] for t in interpreter.get_output_details()}   # the head's last op writes these
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=sorted(denied)),
+        ).get_nondebug_quantized_model()
+
+
 def _write_tflite(model, path: Path, quantize: str, crops: np.ndarray) -> None:
     import tensorflow as tf
 
+    if quantize == "int8-float-head":
+        with native_stderr_silenced():
+            path.write_bytes(int8_float_head(model, crops))
+        return
     options = {}
     if quantize != "none":
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
@@ -90,10 +132,10 @@ def _export_web(model, quantize: str, out, calibration, overwrite: bool) -> dict
 
 
 FORMATS = {
-    "tflite": ExportFormat(".tflite", ("none", "float16", "dynamic", "int8"), _write_tflite),
+    "tflite": ExportFormat(".tflite", ("none", "float16", "dynamic", "int8", "int8-float-head"), _write_tflite),
     "onnx": ExportFormat(".onnx", ("none",), _write_onnx),
     "savedmodel": ExportFormat("", ("none",), _write_savedmodel),
-    "web": ExportFormat("", ("none", "float16", "dynamic", "int8"), None, export=_export_web),
+    "web": ExportFormat("", ("none", "float16", "dynamic", "int8", "int8-float-head"), None, export=_export_web),
 }
 QUANTIZATIONS = tuple(dict.fromkeys(q for spec in FORMATS.values() for q in spec.quantizations))
 
@@ -165,13 +207,16 @@ def export_model(model_path, fmt: str = "tflite", quantize: str = "none", out=No
     refuse_existing(out, overwrite)
     refuse_existing(sidecar_of(out), overwrite)
     model = load_keras_model(model_path)
-    crops, targets = face_crops(model, calibration, count=200 if quantize == "int8" else 64)
+    crops, targets = face_crops(model, calibration, count=200 if quantize.startswith("int8") else 64)
     reference = np.asarray(model.predict_on_batch(crops))  # also builds the graph the ONNX exporter traces
     writable_folder(out.parent)
     with tempfile.TemporaryDirectory(prefix=".kerakp-export-", dir=out.parent) as folder:
         staging = Path(folder)
         staged = staging / out.name
-        FORMATS[fmt].write(model, staged, quantize, crops)
+        try:
+            FORMATS[fmt].write(model, staged, quantize, crops)
+        except KerakpError as err:   # a model this quantization does not fit
+            raise KerakpError(f"{model_path}: --quantize {quantize}: {err}; nothing written") from None
         try:
             exported = FORMATS[fmt].runtime(staged, config=model.get_config()).predict_on_batch(crops)
         except KerakpError as err:  # name the user's file, not the staging copy

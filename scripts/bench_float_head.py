@@ -3,8 +3,8 @@ live loop's budget without the int8 heatmaps' collapse?
 
     python scripts/bench_float_head.py [--model saved_models/300w_mobilenetv2_heatmap.keras] [--data ../shared/data/300w_train]
 
-Converts the model three ways with TensorFlow's converter (the one `kerakp export` drives): float, fully int8
-(ranges from 100 face crops), and int8 with every layer after the backbone left in float (LiteRT's
+Converts the model three ways with `kerakp export`'s TFLite writer: float, fully int8 (ranges from 100 face
+crops), and int8 with every layer after the backbone left in float (`--quantize int8-float-head`: LiteRT's
 quantization debugger, `denylisted_nodes`). Each file is read through kerakp.runtime on one thread: median
 milliseconds per crop (batch 1), and crop-space NME on 200 face crops of the labelled set against the Keras
 model's. Writes benchmarks/float_head.json and the "A float head on an int8 backbone (issue 25)" section of
@@ -20,32 +20,11 @@ from pathlib import Path
 import numpy as np
 from report import replace_section
 
-from kerakp.export import crop_nme, face_crops
+from kerakp.export import FORMATS, crop_nme, face_crops
 from kerakp.runtime import LiteRTModel, load_keras_model
 from kerakp.timing import machine, time_calls
 
-
-def convert(model, crops: np.ndarray, how: str) -> bytes:
-    """The model as TFLite: "float", "int8" (everything) or "float head" (int8 up to the backbone's output)."""
-    import keras
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if how == "float":
-        return converter.convert()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([crop[None]] for crop in crops[:100].astype(np.float32))
-    if how == "int8":
-        return converter.convert()
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=converter.representative_dataset)
-    backbone = next(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.Model))
-    head = [layer.name for layer in model.layers[backbone + 1:]]
-    tensors = [t["name"] for t in debugger._quant_interpreter.get_tensor_details()]
-    denied = sorted({t for t in tensors if any(f"/{name}_" in t for name in head) and not t.startswith("NumericVerify")})
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=converter.representative_dataset,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied))
-    return debugger.get_nondebug_quantized_model()
+QUANTIZE = {"float": "none", "float head": "int8-float-head", "int8": "int8"}   # conversion -> kerakp's quantization
 
 
 def main():
@@ -62,7 +41,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for how in ("float", "float head", "int8"):
             path = Path(tmp) / f"{how.replace(' ', '_')}.tflite"
-            path.write_bytes(convert(model, crops, how))
+            FORMATS["tflite"].write(model, path, QUANTIZE[how], crops[:100])
             runtime = LiteRTModel(path, threads=1, config=model.get_config())
             outputs = np.concatenate([runtime.predict_on_batch(crop[None]) for crop in crops])
             one = crops[:1]

@@ -189,3 +189,47 @@ def test_a_compact_student_exports_with_parity(tmp_path, fmt):
                   upright=True).save(path)
     report = export.export_model(path, fmt)
     assert report["parity"]["max_abs_diff"] <= export.FLOAT_TOLERANCE and report["model"]["head"] == "light"
+
+
+def head_and_backbone_types(path, head_layers) -> tuple[set, set]:
+    """The dtypes of a TFLite file's tensors made by the head's layers and by the rest (the backbone)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    head, rest = set(), set()
+    for tensor in Interpreter(model_path=str(path)).get_tensor_details():
+        (head if any(f"/{name}_" in tensor["name"] for name in head_layers) else rest).add(tensor["dtype"].__name__)
+    return head, rest
+
+
+def test_int8_float_head_quantizes_the_backbone_and_keeps_the_head_float(tmp_path, synthetic_set):
+    from kerakp.api import Landmarker
+
+    path = tmp_path / "heat.keras"
+    model = LandmarkModel("simplecnn", "ibug68", 48, head="heatmap", head_units=64)
+    model.save(path)
+    report = export.export_model(path, "tflite", "int8-float-head")
+    out = tmp_path / "heat_int8-float-head.tflite"
+    assert report["file"] == str(out) and json.loads(out.with_name(out.name + ".json").read_text())["quantize"] == "int8-float-head"
+    assert report["parity"]["crops"] == 200 and report["parity"]["shift_to_keras"] < export.QUANTIZED_SHIFT_TOLERANCE
+    head, backbone = head_and_backbone_types(out, export.head_layers(model))
+    assert "int8" in backbone and "float32" in head and "int8" not in head
+    faces = Landmarker(out, box="full").predict(read_image(synthetic_set.paths[0]))
+    assert len(faces) == 1 and faces[0].points.shape == (68, 2) and np.isfinite(faces[0].points).all()
+
+
+@pytest.mark.slow
+def test_int8_float_head_keeps_a_regression_head_float_too(model_path, tmp_path):
+    report = export.export_model(model_path, "tflite", "int8-float-head", out=tmp_path / "reg.tflite")
+    assert report["parity"]["shift_to_keras"] < export.QUANTIZED_SHIFT_TOLERANCE
+    head, backbone = head_and_backbone_types(tmp_path / "reg.tflite", ["pool", "head_dense", "keypoints"])
+    assert "int8" in backbone and "int8" not in head
+
+
+def test_a_head_that_cannot_be_told_apart_is_refused_in_one_line():
+    import keras
+
+    flat = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
+    with pytest.raises(KerakpError, match=r"^its head cannot be told apart from its backbone .*; try --quantize int8$"):
+        export.head_layers(flat)
+    with pytest.raises(KerakpError, match=r"--quantize int8-float-head is not for onnx"):
+        export.export_model("tiny.keras", "onnx", "int8-float-head")

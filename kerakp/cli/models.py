@@ -160,7 +160,9 @@ def fit_detector(model, data_path, data_format, images, out, detector, offsets, 
 @model_argument()
 @click.option("--format", "fmt", default="tflite", show_default=True, type=click.Choice(list(EXPORT_FORMATS)))
 @click.option("--quantize", default="none", show_default=True, type=click.Choice(QUANTIZATIONS),
-              help="TFLite only; int8 sets its ranges on the --calibration faces (best: the training data).")
+              help="TFLite only; int8 sets its ranges on the --calibration faces (best: the training data); "
+                   "int8-float-head is int8 in the backbone with the head left in float (a heatmap head keeps its "
+                   "accuracy, most of int8's saving stays).")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Labelled faces (training data, the model's markup or one convertible to it) for int8 ranges and "
                    "the parity check, which then also reports NME against their labels (default: synthetic faces, "
