@@ -17,7 +17,7 @@ def test_every_recipe_loads_the_packaged_ones_by_name():
         load_config(recipe)
     assert load_config("300w_mobilenetv2_heatmap") == load_config(recipes()["300w_mobilenetv2_heatmap"])
     assert load_config("quickstart.yaml").backbone == "simplecnn"
-    with pytest.raises(KerakpError, match="nosuch: config file not found \\(packaged recipes: 300w_fast, 300w_mobilenetv2, "):
+    with pytest.raises(KerakpError, match="nosuch: config file not found \\(packaged recipes: 300w_fast, 300w_fast_wide, 300w_mobilenetv2, "):
         load_config("nosuch")
 
 
