@@ -7,15 +7,12 @@
 # were trained on a GPU: scripts/gpu_train.sh, then kerakp fit-detector). On 2 CPU cores stage 1 takes
 # 1-2 hours, each later stage 6-35 minutes. The ytf68 stages named mix300w also train on the 300-W photos
 # their config names (../shared/data/300w_train). Stage 1's recipe is packaged (kerakp/recipes/), the later
-# stages are the models' training history (training_history/). The 300-W model's last two stages (every head pose)
-# are packaged recipes, `300w_wide` and `300w_wide_tune`, on AFLW 21 and the 300-W faces `kerakp profile` turns
-# (runs/profiled_300w, as those recipes name it). Settings: DATA, RUNS, OUT, TFLITE, WEIGHTS.
+# stages are the models' training history (training_history/). Settings: DATA, RUNS, OUT, TFLITE, WEIGHTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   ytf68) data=../shared/data/ytf68; stages="noflip 160 mix300w tune mix300w tune mix300w_192 tune_192 mix300w_unet tune_unet mix300w_occ tune_occ mix300w_wing tune_wing" ;;
-  300w) data=../shared/data/300w_train; stages="192 192_more unet unet occ wing wing light upright upright"
-        wide="300w_wide 300w_wide_tune" ;;
+  300w) data=../shared/data/300w_train; stages="192 192_more unet unet occ wing wing light upright upright" ;;
   *) echo "usage: scripts/train_heatmap.sh ytf68|300w" >&2; exit 2 ;;
 esac
 name=$1_mobilenetv2_heatmap
@@ -36,14 +33,6 @@ for stage in $stages; do
   kerakp train --config "training_history/${name}_$stage.yaml" --data "$DATA" --init "$model" --out "$RUNS/stage$n-$stage"
   model=$RUNS/stage$n-$stage/model.keras
 done
-if [ -n "${wide:-}" ]; then
-  [ -d runs/profiled_300w ] || kerakp profile "$DATA" runs/profiled_300w --per-face 2
-  for stage in $wide; do
-    n=$((n + 1))
-    kerakp train --config "kerakp/recipes/$stage.yaml" --data "$DATA" --init "$model" --out "$RUNS/stage$n-$stage"
-    model=$RUNS/stage$n-$stage/model.keras
-  done
-fi
 cp "$model" "$OUT.keras"
 kerakp export "$OUT.keras" --format tflite --quantize float16 --calibration "$DATA" --out "$TFLITE" --overwrite
 kerakp evaluate "$TFLITE" --data "$DATA" --subset val --out "$RUNS/eval" --overwrite

@@ -89,7 +89,7 @@ def test_the_page_holds_its_models_runtime_and_every_number_from_python(page_fol
     assert (page_folder / "vendor" / "LICENSE").is_file() and (page_folder / "vendor" / "core" / "litert_wasm_internal.wasm").is_file()
     # the landmark file is the preset's with its batch fixed at 1 (LiteRT.js runs fixed shapes): same outputs
     fixed = LiteRTModel(page_folder / "models" / "landmarks.tflite", config=preset.info.to_config())
-    crops = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
+    crops = np.random.default_rng(0).uniform(0, 255, (2, preset.info.crop.size, preset.info.crop.size, 3)).astype(np.float32)
     assert np.array_equal(fixed.predict_on_batch(crops[:1]), preset.predict_on_batch(crops[:1]))
     assert sum(f.stat().st_size for f in page_folder.rglob("*") if f.is_file()) < 25e6
 
