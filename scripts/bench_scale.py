@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -231,7 +230,7 @@ def write_processes(processes: dict, args) -> None:
     step_one, comm_two = 32 / one["images_per_s"], two["communication_share"] * 32 / two["images_per_s"]
     estimate = {n: 32 / (step_one / n + comm_two * (n - 1) / n * 2) for n in (4, 8)}   # ring all-reduce: 2(N-1)/N
     text = (f"Command: `python scripts/bench_scale.py --processes-only --steps {args.steps} --repeats {args.repeats}` on "
-            f"{os.cpu_count()} CPU cores ({platform.machine()}). JAX, MobileNetV2 at 128 px trained data-parallel with a "
+            f"{machine()}. JAX, MobileNetV2 at 128 px trained data-parallel with a "
             f"global batch of 32; one CPU device a process, the processes sharing the cores; median of {args.repeats}: "
             f"1 process {one['images_per_s']:.1f} images/s; 2 local processes {two['images_per_s']:.1f} images/s, of each "
             f"step {two['communication_share']:.1%} one all-reduce of the gradients (timed alone). Estimate, not a "
