@@ -42,6 +42,7 @@ from kerakp.data.geometry import (
     level_turn,
     points_box,
     transform_points,
+    view_turn,
     warp,
     whole_image_box,
 )
@@ -142,9 +143,9 @@ class Predictor:
 
     def view(self, points: np.ndarray) -> tuple[np.ndarray, float]:
         """Where the next read crops around predicted landmarks: their box, and the turn (degrees) that sets
-        their outer eye corners level for a model trained `upright`; for any other model, the turn that brings
+        their outer eye corners level (`view_turn`: less so near profile) for a model trained `upright`; for any other model, the turn that brings
         a head rolled further than `max_roll` back to `max_roll` (its training tilts)."""
-        return points_box(points), self.turn_for(level_turn(points, self.schema.norm) if self.schema.norm else 0.0)
+        return points_box(points), self.turn_for(view_turn(points, self.schema.norm) if self.schema.norm else 0.0)
 
     def turn_for(self, level: float) -> float:
         """The turn for a face whose eye line needs `level` degrees to lie level (`view`'s rule)."""

@@ -5,7 +5,8 @@
 (`Predictor.track`: the crop around its last landmarks, no mirrored read), two with `mirror` (the crop and its
 mirror, as the whole path reads: as accurate as reading each frame alone, BENCHMARKS.md "Live loop"). The detector
 runs when there is no track and every `redetect_every` frames: its faces are matched to the tracks by box overlap
-or centre (`same_place`; a confirmed track costs no read); a track the frame's detection misses (a face turned
+or centre (`same_place`; a confirmed track costs no read unless the detector's box is another size, `same_size`: a read
+that shrank off a turned face is then read afresh from the detector's box); a track the frame's detection misses (a face turned
 towards profile scores low in a whole frame) is looked for in a window around it (`FaceTracker._seen_near`), else
 confirmed by a consistent flip test of its crop (two reads); one neither confirms twice running is dropped. A new
 face costs three reads, one pass from its detector box and the flip test around the landmarks it gives (the whole
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 from kerakp.analysis import BlinkDetector, openness
-from kerakp.data.geometry import box_iou, points_box
+from kerakp.data.geometry import FRONTAL_NORM, box_iou, points_box
 from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
 from kerakp.inference import Candidate, Predictor
@@ -37,9 +38,8 @@ STAGES = ("capture", "detect", "infer", "smooth", "tag", "draw")
 DEFAULT_MIN_CUTOFF, DEFAULT_BETA = 0.3, 100.0  # chosen on the synthetic videos (BENCHMARKS.md, "Live loop")
 NEW_FACE_PASSES = 1   # a new face's refining passes before its flip test (the module docstring)
 NEAR_WINDOW, NEAR_AGREE = 3.0, 0.4   # the look around a track: window / landmark box side, second look's bar
-FRONTAL_NORM = 0.45   # the outer eye corners' distance over the landmark box's side, 1st percentile on 300-W (median 0.59)
 SAME_PLACE_IOU = 0.3   # boxes overlapping by more than this are one face (`same_place`)
-MIN_SIDE, SIZE_JUMP = 12, (0.6, 1.6)   # a track is lost under this box side (px) or outside this size ratio
+MIN_SIDE, SIZE_JUMP = 12, (0.6, 1.6)   # a track is lost under this box side (px) or outside this size ratio to its last read
 MIN_WINDOW = 8   # the smallest window (px) `_seen_near` looks in
 
 
@@ -145,6 +145,16 @@ class LiveStats:
                 "emotion_counts": self.emotion_counts}
 
 
+def side(box: np.ndarray) -> float:
+    """A box's longer side."""
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+def same_size(box: np.ndarray, before: np.ndarray) -> bool:
+    """Whether a face's box is within `SIZE_JUMP` of its size in `before`."""
+    return SIZE_JUMP[0] < side(box) / max(side(before), 1) < SIZE_JUMP[1]
+
+
 def same_place(a: np.ndarray, b: np.ndarray) -> bool:
     """Two boxes of one face: overlapping by IoU over 0.3, or either's centre inside the other (a turned face's
     landmark box is narrower than the box the detector gives it)."""
@@ -174,27 +184,31 @@ class FaceTracker:
 
     def _lost(self, track: Track, points: np.ndarray, shape) -> bool:
         """A track is lost when its landmarks collapse, leave the frame, or jump in size."""
-        box, previous = points_box(points), points_box(track.raw)
+        box = points_box(points)
         if box is None:
             return True
-        side = max(box[2] - box[0], box[3] - box[1])
         centre = (box[:2] + box[2:]) / 2
         inside = 0 <= centre[0] < shape[1] and 0 <= centre[1] < shape[0]
-        ratio = side / max(previous[2] - previous[0], previous[3] - previous[1], 1)
-        return side < MIN_SIDE or not inside or not SIZE_JUMP[0] < ratio < SIZE_JUMP[1]
+        return side(box) < MIN_SIDE or not inside or not same_size(box, points_box(track.raw))
 
     def _new(self, frame: np.ndarray, candidate: Candidate, t: float, stats: LiveStats) -> Track | None:
-        """A track for a newly detected face, read by one pass and the flip test (the module docstring); None
-        where the model reads it inconsistently (a false detection)."""
+        """A track for a newly detected face (`_read`); None where the model reads it inconsistently (a false
+        detection)."""
+        points = self._read(frame, candidate, stats)
+        if points is None:
+            return None
+        track = Track(self.next_id, points, points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta))
+        track.points = track.smoother(points, t)
+        self.next_id += 1
+        return track
+
+    def _read(self, frame: np.ndarray, candidate: Candidate, stats: LiveStats) -> np.ndarray | None:
+        """A detected face's landmarks by one pass and the flip test (the module docstring); None where the model
+        reads it inconsistently."""
         before = self.predictor.crops_read
         (read,) = self.predictor.read_candidates([frame], [[candidate]], passes=NEW_FACE_PASSES)[0]
         stats.model_reads["new"] += self.predictor.crops_read - before
-        if not self._consistent(read.points, read.flip_nme):
-            return None
-        track = Track(self.next_id, read.points, read.points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta))
-        track.points = track.smoother(read.points, t)
-        self.next_id += 1
-        return track
+        return read.points if self._consistent(read.points, read.flip_nme) else None
 
     def _consistent(self, points: np.ndarray | None, flip_nme: float) -> bool:
         """Whether the model read a face consistently: its flip disagreement at most `reject`, measured over
@@ -243,7 +257,10 @@ class FaceTracker:
             boxes = [points_box(track.raw) for track in self.tracks]
             same = [i for i, box in enumerate(boxes) if same_place(candidate.box, box)]
             if same:
-                confirmed.add(self.tracks[max(same, key=lambda i: box_iou(candidate.box, boxes[i]))].id)
+                track = self.tracks[max(same, key=lambda i: box_iou(candidate.box, boxes[i]))]
+                confirmed.add(track.id)
+                if not same_size(candidate.box, points_box(track.raw)):   # a read that shrank or swelled off its face
+                    track.raw = fresh if (fresh := self._read(frame, candidate, stats)) is not None else track.raw
             elif self.max_faces is None or len(self.tracks) < self.max_faces:
                 track = self._new(frame, candidate, t, stats)
                 if track is not None:

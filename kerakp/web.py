@@ -38,8 +38,9 @@ def page_settings(info, name: str) -> dict:
     from kerakp.detect import BLAZEFACE_FULL, BLAZEFACE_SHORT, BlazeFaceDetector, ssd_anchors
     from kerakp.inference import Predictor
     from kerakp.results import SEEN, Columns, table_columns
-    from kerakp.tracking import (FRONTAL_NORM, MIN_SIDE, MIN_WINDOW, NEAR_AGREE, NEAR_WINDOW, NEW_FACE_PASSES,
-                                 SAME_PLACE_IOU, SIZE_JUMP, FaceTracker, OneEuroFilter)
+    from kerakp.data.geometry import FRONTAL_NORM
+    from kerakp.tracking import (MIN_SIDE, MIN_WINDOW, NEAR_AGREE, NEAR_WINDOW, NEW_FACE_PASSES, SAME_PLACE_IOU,
+                                 SIZE_JUMP, FaceTracker, OneEuroFilter)
 
     schema, predictor = info.schema, _defaults(Predictor)
     blazeface, tracker = _defaults(BlazeFaceDetector), _defaults(FaceTracker)
@@ -61,7 +62,7 @@ def page_settings(info, name: str) -> dict:
                   "norm": list(schema.norm) if schema.norm else None, "offsets": offsets.tolist(),
                   "point_spread": list(info.point_spread)},
         "predict": {"passes": predictor["passes"], "turn": predictor["turn"], "overlap": predictor["overlap"],
-                    "max_roll": predictor["max_roll"], "dark": predictor["dark"]},
+                    "max_roll": predictor["max_roll"], "dark": predictor["dark"], "frontal_norm": FRONTAL_NORM},
         "detector": {"file": DETECTOR, "size": BLAZEFACE_SHORT.size,
                      "anchors": ssd_anchors(BLAZEFACE_SHORT.size, BLAZEFACE_SHORT.layers).tolist(),
                      "min_score": blazeface["min_score"], "iou": blazeface["iou"], "tiles": blazeface["tiles"],
@@ -72,7 +73,7 @@ def page_settings(info, name: str) -> dict:
                   "beta": tracker["beta"], "d_cutoff": _defaults(OneEuroFilter)["d_cutoff"],
                   "tiles_per_call": 1,     # FaceTracker's detector reads one tile per empty frame
                   "new_face_passes": NEW_FACE_PASSES, "near_window": NEAR_WINDOW, "near_agree": NEAR_AGREE,
-                  "frontal_norm": FRONTAL_NORM, "same_place_iou": SAME_PLACE_IOU, "min_side": MIN_SIDE,
+                  "same_place_iou": SAME_PLACE_IOU, "min_side": MIN_SIDE,
                   "size_jump": list(SIZE_JUMP), "min_window": MIN_WINDOW},
         "pose": pose,
         "visibility": {"table": visibility_table().tolist(), "seen": SEEN} if seen else None,

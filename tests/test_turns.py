@@ -111,3 +111,42 @@ def test_a_read_collapsed_to_one_point_is_not_a_consistent_face():
 
     tracker = SimpleNamespace(predictor=SimpleNamespace(schema=get_schema("ibug68")), reject=0.1)
     assert not FaceTracker._consistent(tracker, np.zeros((68, 2)), 0.0)   # was a ZeroDivisionError in the live loop
+
+
+def test_the_next_crop_turns_less_as_the_eye_line_shortens():
+    """`view_turn`: a read's eye line sets the next crop's turn in full on a frontal face, by its `sureness` squared
+    near profile, where a point's error over a short eye line is tens of degrees (the tracked read then spiralled
+    off a turning head)."""
+    from kerakp.data.geometry import FRONTAL_NORM, level_turn, sureness, view_turn
+
+    frames = list(turning_video_frames(31, 320, 240))
+    frontal, profile = frames[0][1], frames[15][1]             # yaw 0 and 80
+    assert sureness(frontal, (36, 45)) == 1.0 and view_turn(frontal, (36, 45)) == level_turn(frontal, (36, 45))
+    tilted = profile.copy()
+    tilted[45, 1] += 0.1 * np.ptp(profile[:, 1])               # the far eye corner read 10 % of the face low
+    sure = sureness(tilted, (36, 45))
+    assert 0.3 < sure < 0.6 and abs(level_turn(tilted, (36, 45))) > 20
+    assert np.isclose(view_turn(tilted, (36, 45)), level_turn(tilted, (36, 45)) * sure ** 2)
+    assert abs(view_turn(tilted, (36, 45))) < abs(level_turn(tilted, (36, 45))) / 3
+    missing = frontal.copy()
+    missing[36] = np.nan
+    assert np.isnan(sureness(missing, (36, 45))) and view_turn(missing, (36, 45)) == 0.0
+    assert 0 < FRONTAL_NORM < 1
+
+
+def test_a_track_read_off_its_face_is_read_afresh_where_the_detector_finds_it():
+    """A tracked read that shrank off its face (a third of its size) is re-read from the detector's box at the
+    next detection, keeping its id."""
+    from kerakp.data.geometry import points_box
+    from kerakp.inference import Predictor
+    from kerakp.tracking import FaceTracker, LiveStats, side
+
+    frames = list(turning_video_frames(3, 320, 240, max_yaw=0.0))
+    tracker, stats = FaceTracker(Predictor("kerakp/presets/300w_fast.tflite"), redetect_every=1), LiveStats()
+    (track,) = tracker.step(frames[0][0], 0.0, stats)
+    truth = side(points_box(frames[1][1]))
+    centre = track.raw.mean(axis=0)
+    track.raw = centre + (track.raw - centre) / 3
+    (again,) = tracker.step(frames[1][0], 1 / 30, stats)
+    assert again.id == track.id and abs(side(points_box(again.raw)) / truth - 1) < 0.2
+    assert stats.model_reads["new"] == 6                     # the first face's three reads and the re-read's three

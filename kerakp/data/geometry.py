@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+FRONTAL_NORM = 0.45   # the outer eye corners' distance over the landmark box's side, 1st percentile on 300-W (median 0.59)
+
 
 @dataclass(frozen=True)
 class CropBox:
@@ -93,6 +95,24 @@ def level_turn(points: np.ndarray, pair) -> float:
     (x0, y0), (x1, y1) = points[pair[0]], points[pair[1]]
     angle = -np.degrees(np.arctan2(y1 - y0, x1 - x0))
     return 0.0 if np.isnan(angle) else float(angle)
+
+
+def sureness(points: np.ndarray, pair) -> float:
+    """How far a read's outer eye corners (`pair`) are apart, in `FRONTAL_NORM` box sides, at most 1: under 1 for a
+    face turned towards profile, whose eye line a read gets less surely; NaN where either point is missing."""
+    box = points_box(points)
+    if box is None:
+        return np.nan
+    ratio = np.linalg.norm(points[pair[1]] - points[pair[0]]) / (FRONTAL_NORM * max(box[2] - box[0], box[3] - box[1], 1e-6))
+    return float(np.minimum(ratio, 1.0))
+
+
+def view_turn(points: np.ndarray, pair) -> float:
+    """`level_turn` of read landmarks times their `sureness` squared: towards profile the outer eye corners close up
+    and their line's angle, a point's error over a short distance, would turn the next crop by tens of degrees, and
+    a read that sets its own next crop spirals away from the face (BENCHMARKS.md "Head poses")."""
+    sure = sureness(points, pair)
+    return level_turn(points, pair) * sure ** 2 if np.isfinite(sure) else 0.0
 
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -53,6 +53,16 @@ export function levelTurn(points, pair) {
   return Number.isNaN(angle) ? 0 : angle;
 }
 
+// levelTurn of read points times their sureness squared: the eye corners' distance over frontalNorm box sides,
+// at most 1 (`view_turn`: near profile the eye line's angle is a point's error over a short distance).
+export function viewTurn(points, pair, frontalNorm) {
+  const box = pointsBox(points);
+  if (!box) return 0;
+  const [a, b] = [points[pair[0]], points[pair[1]]];
+  const sure = Math.min(1, Math.hypot(b[0] - a[0], b[1] - a[1]) / (frontalNorm * Math.max(box[2] - box[0], box[3] - box[1], 1e-6)));
+  return Number.isFinite(sure) ? levelTurn(points, pair) * sure * sure : 0;
+}
+
 // The landmark box whose crop is the whole image, centred.
 export function wholeImageBox(height, width, scale) {
   const half = Math.max(height, width) / scale / 2, cx = (width - 1) / 2, cy = (height - 1) / 2;

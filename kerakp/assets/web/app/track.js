@@ -3,7 +3,7 @@
 // frame with one read each, the detector on a budget, a missed track looked for around it, and One Euro
 // filters. Settings: the export's JSON.
 import {calibratedBox, cut} from "./detect.js";
-import {boxIou, cropFace, invert, levelTurn, mirror, pointsBox, transformPoints, wholeImageBox} from "./crop.js";
+import {boxIou, cropFace, invert, levelTurn, mirror, pointsBox, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
 import {decode, flipPoints, nanMean, pointSpread, withOffsets} from "./decode.js";
 
 const now = () => performance.now();
@@ -26,9 +26,10 @@ export class Predictor {
     return s.upright ? level : Math.sign(level) * Math.max(0, Math.abs(level) - s.max_roll);
   }
 
-  // Where the next read crops around predicted points: their box, and their turn (`Predictor.view`).
+  // Where the next read crops around predicted points: their box, and their turn, less near profile (`Predictor.view`).
   view(points) {
-    return [pointsBox(points), this.turnFor(this.settings.norm ? levelTurn(points, this.settings.norm) : 0)];
+    const s = this.settings;
+    return [pointsBox(points), this.turnFor(s.norm ? viewTurn(points, s.norm, s.frontal_norm) : 0)];
   }
 
   // First-pass candidates: {box, score, detected, turn} per detected face (or the whole image).
@@ -192,6 +193,11 @@ export class FaceSmoother {
 
 // Two boxes of one face (`same_place`): overlapping by IoU over `iou`, or either's centre inside the other (a
 // turned face's landmark box is narrower than the box the detector gives it).
+// A box's longer side.
+function side(box) {
+  return Math.max(box[2] - box[0], box[3] - box[1]);
+}
+
 export function samePlace(a, b, iou) {
   const centreIn = (box, other) => {
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
@@ -216,14 +222,17 @@ export class FaceTracker {
   }
 
   lost(track, points, image) {
-    const box = pointsBox(points), previous = pointsBox(track.raw);
+    const box = pointsBox(points);
     if (!box) return true;
-    const side = Math.max(box[2] - box[0], box[3] - box[1]);
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
     const inside = cx >= 0 && cx < image.width && cy >= 0 && cy < image.height;
-    const ratio = side / Math.max(previous[2] - previous[0], previous[3] - previous[1], 1);
-    const {min_side: minSide, size_jump: [low, high]} = this.settings;
-    return side < minSide || !inside || !(ratio > low && ratio < high);
+    return side(box) < this.settings.min_side || !inside || !this.sameSize(box, pointsBox(track.raw));
+  }
+
+  // Whether a face's box is within size_jump of its size in `before` (`same_size`).
+  sameSize(box, before) {
+    const ratio = side(box) / Math.max(side(before), 1), [low, high] = this.settings.size_jump;
+    return ratio > low && ratio < high;
   }
 
   // Whether the model read a face consistently (`FaceTracker._consistent`): its flip disagreement at most
@@ -233,7 +242,7 @@ export class FaceTracker {
     if (!norm || !box) return flipNme <= s.reject;
     const [a, b] = [points[norm[0]], points[norm[1]]];
     const distance = Math.hypot(b[0] - a[0], b[1] - a[1]);
-    const unit = Math.max(distance, s.frontal_norm * Math.max(box[2] - box[0], box[3] - box[1]));
+    const unit = Math.max(distance, this.predictor.settings.frontal_norm * Math.max(box[2] - box[0], box[3] - box[1]));
     return unit > 0 && flipNme * distance / unit <= s.reject;   // a read collapsed to a point is no face
   }
 
@@ -267,7 +276,12 @@ export class FaceTracker {
       const same = boxes.flatMap((box, i) => (samePlace(candidate.box, box, s.same_place_iou) ? [i] : []));
       if (same.length) {   // the one overlapping most (the first of equals)
         const overlaps = same.map((i) => boxIou(candidate.box, boxes[i]));
-        confirmed.add(this.tracks[same[overlaps.indexOf(Math.max(...overlaps))]].id);
+        const track = this.tracks[same[overlaps.indexOf(Math.max(...overlaps))]];
+        confirmed.add(track.id);
+        if (!this.sameSize(candidate.box, pointsBox(track.raw))) {   // a read that shrank or swelled off its face
+          const read = await this.predictor.readCandidate(image, candidate, s.new_face_passes);
+          if (this.consistent(read.points, read.flipNme)) track.raw = read.points;
+        }
       } else if (s.max_faces === null || this.tracks.length < s.max_faces) {
         const read = await this.predictor.readCandidate(image, candidate, s.new_face_passes);
         if (!this.consistent(read.points, read.flipNme)) continue;
