@@ -156,15 +156,17 @@ class Landmarker:
         return Path(export_model(self.path, format, quantize, out, calibration, overwrite)["file"])
 
     def fit_detector(self, data, images: int = 400, detector: str | None = None, offsets: bool = True, out=None,
-                     format: str = "auto", progress: bool = True, overwrite: bool = False) -> "Landmarker":
+                     format: str = "auto", progress: bool = True, overwrite: bool = False, extra=()) -> "Landmarker":
         """Refit the box calibration of every detector (or one), the point offsets (unless not `offsets`) and the
-        points' spread on the training part of `data`; writes the model (in place, or to `out`: an existing file
-        only with `overwrite`) and returns a Landmarker of it (`info.describe_fit()` says what was fitted)."""
+        points' spread on the training part of `data`; the box calibration also on up to `images` faces of each
+        `extra` set (turned copies from `kerakp profile`: their part a run with `split_extra` trains on). Writes
+        the model (in place, or to `out`: an existing file only with `overwrite`) and returns a Landmarker of it
+        (`info.describe_fit()` says what was fitted)."""
         from kerakp.data.dataset import model_subset
         from kerakp.data.formats import load_dataset
         from kerakp.io import refuse_existing
         from kerakp.runtime import save_metadata
-        from kerakp.train import calibrate_detector, calibrate_points
+        from kerakp.train import calibrate_detector, calibrate_points, training_extras
 
         if out is not None:
             refuse_existing(out, overwrite)
@@ -173,9 +175,15 @@ class Landmarker:
         data = load_dataset(data, format)
         if data.schema.name != self.info.markup:
             raise KerakpError(f"{data.source}: markup {data.schema.name}, but the model predicts {self.info.markup}")
-        data = model_subset(data, self.info.split, "train") if self.info.split else data  # no split recorded: every image
+        turned = [load_dataset(path) for path in extra]
+        for other in turned:
+            if other.schema.name != data.schema.name:
+                raise KerakpError(f"{other.source}: markup {other.schema.name}, but {data.source} is {data.schema.name}")
+        if self.info.split:   # no split recorded: every image
+            held_out = set(model_subset(data, self.info.split, "val").persons)
+            data, turned = model_subset(data, self.info.split, "train"), training_extras(turned, self.info.split, held_out)
         seed = self.info.split.get("seed", 0)
-        fitted = calibrate_detector(data, images, seed, progress, names=[detector] if detector else None)
+        fitted = calibrate_detector([data, *turned], images, seed, progress, names=[detector] if detector else None)
         info = self.info.replace(box_calibration={**self.info.box_calibration, **fitted})
         kept = None if offsets else (self.info.point_offsets or None)   # the spread is fitted with the offsets in use
         fitted_offsets, spread = calibrate_points(self.model, data, images, seed, progress, offsets=kept)

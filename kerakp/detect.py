@@ -316,11 +316,13 @@ def calibration_for(info, detector: Detector) -> BoxCalibration:
 def fit_box_calibration(detector: Detector, images, keypoints, min_overlap: float = 0.4) -> BoxCalibration:
     """Median offset and scale between detector boxes and landmark boxes on labelled images (per image, the
     detected face nearest the labelled one, if its centre lies within `min_overlap` box widths), and, for a
-    detector that sees the eyes, the least-squares fit of the same from where it saw them (`BoxCalibration`)."""
+    detector that sees the eyes, the least-squares fit of the same from where it saw them (`BoxCalibration`). A
+    face with a point unlabelled (AFLW's hidden points) is passed over: its labelled points' box is not its
+    landmark box."""
     rows, features = [], []
     for image, points in zip(images, keypoints):
         target = points_box(points)
-        if target is None:
+        if target is None or np.isnan(points).any():
             continue
         centre = (target[:2] + target[2:]) / 2
         nearest = min(detector.faces(image), key=lambda f: np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre),

@@ -45,9 +45,12 @@ def _sample(data: LandmarkSet, count: int, seed: int, desc: str, progress: bool)
     return (data.image(i) for i in tqdm(chosen, desc=desc, disable=None if progress else True, unit="img")), data.keypoints[chosen]
 
 
-def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool = True, names=None) -> dict:
+def calibrate_detector(sets: list[LandmarkSet], count: int, seed: int, progress: bool = True, names=None) -> dict:
     """Fit each detector's box -> landmark-box mapping (`names`, default every detector this installation
-    can run) on up to `count` training images."""
+    can run) on up to `count` training images of each set in the first one's markup (the main set, and turned
+    copies from `kerakp profile` beside it, so that a turned face's box is fitted too; faces missing a point are
+    passed over, `fit_box_calibration`)."""
+    full = [s for s in sets if len(s) and s.schema.name == sets[0].schema.name]
     fitted = {}
     for name in (names or DETECTORS) if count > 0 else ():
         try:
@@ -56,8 +59,17 @@ def calibrate_detector(data: LandmarkSet, count: int, seed: int, progress: bool 
             if names:
                 raise
             continue    # Haar on OpenCV 5: no cascades to fit
-        fitted[name] = fit_box_calibration(detector, *_sample(data, count, seed, f"fitting {name} boxes", progress)).to_dict()
+        samples = [_sample(s, count, seed, f"fitting {name} boxes ({Path(s.source).name})", progress) for s in full]
+        images = (image for some, _ in samples for image in some)
+        fitted[name] = fit_box_calibration(detector, images, np.concatenate([k for _, k in samples])).to_dict()
     return fitted
+
+
+def training_extras(extra: list[LandmarkSet], split: dict, held_out: set) -> list[LandmarkSet]:
+    """The part of each extra set a run with `split_extra` trains on: its own training share by the run's split,
+    less any face of a person the main set holds out (a profiled copy of a validation face)."""
+    extra = [e.subset(split_by_person(e, split["val_fraction"], split["seed"])[0]) for e in extra]
+    return [e.subset([i for i, person in enumerate(e.persons) if person not in held_out]) for e in extra]
 
 
 def calibrate_points(model, data: LandmarkSet, count: int, seed: int, progress: bool = True,
@@ -283,10 +295,11 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     train_idx, val_idx = split_by_person(data, split["val_fraction"], split["seed"])
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     extra = extra_sets(config, data.schema)
-    if config.split_extra:   # their held-out share is where `model_subset(..., "val")` finds it again
-        extra = [e.subset(split_by_person(e, split["val_fraction"], split["seed"])[0]) for e in extra]
     held_out = set(val_set.persons)   # a validation person's faces in an extra set (profiled copies) never train
-    extra = [e.subset([i for i, person in enumerate(e.persons) if person not in held_out]) for e in extra]
+    if config.split_extra:   # their held-out share is where `model_subset(..., "val")` finds it again
+        extra = training_extras(extra, split, held_out)
+    else:
+        extra = [e.subset([i for i, person in enumerate(e.persons) if person not in held_out]) for e in extra]
     labels = None   # the teacher's labels of the unlabelled images, made once per run
     if teacher is not None and config.unlabelled:
         cached = out / UNLABELLED_FILE
@@ -295,7 +308,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     crop = CropRule(config.input_size, config.crop_scale, config.upright, config.face_box == "image")
     loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing, cache_mb=config.cache_mb)
     calibration = ({} if resume else
-                   calibrate_detector(train_set, config.calibration_images if config.face_box == "landmarks" else 0,
+                   calibrate_detector([train_set, *extra], config.calibration_images if config.face_box == "landmarks" else 0,
                                       config.seed, progress, [config.detector] if config.detector else None))
     with training_context(config, progress) as devices:
         if resume:

@@ -1,6 +1,7 @@
 """The command line end to end: help, train -> evaluate -> predict on real faces, resume, and bad input."""
 import json
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,6 +248,16 @@ def test_fit_detector_refits_the_box_calibration_and_point_offsets(trained, ytf6
     refitted = load_keras_model(again)
     assert refitted.box_calibration["haar"] == fitted.box_calibration["haar"] and refitted.box_calibration["blazeface"]["samples"] == 10
     assert np.array_equal(refitted.point_offsets, fitted.point_offsets)
+    # --extra: another set's training part fits the box too (turned copies); one of another markup is refused
+    turned = tmp_path / "turned.keras"
+    result = run("fit-detector", out, "--data", ytf68_subset, "--images", 10, "--detector", "blazeface", "--extra", ytf68_subset, "--out", turned)
+    assert result.exit_code == 0, result.output
+    assert 10 < load_keras_model(turned).box_calibration["blazeface"]["samples"] <= 20
+    five = tmp_path / "five.csv"
+    cv2.imwrite(str(tmp_path / "face.png"), np.zeros((64, 64, 3), np.uint8))
+    five.write_text("image,x1,y1,x2,y2,x3,y3,x4,y4,x5,y5\nface.png,20,20,40,20,30,30,22,40,38,40\n")
+    wrong = run("fit-detector", out, "--data", ytf68_subset, "--extra", five, "--out", tmp_path / "never.keras")
+    assert wrong.exit_code == 2 and "markup five, but" in wrong.output and not (tmp_path / "never.keras").exists(), wrong.output
 
 
 @pytest.mark.parametrize("fmt, markup", [("ytf68", "ibug68"), ("pts", "ibug68"), ("csv", "five")])

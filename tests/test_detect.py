@@ -169,6 +169,8 @@ def test_fit_box_calibration_uses_the_detected_face_nearest_the_labelled_one():
     points = np.array([[110.0, 115], [140, 145]])
     fitted = fit_box_calibration(TwoFaces(), [None], [points])
     assert fitted.samples == 1 and np.isclose(fitted.scale, 30 / 50) and np.isclose(fitted.dy, 5 / 50)
+    partial = np.array([[110.0, 115], [np.nan, np.nan], [140, 145]])   # a hidden point: no landmark box to fit
+    assert fit_box_calibration(TwoFaces(), [None, None], [points, partial]).samples == 1
 
 
 def test_the_box_calibration_follows_where_the_detector_saw_the_eyes():
@@ -225,7 +227,7 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 from kerakp.data.formats import load_dataset
 from kerakp.train import calibrate_detector
-fitted = calibrate_detector(load_dataset({str(synthetic_csv)!r}), 12, seed=0, progress=False, names=["blazeface"])
+fitted = calibrate_detector([load_dataset({str(synthetic_csv)!r})], 12, seed=0, progress=False, names=["blazeface"])
 assert fitted["blazeface"]["samples"] >= 10, fitted
 print("ok", fitted["blazeface"]["scale"])
 """

@@ -135,22 +135,26 @@ def compare(backbones, data_path, data_format, budget, config_path, weights_dir,
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="The full-size labelled set MODEL trained on.")
 @data_format_option()
 @click.option("--images", default=400, show_default=True, type=click.IntRange(min=1), help="Training images to fit on.")
+@click.option("--extra", "extra", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A set of turned faces (a `kerakp profile` folder, the model's markup) whose training part also "
+                   "fits the box calibration, up to --images faces of it (repeatable).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the model here instead of replacing MODEL.")
 @click.option("--detector", help="Fit only this face detector's box calibration, keeping the others (default: every detector).")
 @click.option("--offsets/--no-offsets", default=True, show_default=True, help="Also refit the point offsets.")
 @overwrite_option("Replace --out if it exists.")
-def fit_detector(model, data_path, data_format, images, out, detector, offsets, overwrite):
+def fit_detector(model, data_path, data_format, images, extra, out, detector, offsets, overwrite):
     """Fit MODEL's detector-box -> landmark-box calibrations and its point offsets on the training part of DATA.
 
     `kerakp train` does this itself; a model trained on compact face crops (scripts/gpu_train.sh) needs it
     afterwards on the original images, where the detector sees whole faces. The point offsets are the median
     residuals of the model's final landmarks per point, added back at inference. An exported model (.tflite,
-    .onnx) gets them in its <file>.json. Without --out, MODEL is replaced.
+    .onnx) gets them in its <file>.json. Without --out, MODEL is replaced. `--extra runs/profiled_300w` fits the
+    box on turned faces too (`kerakp profile`'s copies; faces with hidden points, as AFLW's, cannot fit a box).
     """
     from kerakp.api import Landmarker
 
     fitted = Landmarker(model, box="full").fit_detector(data_path, images, detector, offsets, out, data_format,
-                                                        overwrite=overwrite)
+                                                        overwrite=overwrite, extra=extra)
     for line in fitted.info.describe_fit():
         click.echo(line)
     click.echo(f"wrote {full(fitted.path)}")
