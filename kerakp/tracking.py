@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from kerakp.analysis import BlinkDetector, openness
-from kerakp.data.geometry import FRONTAL_NORM, box_iou, points_box
+from kerakp.data.geometry import FRONTAL_NORM, box_iou, points_box, sureness
 from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
 from kerakp.inference import Candidate, Predictor
@@ -41,6 +41,7 @@ NEAR_WINDOW, NEAR_AGREE = 3.0, 0.4   # the look around a track: window / landmar
 SAME_PLACE_IOU = 0.3   # boxes overlapping by more than this are one face (`same_place`)
 MIN_SIDE, SIZE_JUMP = 12, (0.6, 1.6)   # a track is lost under this box side (px) or outside this size ratio to its last read
 MIN_WINDOW = 8   # the smallest window (px) `_seen_near` looks in
+HELD_SIDE = (0.9, 1.25)   # a turned face's next crop keeps its side within this of `Track.side`
 
 
 class OneEuroFilter:
@@ -110,6 +111,7 @@ class Track:
     misses: int = 0
     blinks: BlinkDetector = field(default_factory=BlinkDetector)
     eyes_closed: bool = False
+    side: float = 0.0   # its box side when last read frontal or from a detector box (`FaceTracker._view`)
 
 
 @dataclass
@@ -183,13 +185,33 @@ class FaceTracker:
             self.near.agree = NEAR_AGREE
 
     def _lost(self, track: Track, points: np.ndarray, shape) -> bool:
-        """A track is lost when its landmarks collapse, leave the frame, or jump in size."""
+        """A track is lost when its landmarks collapse, leave the frame, or jump in size from its crop's (`_view`)."""
         box = points_box(points)
         if box is None:
             return True
         centre = (box[:2] + box[2:]) / 2
         inside = 0 <= centre[0] < shape[1] and 0 <= centre[1] < shape[0]
-        return side(box) < MIN_SIDE or not inside or not same_size(box, points_box(track.raw))
+        return side(box) < MIN_SIDE or not inside or not same_size(box, points_box(self._view(track)))
+
+    def _keep(self, track: Track, points: np.ndarray, anchored: bool = False) -> None:
+        """A read becomes the track's landmarks; its size becomes the track's `side` where it is sure: a frontal
+        read (`sureness` 1) or one from a detector box (`anchored`)."""
+        norm = self.predictor.schema.norm
+        track.raw = points
+        if anchored or not norm or sureness(points, norm) >= 1.0:
+            track.side = side(points_box(points))
+
+    def _view(self, track: Track) -> np.ndarray:
+        """The landmarks the next crop is set around: the last read, scaled about its centre into `HELD_SIDE` of
+        the track's `side`. A turned face's read is a less sure measure of its size, and a read a little small
+        would set a smaller crop, be read smaller again, and spiral off the face."""
+        box = points_box(track.raw)
+        now = side(box)
+        held = float(np.clip(now, HELD_SIDE[0] * track.side, HELD_SIDE[1] * track.side)) if track.side else now
+        if held == now or now <= 0:
+            return track.raw
+        centre = (box[:2] + box[2:]) / 2
+        return centre + (track.raw - centre) * (held / now)
 
     def _new(self, frame: np.ndarray, candidate: Candidate, t: float, stats: LiveStats) -> Track | None:
         """A track for a newly detected face (`_read`); None where the model reads it inconsistently (a false
@@ -197,7 +219,8 @@ class FaceTracker:
         points = self._read(frame, candidate, stats)
         if points is None:
             return None
-        track = Track(self.next_id, points, points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta))
+        track = Track(self.next_id, points, points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta),
+                      side=side(points_box(points)))
         track.points = track.smoother(points, t)
         self.next_id += 1
         return track
@@ -228,7 +251,7 @@ class FaceTracker:
         if self._seen_near(frame, track):
             return True
         before = self.predictor.crops_read
-        means, scores, _ = self.predictor.flip_test([frame], [self.predictor.view(track.raw)])
+        means, scores, _ = self.predictor.flip_test([frame], [self.predictor.view(self._view(track))])
         stats.model_reads["tracked"] += self.predictor.crops_read - before
         return self._consistent(means[0], float(scores[0]))
 
@@ -260,7 +283,8 @@ class FaceTracker:
                 track = self.tracks[max(same, key=lambda i: box_iou(candidate.box, boxes[i]))]
                 confirmed.add(track.id)
                 if not same_size(candidate.box, points_box(track.raw)):   # a read that shrank or swelled off its face
-                    track.raw = fresh if (fresh := self._read(frame, candidate, stats)) is not None else track.raw
+                    if (fresh := self._read(frame, candidate, stats)) is not None:
+                        self._keep(track, fresh, anchored=True)
             elif self.max_faces is None or len(self.tracks) < self.max_faces:
                 track = self._new(frame, candidate, t, stats)
                 if track is not None:
@@ -279,12 +303,12 @@ class FaceTracker:
         """Read every track once, drop the lost, run the detector when due, smooth; the live tracks."""
         started, before = time.perf_counter(), self.predictor.crops_read
         for track in list(self.tracks):
-            points = self.predictor.track(frame, track.raw, self.mirror)
+            points = self.predictor.track(frame, self._view(track), self.mirror)
             if self._lost(track, points, frame.shape):
                 self.tracks.remove(track)
                 stats.track_losses += 1
                 continue
-            track.raw = points
+            self._keep(track, points)
         stats.model_reads["tracked"] += self.predictor.crops_read - before
         if self.tracks:
             stats.timed("infer", started)

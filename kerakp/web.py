@@ -39,8 +39,8 @@ def page_settings(info, name: str) -> dict:
     from kerakp.inference import Predictor
     from kerakp.results import SEEN, Columns, table_columns
     from kerakp.data.geometry import FRONTAL_NORM
-    from kerakp.tracking import (MIN_SIDE, MIN_WINDOW, NEAR_AGREE, NEAR_WINDOW, NEW_FACE_PASSES, SAME_PLACE_IOU,
-                                 SIZE_JUMP, FaceTracker, OneEuroFilter)
+    from kerakp.tracking import (HELD_SIDE, MIN_SIDE, MIN_WINDOW, NEAR_AGREE, NEAR_WINDOW, NEW_FACE_PASSES,
+                                 SAME_PLACE_IOU, SIZE_JUMP, FaceTracker, OneEuroFilter)
 
     schema, predictor = info.schema, _defaults(Predictor)
     blazeface, tracker = _defaults(BlazeFaceDetector), _defaults(FaceTracker)
@@ -74,7 +74,7 @@ def page_settings(info, name: str) -> dict:
                   "tiles_per_call": 1,     # FaceTracker's detector reads one tile per empty frame
                   "new_face_passes": NEW_FACE_PASSES, "near_window": NEAR_WINDOW, "near_agree": NEAR_AGREE,
                   "same_place_iou": SAME_PLACE_IOU, "min_side": MIN_SIDE,
-                  "size_jump": list(SIZE_JUMP), "min_window": MIN_WINDOW},
+                  "size_jump": list(SIZE_JUMP), "min_window": MIN_WINDOW, "held_side": list(HELD_SIDE)},
         "pose": pose,
         "visibility": {"table": visibility_table().tolist(), "seen": SEEN} if seen else None,
         "columns": table_columns(schema.name, Columns(visibility=seen)),

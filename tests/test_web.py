@@ -81,8 +81,8 @@ def test_the_page_holds_its_models_runtime_and_every_number_from_python(page_fol
     assert (detector["second_look"], detector["agree"], detector["floor"]) == (True, 0.5, 0.2)
     assert np.allclose(detector["full"]["anchors"], ssd_anchors(BLAZEFACE_FULL.size, BLAZEFACE_FULL.layers))
     assert (page_folder / detector["full"]["file"]).stat().st_size == (Path(tracking.__file__).parent / "assets" / "blazeface" / BLAZEFACE_FULL.file).stat().st_size
-    assert (track["near_window"], track["near_agree"], track["same_place_iou"], settings["predict"]["frontal_norm"]) == (
-        tracking.NEAR_WINDOW, tracking.NEAR_AGREE, tracking.SAME_PLACE_IOU, tracking.FRONTAL_NORM)
+    assert (track["near_window"], track["near_agree"], track["same_place_iou"], settings["predict"]["frontal_norm"], tuple(track["held_side"])) == (
+        tracking.NEAR_WINDOW, tracking.NEAR_AGREE, tracking.SAME_PLACE_IOU, tracking.FRONTAL_NORM, tracking.HELD_SIDE)
     assert np.array_equal(settings["visibility"]["table"], visibility_table()) and settings["visibility"]["seen"] == 0.5
     assert settings["model"]["offsets"] == preset.info.point_offsets
     assert settings["columns"] == table_columns("ibug68", Columns(visibility=True))     # v0..v67, as predict --visibility

@@ -53,13 +53,19 @@ export function levelTurn(points, pair) {
   return Number.isNaN(angle) ? 0 : angle;
 }
 
-// levelTurn of read points times their sureness squared: the eye corners' distance over frontalNorm box sides,
-// at most 1 (`view_turn`: near profile the eye line's angle is a point's error over a short distance).
-export function viewTurn(points, pair, frontalNorm) {
+// The eye corners' distance over frontalNorm box sides, at most 1: under 1 for a face turned towards profile
+// (`sureness`; NaN where a point is missing).
+export function sureness(points, pair, frontalNorm) {
   const box = pointsBox(points);
-  if (!box) return 0;
+  if (!box) return NaN;
   const [a, b] = [points[pair[0]], points[pair[1]]];
-  const sure = Math.min(1, Math.hypot(b[0] - a[0], b[1] - a[1]) / (frontalNorm * Math.max(box[2] - box[0], box[3] - box[1], 1e-6)));
+  return Math.min(1, Math.hypot(b[0] - a[0], b[1] - a[1]) / (frontalNorm * Math.max(box[2] - box[0], box[3] - box[1], 1e-6)));
+}
+
+// levelTurn of read points times their sureness squared (`view_turn`: near profile the eye line's angle is a
+// point's error over a short distance).
+export function viewTurn(points, pair, frontalNorm) {
+  const sure = sureness(points, pair, frontalNorm);
   return Number.isFinite(sure) ? levelTurn(points, pair) * sure * sure : 0;
 }
 

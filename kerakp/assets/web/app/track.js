@@ -3,7 +3,7 @@
 // frame with one read each, the detector on a budget, a missed track looked for around it, and One Euro
 // filters. Settings: the export's JSON.
 import {calibratedBox, cut} from "./detect.js";
-import {boxIou, cropFace, invert, levelTurn, mirror, pointsBox, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
+import {boxIou, cropFace, invert, levelTurn, mirror, pointsBox, sureness, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
 import {decode, flipPoints, nanMean, pointSpread, withOffsets} from "./decode.js";
 
 const now = () => performance.now();
@@ -226,7 +226,7 @@ export class FaceTracker {
     if (!box) return true;
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
     const inside = cx >= 0 && cx < image.width && cy >= 0 && cy < image.height;
-    return side(box) < this.settings.min_side || !inside || !this.sameSize(box, pointsBox(track.raw));
+    return side(box) < this.settings.min_side || !inside || !this.sameSize(box, pointsBox(this.view(track)));
   }
 
   // Whether a face's box is within size_jump of its size in `before` (`same_size`).
@@ -250,7 +250,7 @@ export class FaceTracker {
   // consistently by the flip test (`FaceTracker._still_seen`).
   async stillSeen(image, track) {
     if (await this.seenNear(image, track)) return true;
-    const read = await this.predictor.flipTest(image, this.predictor.view(track.raw));
+    const read = await this.predictor.flipTest(image, this.predictor.view(this.view(track)));
     return this.consistent(read.points, read.flipNme);
   }
 
@@ -280,13 +280,14 @@ export class FaceTracker {
         confirmed.add(track.id);
         if (!this.sameSize(candidate.box, pointsBox(track.raw))) {   // a read that shrank or swelled off its face
           const read = await this.predictor.readCandidate(image, candidate, s.new_face_passes);
-          if (this.consistent(read.points, read.flipNme)) track.raw = read.points;
+          if (this.consistent(read.points, read.flipNme)) this.keep(track, read.points, true);
         }
       } else if (s.max_faces === null || this.tracks.length < s.max_faces) {
         const read = await this.predictor.readCandidate(image, candidate, s.new_face_passes);
         if (!this.consistent(read.points, read.flipNme)) continue;
         const smoother = new FaceSmoother(this.predictor.settings.norm, s);
-        const track = {id: this.nextId++, raw: read.points, points: smoother.smooth(read.points, t), smoother, misses: 0};
+        const track = {id: this.nextId++, raw: read.points, points: smoother.smooth(read.points, t), smoother, misses: 0,
+          side: side(pointsBox(read.points))};
         this.tracks.push(track);
         confirmed.add(track.id);
       }
@@ -298,14 +299,32 @@ export class FaceTracker {
     }
   }
 
+  // A read becomes the track's points; its size the track's side where it is sure: frontal (sureness 1) or
+  // read from a detector box (`FaceTracker._keep`).
+  keep(track, points, anchored = false) {
+    const norm = this.predictor.settings.norm;
+    track.raw = points;
+    if (anchored || !norm || sureness(points, norm, this.predictor.settings.frontal_norm) >= 1) track.side = side(pointsBox(points));
+  }
+
+  // The points the next crop is set around: the last read scaled about its centre into held_side of the
+  // track's side (`FaceTracker._view`: a turned face's read is a less sure measure of its size).
+  view(track) {
+    const box = pointsBox(track.raw), now = side(box), [low, high] = this.settings.held_side;
+    const held = track.side ? Math.min(Math.max(now, low * track.side), high * track.side) : now;
+    if (held === now || now <= 0) return track.raw;
+    const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2, k = held / now;
+    return track.raw.map(([x, y]) => [cx + (x - cx) * k, cy + (y - cy) * k]);
+  }
+
   async step(image, t) {
     for (const track of [...this.tracks]) {
-      const points = await this.predictor.track(image, track.raw, this.settings.mirror);
+      const points = await this.predictor.track(image, this.view(track), this.settings.mirror);
       if (this.lost(track, points, image)) {
         this.tracks.splice(this.tracks.indexOf(track), 1);
         continue;
       }
-      track.raw = points;
+      this.keep(track, points);
     }
     const fresh = new Set(this.tracks.map((track) => track.id));
     this.sinceDetect += 1;
