@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from kerakp.analysis import BlinkDetector, openness
-from kerakp.data.geometry import FRONTAL_NORM, box_iou, points_box, sureness
+from kerakp.data.geometry import box_iou, box_side, points_box, sureness
 from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
 from kerakp.inference import Candidate, Predictor
@@ -147,14 +147,9 @@ class LiveStats:
                 "emotion_counts": self.emotion_counts}
 
 
-def side(box: np.ndarray) -> float:
-    """A box's longer side."""
-    return float(max(box[2] - box[0], box[3] - box[1]))
-
-
 def same_size(box: np.ndarray, before: np.ndarray) -> bool:
     """Whether a face's box is within `SIZE_JUMP` of its size in `before`."""
-    return SIZE_JUMP[0] < side(box) / max(side(before), 1) < SIZE_JUMP[1]
+    return SIZE_JUMP[0] < box_side(box) / max(box_side(before), 1) < SIZE_JUMP[1]
 
 
 def same_place(a: np.ndarray, b: np.ndarray) -> bool:
@@ -184,14 +179,16 @@ class FaceTracker:
         if hasattr(self.near, "agree"):
             self.near.agree = NEAR_AGREE
 
-    def _lost(self, track: Track, points: np.ndarray, shape) -> bool:
-        """A track is lost when its landmarks collapse, leave the frame, or jump in size from its crop's (`_view`)."""
+    @staticmethod
+    def _lost(view: np.ndarray, points: np.ndarray, shape) -> bool:
+        """A track is lost when its landmarks collapse, leave the frame, or jump in size from the landmarks its
+        crop was set around (`_view`)."""
         box = points_box(points)
         if box is None:
             return True
         centre = (box[:2] + box[2:]) / 2
         inside = 0 <= centre[0] < shape[1] and 0 <= centre[1] < shape[0]
-        return side(box) < MIN_SIDE or not inside or not same_size(box, points_box(self._view(track)))
+        return box_side(box) < MIN_SIDE or not inside or not same_size(box, points_box(view))
 
     def _keep(self, track: Track, points: np.ndarray, anchored: bool = False) -> None:
         """A read becomes the track's landmarks; its size becomes the track's `side` where it is sure: a frontal
@@ -199,14 +196,14 @@ class FaceTracker:
         norm = self.predictor.schema.norm
         track.raw = points
         if anchored or not norm or sureness(points, norm) >= 1.0:
-            track.side = side(points_box(points))
+            track.side = box_side(points_box(points))
 
     def _view(self, track: Track) -> np.ndarray:
         """The landmarks the next crop is set around: the last read, scaled about its centre into `HELD_SIDE` of
         the track's `side`. A turned face's read is a less sure measure of its size, and a read a little small
         would set a smaller crop, be read smaller again, and spiral off the face."""
         box = points_box(track.raw)
-        now = side(box)
+        now = box_side(box)
         held = float(np.clip(now, HELD_SIDE[0] * track.side, HELD_SIDE[1] * track.side)) if track.side else now
         if held == now or now <= 0:
             return track.raw
@@ -220,7 +217,7 @@ class FaceTracker:
         if points is None:
             return None
         track = Track(self.next_id, points, points, FaceSmoother(self.predictor.schema.norm, self.min_cutoff, self.beta),
-                      side=side(points_box(points)))
+                      side=box_side(points_box(points)))
         track.points = track.smoother(points, t)
         self.next_id += 1
         return track
@@ -235,15 +232,14 @@ class FaceTracker:
 
     def _consistent(self, points: np.ndarray | None, flip_nme: float) -> bool:
         """Whether the model read a face consistently: its flip disagreement at most `reject`, measured over
-        the larger of the read's normalising distance and `FRONTAL_NORM` times its box side, so a face turned
-        towards profile, whose outer eye corners close up, is held to the same standard as a frontal one."""
+        the larger of the read's normalising distance and `FRONTAL_NORM` times its box side (times its
+        `sureness`), so a face turned towards profile, whose outer eye corners close up, is held to the same
+        standard as a frontal one."""
         norm = self.predictor.schema.norm
         box = None if points is None else points_box(points)
         if norm is None or box is None:
             return flip_nme <= self.reject
-        distance = float(np.linalg.norm(points[norm[0]] - points[norm[1]]))
-        unit = max(distance, FRONTAL_NORM * max(box[2] - box[0], box[3] - box[1]))
-        return unit > 0 and flip_nme * distance / unit <= self.reject   # a read collapsed to a point is no face
+        return box_side(box) > 0 and flip_nme * sureness(points, norm) <= self.reject   # a read collapsed to a point is no face
 
     def _still_seen(self, frame: np.ndarray, track: Track, stats: LiveStats) -> bool:
         """For a track the frame's detection did not confirm: whether the detector finds it in a window around
@@ -261,7 +257,7 @@ class FaceTracker:
         the whole frame, is found: BENCHMARKS.md "Faces found by head yaw"), its second look's bar lowered to
         `NEAR_AGREE` since a face is expected there."""
         box = points_box(track.raw)
-        centre, half = (box[:2] + box[2:]) / 2, NEAR_WINDOW / 2 * max(box[2] - box[0], box[3] - box[1], MIN_SIDE)
+        centre, half = (box[:2] + box[2:]) / 2, NEAR_WINDOW / 2 * max(box_side(box), MIN_SIDE)
         x0, y0 = np.maximum(np.floor(centre - half), 0).astype(int)
         x1, y1 = np.minimum(np.ceil(centre + half), [frame.shape[1], frame.shape[0]]).astype(int)
         if x1 - x0 < MIN_WINDOW or y1 - y0 < MIN_WINDOW:
@@ -280,9 +276,10 @@ class FaceTracker:
             boxes = [points_box(track.raw) for track in self.tracks]
             same = [i for i, box in enumerate(boxes) if same_place(candidate.box, box)]
             if same:
-                track = self.tracks[max(same, key=lambda i: box_iou(candidate.box, boxes[i]))]
+                nearest = max(same, key=lambda i: box_iou(candidate.box, boxes[i]))
+                track = self.tracks[nearest]
                 confirmed.add(track.id)
-                if not same_size(candidate.box, points_box(track.raw)):   # a read that shrank or swelled off its face
+                if not same_size(candidate.box, boxes[nearest]):   # a read that shrank or swelled off its face
                     if (fresh := self._read(frame, candidate, stats)) is not None:
                         self._keep(track, fresh, anchored=True)
             elif self.max_faces is None or len(self.tracks) < self.max_faces:
@@ -303,8 +300,9 @@ class FaceTracker:
         """Read every track once, drop the lost, run the detector when due, smooth; the live tracks."""
         started, before = time.perf_counter(), self.predictor.crops_read
         for track in list(self.tracks):
-            points = self.predictor.track(frame, self._view(track), self.mirror)
-            if self._lost(track, points, frame.shape):
+            view = self._view(track)
+            points = self.predictor.track(frame, view, self.mirror)
+            if self._lost(view, points, frame.shape):
                 self.tracks.remove(track)
                 stats.track_losses += 1
                 continue

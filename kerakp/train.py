@@ -65,10 +65,11 @@ def calibrate_detector(sets: list[LandmarkSet], count: int, seed: int, progress:
     return fitted
 
 
-def training_extras(extra: list[LandmarkSet], split: dict, held_out: set) -> list[LandmarkSet]:
-    """The part of each extra set a run with `split_extra` trains on: its own training share by the run's split,
-    less any face of a person the main set holds out (a profiled copy of a validation face)."""
-    extra = [e.subset(split_by_person(e, split["val_fraction"], split["seed"])[0]) for e in extra]
+def training_extras(extra: list[LandmarkSet], split: dict, held_out: set, own_share: bool = True) -> list[LandmarkSet]:
+    """The part of each extra set a run trains on: with `own_share` (`split_extra`) its own training share by the
+    run's split, and never a face of a person the main set holds out (a profiled copy of a validation face)."""
+    if own_share:   # their held-out share is where `model_subset(..., "val")` finds it again
+        extra = [e.subset(split_by_person(e, split["val_fraction"], split["seed"])[0]) for e in extra]
     return [e.subset([i for i, person in enumerate(e.persons) if person not in held_out]) for e in extra]
 
 
@@ -295,11 +296,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     train_idx, val_idx = split_by_person(data, split["val_fraction"], split["seed"])
     train_set, val_set = data.subset(train_idx), data.subset(val_idx)
     extra = extra_sets(config, data.schema)
-    held_out = set(val_set.persons)   # a validation person's faces in an extra set (profiled copies) never train
-    if config.split_extra:   # their held-out share is where `model_subset(..., "val")` finds it again
-        extra = training_extras(extra, split, held_out)
-    else:
-        extra = [e.subset([i for i, person in enumerate(e.persons) if person not in held_out]) for e in extra]
+    extra = training_extras(extra, split, set(val_set.persons), config.split_extra)
     labels = None   # the teacher's labels of the unlabelled images, made once per run
     if teacher is not None and config.unlabelled:
         cached = out / UNLABELLED_FILE

@@ -137,18 +137,18 @@ def test_the_next_crop_turns_less_as_the_eye_line_shortens():
 def test_a_track_read_off_its_face_is_read_afresh_where_the_detector_finds_it():
     """A tracked read that shrank off its face (a third of its size) is re-read from the detector's box at the
     next detection, keeping its id."""
-    from kerakp.data.geometry import points_box
+    from kerakp.data.geometry import box_side, points_box
     from kerakp.inference import Predictor
-    from kerakp.tracking import FaceTracker, LiveStats, side
+    from kerakp.tracking import FaceTracker, LiveStats
 
     frames = list(turning_video_frames(3, 320, 240, max_yaw=0.0))
     tracker, stats = FaceTracker(Predictor("kerakp/presets/300w_fast.tflite"), redetect_every=1), LiveStats()
     (track,) = tracker.step(frames[0][0], 0.0, stats)
-    truth = side(points_box(frames[1][1]))
+    truth = box_side(points_box(frames[1][1]))
     centre = track.raw.mean(axis=0)
     track.raw, track.side = centre + (track.raw - centre) / 3, 0.0   # no size held for it (`_view`)
     (again,) = tracker.step(frames[1][0], 1 / 30, stats)
-    assert again.id == track.id and abs(side(points_box(again.raw)) / truth - 1) < 0.2
+    assert again.id == track.id and abs(box_side(points_box(again.raw)) / truth - 1) < 0.2
     assert stats.model_reads["new"] == 6                     # the first face's three reads and the re-read's three
 
 
@@ -156,22 +156,22 @@ def test_a_turned_face_keeps_the_size_it_was_last_read_frontal_at():
     """The next crop of a turned face is set within `HELD_SIDE` of its size when last read frontal: a read near
     profile a little small would otherwise shrink the crop frame after frame (a student's read did, off the face);
     a frontal read sets the size again."""
-    from kerakp.data.geometry import points_box
+    from kerakp.data.geometry import box_side, points_box
     from kerakp.inference import Predictor
-    from kerakp.tracking import HELD_SIDE, FaceTracker, side
+    from kerakp.tracking import HELD_SIDE, FaceTracker
 
     frames = list(turning_video_frames(31, 320, 240))
     frontal, profile = frames[0][1], frames[15][1]
     tracker = FaceTracker(Predictor("kerakp/presets/300w_fast.tflite"))
     track = type("T", (), {"raw": frontal, "side": 0.0})()
     tracker._keep(track, frontal)
-    assert track.side == side(points_box(frontal))
+    assert track.side == box_side(points_box(frontal))
     centre = profile.mean(axis=0)
     small = centre + (profile - centre) * 0.5                  # a turned read at half the size
     tracker._keep(track, small)
-    assert track.side == side(points_box(frontal))             # not sure of it: the size stays
+    assert track.side == box_side(points_box(frontal))             # not sure of it: the size stays
     view = tracker._view(track)
-    assert np.isclose(side(points_box(view)), HELD_SIDE[0] * track.side)
+    assert np.isclose(box_side(points_box(view)), HELD_SIDE[0] * track.side)
     assert np.allclose(points_box(view).reshape(2, 2).mean(axis=0), points_box(small).reshape(2, 2).mean(axis=0))
     tracker._keep(track, small, anchored=True)                 # read from a detector box: the size follows
-    assert track.side == side(points_box(small)) and tracker._view(track) is track.raw
+    assert track.side == box_side(points_box(small)) and tracker._view(track) is track.raw

@@ -68,6 +68,7 @@ def photo(page_folder) -> str:
 def test_the_page_holds_its_models_runtime_and_every_number_from_python(page_folder):
     from kerakp import tracking
     from kerakp.analysis import visibility_table
+    from kerakp.data.geometry import FRONTAL_NORM
     from kerakp.detect import BLAZEFACE_FULL, BLAZEFACE_SHORT, ssd_anchors
     from kerakp.results import Columns, table_columns
     from kerakp.runtime import LiteRTModel, open_model
@@ -82,7 +83,7 @@ def test_the_page_holds_its_models_runtime_and_every_number_from_python(page_fol
     assert np.allclose(detector["full"]["anchors"], ssd_anchors(BLAZEFACE_FULL.size, BLAZEFACE_FULL.layers))
     assert (page_folder / detector["full"]["file"]).stat().st_size == (Path(tracking.__file__).parent / "assets" / "blazeface" / BLAZEFACE_FULL.file).stat().st_size
     assert (track["near_window"], track["near_agree"], track["same_place_iou"], settings["predict"]["frontal_norm"], tuple(track["held_side"])) == (
-        tracking.NEAR_WINDOW, tracking.NEAR_AGREE, tracking.SAME_PLACE_IOU, tracking.FRONTAL_NORM, tracking.HELD_SIDE)
+        tracking.NEAR_WINDOW, tracking.NEAR_AGREE, tracking.SAME_PLACE_IOU, FRONTAL_NORM, tracking.HELD_SIDE)
     assert np.array_equal(settings["visibility"]["table"], visibility_table()) and settings["visibility"]["seen"] == 0.5
     assert settings["model"]["offsets"] == preset.info.point_offsets
     assert settings["columns"] == table_columns("ibug68", Columns(visibility=True))     # v0..v67, as predict --visibility

@@ -23,6 +23,11 @@ class CropBox:
     side: float
 
 
+def box_side(box: np.ndarray) -> float:
+    """A box's longer side."""
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
 def points_box(points: np.ndarray) -> np.ndarray | None:
     """Tight (x0, y0, x1, y1) box of the labelled points, or None when none is labelled."""
     valid = points[~np.isnan(points).any(axis=-1)]
@@ -103,7 +108,7 @@ def sureness(points: np.ndarray, pair) -> float:
     box = points_box(points)
     if box is None:
         return np.nan
-    ratio = np.linalg.norm(points[pair[1]] - points[pair[0]]) / (FRONTAL_NORM * max(box[2] - box[0], box[3] - box[1], 1e-6))
+    ratio = np.linalg.norm(points[pair[1]] - points[pair[0]]) / (FRONTAL_NORM * max(box_side(box), 1e-6))
     return float(np.minimum(ratio, 1.0))
 
 

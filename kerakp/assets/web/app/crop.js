@@ -40,6 +40,11 @@ export function pointsBox(points) {
   return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
 }
 
+// A box's longer side (`box_side`).
+export function boxSide(box) {
+  return Math.max(box[2] - box[0], box[3] - box[1]);
+}
+
 export function boxIou(a, b) {
   const inter = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0])) * Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
   const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
@@ -59,7 +64,7 @@ export function sureness(points, pair, frontalNorm) {
   const box = pointsBox(points);
   if (!box) return NaN;
   const [a, b] = [points[pair[0]], points[pair[1]]];
-  return Math.min(1, Math.hypot(b[0] - a[0], b[1] - a[1]) / (frontalNorm * Math.max(box[2] - box[0], box[3] - box[1], 1e-6)));
+  return Math.min(1, Math.hypot(b[0] - a[0], b[1] - a[1]) / (frontalNorm * Math.max(boxSide(box), 1e-6)));
 }
 
 // levelTurn of read points times their sureness squared (`view_turn`: near profile the eye line's angle is a

@@ -3,7 +3,7 @@
 // frame with one read each, the detector on a budget, a missed track looked for around it, and One Euro
 // filters. Settings: the export's JSON.
 import {calibratedBox, cut} from "./detect.js";
-import {boxIou, cropFace, invert, levelTurn, mirror, pointsBox, sureness, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
+import {boxIou, boxSide, cropFace, invert, levelTurn, mirror, pointsBox, sureness, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
 import {decode, flipPoints, nanMean, pointSpread, withOffsets} from "./decode.js";
 
 const now = () => performance.now();
@@ -193,11 +193,6 @@ export class FaceSmoother {
 
 // Two boxes of one face (`same_place`): overlapping by IoU over `iou`, or either's centre inside the other (a
 // turned face's landmark box is narrower than the box the detector gives it).
-// A box's longer side.
-function side(box) {
-  return Math.max(box[2] - box[0], box[3] - box[1]);
-}
-
 export function samePlace(a, b, iou) {
   const centreIn = (box, other) => {
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
@@ -221,29 +216,27 @@ export class FaceTracker {
     this.detectorCalls = 0;
   }
 
-  lost(track, points, image) {
+  // Lost: collapsed, out of the frame, or jumped in size from the points its crop was set around (`view`).
+  lost(view, points, image) {
     const box = pointsBox(points);
     if (!box) return true;
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
     const inside = cx >= 0 && cx < image.width && cy >= 0 && cy < image.height;
-    return side(box) < this.settings.min_side || !inside || !this.sameSize(box, pointsBox(this.view(track)));
+    return boxSide(box) < this.settings.min_side || !inside || !this.sameSize(box, pointsBox(view));
   }
 
   // Whether a face's box is within size_jump of its size in `before` (`same_size`).
   sameSize(box, before) {
-    const ratio = side(box) / Math.max(side(before), 1), [low, high] = this.settings.size_jump;
+    const ratio = boxSide(box) / Math.max(boxSide(before), 1), [low, high] = this.settings.size_jump;
     return ratio > low && ratio < high;
   }
 
   // Whether the model read a face consistently (`FaceTracker._consistent`): its flip disagreement at most
   // `reject`, measured over the larger of the read's normalising distance and frontal_norm times its box side.
   consistent(points, flipNme) {
-    const norm = this.predictor.settings.norm, s = this.settings, box = points ? pointsBox(points) : null;
+    const {norm, frontal_norm: frontalNorm} = this.predictor.settings, s = this.settings, box = points ? pointsBox(points) : null;
     if (!norm || !box) return flipNme <= s.reject;
-    const [a, b] = [points[norm[0]], points[norm[1]]];
-    const distance = Math.hypot(b[0] - a[0], b[1] - a[1]);
-    const unit = Math.max(distance, this.predictor.settings.frontal_norm * Math.max(box[2] - box[0], box[3] - box[1]));
-    return unit > 0 && flipNme * distance / unit <= s.reject;   // a read collapsed to a point is no face
+    return boxSide(box) > 0 && flipNme * sureness(points, norm, frontalNorm) <= s.reject;   // a read collapsed to a point is no face
   }
 
   // For a track the frame's detection did not confirm: found by the detector around it, or else read
@@ -259,7 +252,7 @@ export class FaceTracker {
   async seenNear(image, track) {
     const s = this.settings, box = pointsBox(track.raw);
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
-    const half = s.near_window / 2 * Math.max(box[2] - box[0], box[3] - box[1], s.min_side);
+    const half = s.near_window / 2 * Math.max(boxSide(box), s.min_side);
     const x0 = Math.max(Math.floor(cx - half), 0), y0 = Math.max(Math.floor(cy - half), 0);
     const x1 = Math.min(Math.ceil(cx + half), image.width), y1 = Math.min(Math.ceil(cy + half), image.height);
     if (x1 - x0 < s.min_window || y1 - y0 < s.min_window) return false;
@@ -276,9 +269,9 @@ export class FaceTracker {
       const same = boxes.flatMap((box, i) => (samePlace(candidate.box, box, s.same_place_iou) ? [i] : []));
       if (same.length) {   // the one overlapping most (the first of equals)
         const overlaps = same.map((i) => boxIou(candidate.box, boxes[i]));
-        const track = this.tracks[same[overlaps.indexOf(Math.max(...overlaps))]];
+        const nearest = same[overlaps.indexOf(Math.max(...overlaps))], track = this.tracks[nearest];
         confirmed.add(track.id);
-        if (!this.sameSize(candidate.box, pointsBox(track.raw))) {   // a read that shrank or swelled off its face
+        if (!this.sameSize(candidate.box, boxes[nearest])) {   // a read that shrank or swelled off its face
           const read = await this.predictor.readCandidate(image, candidate, s.new_face_passes);
           if (this.consistent(read.points, read.flipNme)) this.keep(track, read.points, true);
         }
@@ -287,7 +280,7 @@ export class FaceTracker {
         if (!this.consistent(read.points, read.flipNme)) continue;
         const smoother = new FaceSmoother(this.predictor.settings.norm, s);
         const track = {id: this.nextId++, raw: read.points, points: smoother.smooth(read.points, t), smoother, misses: 0,
-          side: side(pointsBox(read.points))};
+          side: boxSide(pointsBox(read.points))};
         this.tracks.push(track);
         confirmed.add(track.id);
       }
@@ -304,13 +297,13 @@ export class FaceTracker {
   keep(track, points, anchored = false) {
     const norm = this.predictor.settings.norm;
     track.raw = points;
-    if (anchored || !norm || sureness(points, norm, this.predictor.settings.frontal_norm) >= 1) track.side = side(pointsBox(points));
+    if (anchored || !norm || sureness(points, norm, this.predictor.settings.frontal_norm) >= 1) track.side = boxSide(pointsBox(points));
   }
 
   // The points the next crop is set around: the last read scaled about its centre into held_side of the
   // track's side (`FaceTracker._view`: a turned face's read is a less sure measure of its size).
   view(track) {
-    const box = pointsBox(track.raw), now = side(box), [low, high] = this.settings.held_side;
+    const box = pointsBox(track.raw), now = boxSide(box), [low, high] = this.settings.held_side;
     const held = track.side ? Math.min(Math.max(now, low * track.side), high * track.side) : now;
     if (held === now || now <= 0) return track.raw;
     const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2, k = held / now;
@@ -319,8 +312,9 @@ export class FaceTracker {
 
   async step(image, t) {
     for (const track of [...this.tracks]) {
-      const points = await this.predictor.track(image, this.view(track), this.settings.mirror);
-      if (this.lost(track, points, image)) {
+      const view = this.view(track);
+      const points = await this.predictor.track(image, view, this.settings.mirror);
+      if (this.lost(view, points, image)) {
         this.tracks.splice(this.tracks.indexOf(track), 1);
         continue;
       }
