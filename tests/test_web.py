@@ -160,6 +160,34 @@ def worst_distance(page_faces, python_faces) -> float:
 
 
 @needs_browser
+def test_the_page_crops_as_opencv_does_to_the_bit(page_folder):
+    """crop.js's warp (bilinear, or area-shrunk first) gives `kerakp.data.geometry.warp`'s uint8 crops exactly: a
+    grey level off here and there is enough to move a tracked read of a turned face by pixels."""
+    import base64
+
+    from kerakp.data.geometry import box_crop_matrix, warp
+
+    image = cv2.cvtColor(face_picture(), cv2.COLOR_BGR2RGB)
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(1)
+    with served(page_folder) as url, browser_page(url) as page:
+        page.evaluate("window.kerakp.ready")
+        for size in (112, 128):
+            for side in (70, 110, 170, 260, 380):      # crop scales from 1.3 down to 0.24 (area-shrunk below 0.5)
+                centre, turn = rng.uniform(0.35, 0.65, 2) * [width, height], float(rng.uniform(-30, 30))
+                box = [*(centre - side / 2), *(centre + side / 2)]
+                got = page.evaluate("""async ([pixels, width, height, box, turn, size]) => {
+                    const crop = await import('./app/crop.js');
+                    const data = Uint8ClampedArray.from(atob(pixels), (c) => c.charCodeAt(0));
+                    const matrix = crop.boxCropMatrix(box, 1.25, size, turn);
+                    return Array.from(crop.warp(crop.rgbImage(width, height, data), matrix, size).data); }""",
+                    [base64.b64encode(image.tobytes()).decode(), width, height, box, turn, size])
+                want = warp(image, box_crop_matrix(np.array(box), 1.25, size, turn), size)
+                assert np.array_equal(np.array(got, np.uint8).reshape(want.shape), want), (size, side)
+        assert page.outside == [] and page.errors == []
+
+
+@needs_browser
 def test_the_page_reads_every_face_of_a_dropped_photo_as_landmarker_predict_does(page_folder, photo):
     expected = Landmarker("300w-fast").predict(cv2.cvtColor(cv2.imread(str(page_folder / photo)), cv2.COLOR_BGR2RGB))
     with served(page_folder) as url, browser_page(url) as page:
@@ -281,29 +309,51 @@ def test_a_keras_model_exports_to_a_page_that_reads_as_it_does(tmp_path, face_bo
     assert worst_distance(faces, expected) <= 1.0
 
 
+def python_tracks(frames, fps, noise: float = 0.0, seed: int = 0):
+    """`kerakp.tracking.FaceTracker` (as `kerakp live` runs it) over `frames`: per frame, (id, raw, smoothed) of
+    each track, and its stats; with `noise`, the model's outputs (crop fractions) get that much Gaussian noise,
+    as one runtime's last float bits differ from another's."""
+    from kerakp.tracking import FaceTracker, LiveStats
+
+    predictor = Landmarker("300w-fast").predictor
+    if noise:
+        rng, run_model = np.random.default_rng(seed), predictor.run_model
+
+        def noisy(crops):
+            outputs = run_model(crops)
+            return outputs + rng.normal(0, noise, outputs.shape).astype(np.float32)
+        predictor.run_model = noisy
+    tracker, stats = FaceTracker(predictor), LiveStats()
+    return [[(t.id, t.raw.copy(), t.points.copy()) for t in tracker.step(frame, k / fps, stats)] for k, frame in enumerate(frames)], stats
+
+
 @needs_browser
 def test_the_page_tracks_frames_as_the_live_loop_does(page_folder):
-    """The same frames through the page's tracker and `kerakp.tracking.FaceTracker`: raw reads and smoothed
-    points alike (detector on its budget, one read per tracked frame, One Euro filters)."""
+    """The same frames through the page's tracker and `kerakp.tracking.FaceTracker`: raw reads (detector on its
+    budget, one read per tracked frame) alike, and the page's One Euro filters smooth its reads as
+    `FaceSmoother` does."""
     from kerakp.data.synthetic import synthetic_video_frames
-    from kerakp.tracking import FaceTracker, LiveStats
+    from kerakp.tracking import FaceSmoother
 
     frames = [frame for frame, _ in synthetic_video_frames(8, 320, 240, seed=5)]
     names = [f"frame{k}.png" for k in range(len(frames))]
     for name, frame in zip(names, frames):
         cv2.imwrite(str(page_folder / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    tracker, stats = FaceTracker(Landmarker("300w-fast").predictor), LiveStats()
     fps = json.loads((page_folder / "kerakp.json").read_text())["video_fps"]
-    expected = [[(t.id, t.raw.copy(), t.points.copy()) for t in tracker.step(frame, k / fps, stats)] for k, frame in enumerate(frames)]
+    expected, _ = python_tracks(frames, fps)
     with served(page_folder) as url, browser_page(url) as page:
         read = page.evaluate(f"window.kerakp.ready.then(() => window.kerakp.trackImages({names}))")
         assert page.outside == [] and page.errors == []
     assert [[t["id"] for t in tracks] for tracks in read] == [[t[0] for t in tracks] for tracks in expected]
     assert [len(tracks) for tracks in read] == [1] * len(frames)
     raw = max(np.abs(np.array(t["raw"]) - e[1]).max() for tracks, want in zip(read, expected) for t, e in zip(tracks, want))
-    smooth = max(np.abs(np.array(t["points"]) - e[2]).max() for tracks, want in zip(read, expected) for t, e in zip(tracks, want))
-    print(f"tracked frames, page vs FaceTracker: raw {raw:.3f} px, smoothed {smooth:.3f} px")
-    assert raw <= 1.0 and smooth <= 1.0
+    # the filter alone, on the page's own reads: a filter's output moves more than its input where the face
+    # moves (its cutoff follows the speed), so the reads' own difference is not the filter's to answer for
+    smoother = FaceSmoother(Landmarker("300w-fast").info.schema.norm)    # FaceTracker's defaults are its own
+    smooth = max(np.abs(np.array(tracks[0]["points"]) - smoother(np.array(tracks[0]["raw"], np.float64), k / fps)).max()
+                 for k, tracks in enumerate(read))
+    print(f"tracked frames, page vs FaceTracker: raw {raw:.3f} px; page's filter vs FaceSmoother {smooth:.2e} px")
+    assert raw <= 1.0 and smooth <= 1e-3
 
 
 def seen_alike(page_visible, face, margin: float = 0.05) -> None:
@@ -361,24 +411,30 @@ def test_the_page_tracks_a_head_turning_to_profile_as_the_live_loop_does(page_fo
     47 and 76 degrees and the look around the track finds it; the page keeps the one id and reads as
     `FaceTracker` does."""
     from kerakp.data.synthetic import turning_video_frames
-    from kerakp.tracking import FaceTracker, LiveStats
 
-    frames = [frame for frame, _, _ in turning_video_frames(90, 320, 240)]
+    clip = list(turning_video_frames(90, 320, 240))
+    frames, yaws = [frame for frame, _, _ in clip], np.array([yaw for _, _, yaw in clip])
     names = [f"turn{k}.png" for k in range(len(frames))]
     for name, frame in zip(names, frames):
         cv2.imwrite(str(page_folder / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    tracker, stats = FaceTracker(Landmarker("300w-fast").predictor), LiveStats()
     fps = json.loads((page_folder / "kerakp.json").read_text())["video_fps"]
-    expected = [[(t.id, t.raw.copy()) for t in tracker.step(frame, k / fps, stats)] for k, frame in enumerate(frames)]
+    expected, stats = python_tracks(frames, fps)
     with served(page_folder) as url, browser_page(url) as page:
         read = page.evaluate(f"window.kerakp.ready.then(() => window.kerakp.trackImages({names}))")
         calls = page.evaluate("window.kerakp.stats().detectorCalls")
         assert page.outside == [] and page.errors == []
     assert [[t["id"] for t in tracks] for tracks in read] == [[t[0] for t in tracks] for tracks in expected] == [[0]] * len(frames)
     assert calls == stats.detector_calls == 3
-    # each frame's read crops where the last read put it, so past 60 degrees, where the model's read moves with
-    # the least change of its crop, one grey level anywhere moves the track: Python's own tracker moves up to
-    # 2.1 px when a tenth of the pixels change by one. Per frame, the mean point is held to the file's 1 px.
-    apart = [np.linalg.norm(np.array(t["raw"]) - e[1], axis=1) for tracks, want in zip(read, expected) for t, e in zip(tracks, want)]
-    print(f"head turn, page vs FaceTracker: raw mean point {max(a.mean() for a in apart):.3f} px, worst {max(a.max() for a in apart):.3f} px")
-    assert max(a.mean() for a in apart) <= 1.0 and max(a.max() for a in apart) <= 3.0
+    apart = np.array([np.linalg.norm(np.array(tracks[0]["raw"]) - want[0][1], axis=1) for tracks, want in zip(read, expected)])
+    # each frame's read crops where the last read put it, so past 30 degrees, where a read moves most with its
+    # crop, the page's bit-exact crops still part from Python's by the runtimes' last float bits, as Python's own
+    # tracker parts from itself with 1e-5 of noise on its model's outputs (a thousandth of a pixel: every-pose
+    # students part by 10-20 px on this drawn head). Within 30 degrees each point is held to the file's 1 px;
+    # past them, the mean point to Python's own parting.
+    own = np.array([[np.linalg.norm(a[0][1] - b[0][1], axis=1).mean() for a, b in zip(python_tracks(frames, fps, 1e-5, seed)[0], expected)]
+                    for seed in range(3)]).max(axis=0)
+    turned = np.abs(yaws) > 30
+    print(f"head turn, page vs FaceTracker: worst point within 30 degrees {apart[~turned].max():.3f} px; past them, mean point "
+          f"{apart[turned].mean(axis=1).max():.2f} px (Python's own, 1e-5 noise on the outputs: {own[turned].max():.2f} px)")
+    assert apart[~turned].max() <= 1.0
+    assert apart[turned].mean(axis=1).max() <= max(1.0, 1.5 * own[turned].max())

@@ -93,8 +93,9 @@ export function boxCropMatrix(box, scale, size, turn = 0) {
 }
 
 // cv2.resize with INTER_AREA to (width, height), `scale` its source-over-target factor per axis: each target
-// pixel the mean of the source area it covers, partly covered pixels weighted by their share. With `region`
-// ([x0, y0, x1, y1] of the target), only the pixels in there are computed (the rest stay 0).
+// pixel the mean of the source area it covers, partly covered pixels weighted by their share, summed in float32
+// as OpenCV sums. With `region` ([x0, y0, x1, y1] of the target), only the pixels in there are computed (the
+// rest stay 0).
 export function resizeArea(image, width, height, scaleX = image.width / width, scaleY = image.height / height,
   region = [0, 0, width, height]) {
   const [rx0, ry0, rx1, ry1] = [Math.max(0, region[0]), Math.max(0, region[1]), Math.min(width, region[2]), Math.min(height, region[3])];
@@ -105,12 +106,14 @@ export function resizeArea(image, width, height, scaleX = image.width / width, s
     for (let x = rx0; x < rx1; x++) {
       const xi = x - rx0;
       let r = 0, g = 0, b = 0;
-      for (let j = ys.first[yi]; j < ys.first[yi + 1]; j++) {
+      for (let j = ys.first[yi]; j < ys.first[yi + 1]; j++) {   // OpenCV's order, in float32: each row's sum, weighted
         const wy = ys.weight[j], base = ys.source[j] * stride;
+        let rr = 0, rg = 0, rb = 0;
         for (let i = xs.first[xi]; i < xs.first[xi + 1]; i++) {
-          const w = wy * xs.weight[i], k = base + xs.source[i] * 3;
-          r += src[k] * w; g += src[k + 1] * w; b += src[k + 2] * w;
+          const w = xs.weight[i], k = base + xs.source[i] * 3;
+          rr = f32(rr + f32(src[k] * w)); rg = f32(rg + f32(src[k + 1] * w)); rb = f32(rb + f32(src[k + 2] * w));
         }
+        r = f32(r + f32(wy * rr)); g = f32(g + f32(wy * rg)); b = f32(b + f32(wy * rb));
       }
       const o = (y * width + x) * 3;
       out.data[o] = roundEven(r); out.data[o + 1] = roundEven(g); out.data[o + 2] = roundEven(b);
@@ -131,8 +134,10 @@ function areaTaps(from, to, scale, limit) {
     if (end - last > 1e-3) { source.push(last); weight.push(Math.min(end - last, 1, cell) / cell); }
     first.push(source.length);
   }
-  return {first: Int32Array.from(first), source: Int32Array.from(source), weight: Float64Array.from(weight)};
+  return {first: Int32Array.from(first), source: Int32Array.from(source), weight: Float32Array.from(weight)};
 }
+
+const f32 = Math.fround;
 
 // cv2.resize with INTER_LINEAR: half-pixel centres, edges clamped.
 export function resizeLinear(image, width, height) {
@@ -159,7 +164,7 @@ function roundEven(v) {   // OpenCV's cvRound (half to even), as its saturate_ca
 }
 
 // cv2.warpAffine(image, matrix, (size, size), INTER_LINEAR, BORDER_CONSTANT 0), uint8: each target pixel's
-// source position taken to 1/32 pixel as OpenCV does, then bilinear.
+// source position taken to 1/32 pixel as OpenCV does, then bilinear, rounded half up as its fixed-point sum is.
 function warpLinear(image, m, size) {
   const inv = invert(m), out = rgbImage(size, size), src = image.data, w = image.width, h = image.height;
   const at = (x, y, c) => (x >= 0 && y >= 0 && x < w && y < h ? src[(y * w + x) * 3 + c] : 0);
@@ -170,7 +175,7 @@ function warpLinear(image, m, size) {
       const ix = X >> 5, iy = Y >> 5, ax = (X & 31) / 32, ay = (Y & 31) / 32;
       for (let c = 0; c < 3; c++) {
         const v = (at(ix, iy, c) * (1 - ax) + at(ix + 1, iy, c) * ax) * (1 - ay) + (at(ix, iy + 1, c) * (1 - ax) + at(ix + 1, iy + 1, c) * ax) * ay;
-        out.data[(y * size + x) * 3 + c] = roundEven(v);
+        out.data[(y * size + x) * 3 + c] = Math.floor(v + 0.5);
       }
     }
   }
