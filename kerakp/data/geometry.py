@@ -130,10 +130,17 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     scale = np.sqrt(abs(np.linalg.det(matrix[:2, :2])))
     interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
     if interpolation == cv2.INTER_AREA:
-        # INTER_AREA only averages for pure resizes: shrink first, then warp the rest at ~1:1.
-        factor = scale * 1.5
-        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        # pixel centres: x_small = factor * (x + 0.5) - 0.5
-        pre = np.array([[factor, 0, 0.5 * factor - 0.5], [0, factor, 0.5 * factor - 0.5], [0, 0, 1]])
+        # INTER_AREA only averages for pure resizes: shrink the part of the image the crop shows (with a margin
+        # of two shrunk pixels) to 1.5 times the crop's scale first, then warp the rest at about 1:1
+        factor, height, width = scale * 1.5, *image.shape[:2]
+        corners = transform_points(np.linalg.inv(matrix), np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], float))
+        margin = int(np.ceil(2 / factor))
+        x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - margin, 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + margin + 1, [width, height])
+        if min(x1 - x0, y1 - y0) * factor <= 0.5:   # (almost) nothing of the image in the crop
+            return np.zeros((size, size, *image.shape[2:]), image.dtype)
+        small = cv2.resize(image[y0:y1, x0:x1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        # pixel centres: x_small = factor * (x - x0 + 0.5) - 0.5
+        pre = np.array([[factor, 0, factor * (0.5 - x0) - 0.5], [0, factor, factor * (0.5 - y0) - 0.5], [0, 0, 1]])
         return warp(small, matrix @ np.linalg.inv(pre), size)
     return cv2.warpAffine(image, matrix[:2], (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)

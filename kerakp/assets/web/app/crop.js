@@ -94,39 +94,33 @@ export function boxCropMatrix(box, scale, size, turn = 0) {
 
 // cv2.resize with INTER_AREA to (width, height), `scale` its source-over-target factor per axis: each target
 // pixel the mean of the source area it covers, partly covered pixels weighted by their share, summed in float32
-// as OpenCV sums. With `region` ([x0, y0, x1, y1] of the target), only the pixels in there are computed (the
-// rest stay 0).
-export function resizeArea(image, width, height, scaleX = image.width / width, scaleY = image.height / height,
-  region = [0, 0, width, height]) {
-  const [rx0, ry0, rx1, ry1] = [Math.max(0, region[0]), Math.max(0, region[1]), Math.min(width, region[2]), Math.min(height, region[3])];
-  const xs = areaTaps(rx0, rx1, scaleX, image.width), ys = areaTaps(ry0, ry1, scaleY, image.height);
+// as OpenCV sums.
+export function resizeArea(image, width, height, scaleX = image.width / width, scaleY = image.height / height) {
+  const xs = areaTaps(width, scaleX, image.width), ys = areaTaps(height, scaleY, image.height);
   const src = image.data, stride = image.width * 3, out = rgbImage(width, height);
-  for (let y = ry0; y < ry1; y++) {
-    const yi = y - ry0;
-    for (let x = rx0; x < rx1; x++) {
-      const xi = x - rx0;
+  for (let y = 0, o = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, o += 3) {
       let r = 0, g = 0, b = 0;
-      for (let j = ys.first[yi]; j < ys.first[yi + 1]; j++) {   // OpenCV's order, in float32: each row's sum, weighted
+      for (let j = ys.first[y]; j < ys.first[y + 1]; j++) {   // OpenCV's order, in float32: each row's sum, weighted
         const wy = ys.weight[j], base = ys.source[j] * stride;
         let rr = 0, rg = 0, rb = 0;
-        for (let i = xs.first[xi]; i < xs.first[xi + 1]; i++) {
+        for (let i = xs.first[x]; i < xs.first[x + 1]; i++) {
           const w = xs.weight[i], k = base + xs.source[i] * 3;
           rr = f32(rr + f32(src[k] * w)); rg = f32(rg + f32(src[k + 1] * w)); rb = f32(rb + f32(src[k + 2] * w));
         }
         r = f32(r + f32(wy * rr)); g = f32(g + f32(wy * rg)); b = f32(b + f32(wy * rb));
       }
-      const o = (y * width + x) * 3;
       out.data[o] = roundEven(r); out.data[o + 1] = roundEven(g); out.data[o + 2] = roundEven(b);
     }
   }
   return out;
 }
 
-// Per target pixel from..to-1 of one axis, the source pixels it covers and their weights (OpenCV's
-// computeResizeAreaTab), flat: pixel d's are at first[d - from] .. first[d - from + 1] - 1.
-function areaTaps(from, to, scale, limit) {
+// Per target pixel of one axis (`count` of them), the source pixels it covers and their weights (OpenCV's
+// computeResizeAreaTab), flat: pixel d's are at first[d] .. first[d + 1] - 1.
+function areaTaps(count, scale, limit) {
   const first = [0], source = [], weight = [];
-  for (let d = from; d < to; d++) {
+  for (let d = 0; d < count; d++) {
     const start = d * scale, end = start + scale, cell = Math.min(scale, limit - start);
     const last = Math.min(Math.floor(end), limit - 1), begin = Math.min(Math.ceil(start), last);
     if (begin - start > 1e-3) { source.push(begin - 1); weight.push((begin - start) / cell); }
@@ -163,39 +157,50 @@ function roundEven(v) {   // OpenCV's cvRound (half to even), as its saturate_ca
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-// cv2.warpAffine(image, matrix, (size, size), INTER_LINEAR, BORDER_CONSTANT 0), uint8: each target pixel's
-// source position taken to 1/32 pixel as OpenCV does, then bilinear, rounded half up as its fixed-point sum is.
+// cv2.warpAffine(image, matrix, (size, size), INTER_LINEAR, BORDER_CONSTANT 0), uint8, in OpenCV's fixed point:
+// each target pixel's source position taken to 1/32 pixel, its four weights in 1/1024ths, the sum rounded half up.
 function warpLinear(image, m, size) {
-  const inv = invert(m), out = rgbImage(size, size), src = image.data, w = image.width, h = image.height;
+  const inv = invert(m), out = rgbImage(size, size), src = image.data, w = image.width, h = image.height, dst = out.data;
   const at = (x, y, c) => (x >= 0 && y >= 0 && x < w && y < h ? src[(y * w + x) * 3 + c] : 0);
-  for (let y = 0; y < size; y++) {
+  for (let y = 0, o = 0; y < size; y++) {
     const x0 = roundEven((inv[1] * y + inv[2]) * 1024) + 16, y0 = roundEven((inv[4] * y + inv[5]) * 1024) + 16;
-    for (let x = 0; x < size; x++) {
+    for (let x = 0; x < size; x++, o += 3) {
       const X = (x0 + roundEven(inv[0] * x * 1024)) >> 5, Y = (y0 + roundEven(inv[3] * x * 1024)) >> 5;
-      const ix = X >> 5, iy = Y >> 5, ax = (X & 31) / 32, ay = (Y & 31) / 32;
-      for (let c = 0; c < 3; c++) {
-        const v = (at(ix, iy, c) * (1 - ax) + at(ix + 1, iy, c) * ax) * (1 - ay) + (at(ix, iy + 1, c) * (1 - ax) + at(ix + 1, iy + 1, c) * ax) * ay;
-        out.data[(y * size + x) * 3 + c] = Math.floor(v + 0.5);
+      const ix = X >> 5, iy = Y >> 5, ax = X & 31, ay = Y & 31;
+      const w00 = (32 - ax) * (32 - ay), w01 = ax * (32 - ay), w10 = (32 - ax) * ay, w11 = ax * ay;
+      if (ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h) {
+        const k = (iy * w + ix) * 3, below = k + w * 3;
+        for (let c = 0; c < 3; c++) {
+          dst[o + c] = (src[k + c] * w00 + src[k + 3 + c] * w01 + src[below + c] * w10 + src[below + 3 + c] * w11 + 512) >> 10;
+        }
+      } else {
+        for (let c = 0; c < 3; c++) {
+          dst[o + c] = (at(ix, iy, c) * w00 + at(ix + 1, iy, c) * w01 + at(ix, iy + 1, c) * w10 + at(ix + 1, iy + 1, c) * w11 + 512) >> 10;
+        }
       }
     }
   }
   return out;
 }
 
-// `warp`: a crop shrinking the image by more than half is first resized by area (to 1.5 times the crop's
-// scale), then warped at about 1:1, so every source pixel counts.
+// `warp`: a crop shrinking the image by more than half first shrinks the part of the image it shows (with a
+// margin of two shrunk pixels) by area to 1.5 times its scale, then warps the rest at about 1:1, so every
+// source pixel counts.
 export function warp(image, m, size) {
   const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
   if (scale >= 0.5) return warpLinear(image, m, size);
-  const factor = scale * 1.5;
-  const pre = [factor, 0, 0.5 * factor - 0.5, 0, factor, 0.5 * factor - 0.5, 0, 0, 1];
-  const then = multiply(m, invert(pre));
-  // only the part of the shrunk image the crop samples (its corners' box, and a pixel more) is computed
-  const corners = transformPoints(invert(then), [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]);
+  const factor = scale * 1.5, margin = Math.ceil(2 / factor);
+  const corners = transformPoints(invert(m), [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]);
   const xs = corners.map((p) => p[0]), ys = corners.map((p) => p[1]);
-  const region = [Math.floor(Math.min(...xs)) - 2, Math.floor(Math.min(...ys)) - 2, Math.ceil(Math.max(...xs)) + 3, Math.ceil(Math.max(...ys)) + 3];
-  const small = resizeArea(image, Math.round(image.width * factor), Math.round(image.height * factor), 1 / factor, 1 / factor, region);
-  return warp(small, then, size);
+  const x0 = Math.max(Math.floor(Math.min(...xs)) - margin, 0), y0 = Math.max(Math.floor(Math.min(...ys)) - margin, 0);
+  const x1 = Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), y1 = Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height);
+  if (Math.min(x1 - x0, y1 - y0) * factor <= 0.5) return rgbImage(size, size);   // (almost) nothing of the image in the crop
+  const part = rgbImage(x1 - x0, y1 - y0);
+  for (let y = y0; y < y1; y++) part.data.set(image.data.subarray((y * image.width + x0) * 3, (y * image.width + x1) * 3), (y - y0) * part.width * 3);
+  // cv2.resize(part, None, fx=factor, fy=factor): its size rounded as OpenCV's cvRound does, its scale 1 / factor
+  const small = resizeArea(part, roundEven(part.width * factor), roundEven(part.height * factor), 1 / factor, 1 / factor);
+  const pre = [factor, 0, factor * (0.5 - x0) - 0.5, 0, factor, factor * (0.5 - y0) - 0.5, 0, 0, 1];
+  return warp(small, multiply(m, invert(pre)), size);
 }
 
 // `expose`: a crop darker than `dark` on average smoothed a little (Gaussian, sigma 1) and brightened to a
