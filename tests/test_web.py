@@ -20,6 +20,7 @@ from kerakp.errors import KerakpError
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "runs" / "test_artifacts"
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w_train" / "afw_1051618982_1.jpg"
+TRACKED = "ytf68-fast"   # the tracking tests' model (`tracking_page` says why)
 # an AFLW face turned far (AFLW's yaw -76), which BlazeFace finds only at its second look (mean score 0.59), and
 # of which 300w-fast reads some points hidden
 TURNED = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw21" / "images" / "image08730.jpg"
@@ -49,8 +50,8 @@ def tracking_page(tmp_path_factory) -> Path:
     drawn head near profile so loosely that Python's own tracker, given 1e-5 of noise on the model's outputs,
     loses it in 3 runs of 12 (and the page may as well); ytf68-fast holds it in every run, so the tracker's
     logic is what these tests compare."""
-    out = tmp_path_factory.mktemp("web") / "ytf68-fast_web"
-    result = CliRunner().invoke(main, ["export", "ytf68-fast", "--format", "web", "--out", str(out)])
+    out = tmp_path_factory.mktemp("web") / f"{TRACKED}_web"
+    result = CliRunner().invoke(main, ["export", TRACKED, "--format", "web", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -322,13 +323,13 @@ def test_a_keras_model_exports_to_a_page_that_reads_as_it_does(tmp_path, face_bo
     assert worst_distance(faces, expected) <= 1.0
 
 
-def python_tracks(frames, fps, noise: float = 0.0, seed: int = 0, model: str = "ytf68-fast"):
+def python_tracks(frames, fps, noise: float = 0.0, seed: int = 0):
     """`kerakp.tracking.FaceTracker` (as `kerakp live` runs it) over `frames`: per frame, (id, raw, smoothed) of
     each track, and its stats; with `noise`, the model's outputs (crop fractions) get that much Gaussian noise,
     as one runtime's last float bits differ from another's."""
     from kerakp.tracking import FaceTracker, LiveStats
 
-    predictor = Landmarker(model).predictor
+    predictor = Landmarker(TRACKED).predictor
     if noise:
         rng, run_model = np.random.default_rng(seed), predictor.run_model
 
@@ -362,7 +363,7 @@ def test_the_page_tracks_frames_as_the_live_loop_does(tracking_page):
     raw = max(np.abs(np.array(t["raw"]) - e[1]).max() for tracks, want in zip(read, expected) for t, e in zip(tracks, want))
     # the filter alone, on the page's own reads: a filter's output moves more than its input where the face
     # moves (its cutoff follows the speed), so the reads' own difference is not the filter's to answer for
-    smoother = FaceSmoother(Landmarker("ytf68-fast").info.schema.norm)    # FaceTracker's defaults are its own
+    smoother = FaceSmoother(Landmarker(TRACKED).info.schema.norm)    # FaceTracker's defaults are its own
     smooth = max(np.abs(np.array(tracks[0]["points"]) - smoother(np.array(tracks[0]["raw"], np.float64), k / fps)).max()
                  for k, tracks in enumerate(read))
     print(f"tracked frames, page vs FaceTracker: raw {raw:.3f} px; page's filter vs FaceSmoother {smooth:.2e} px")

@@ -128,8 +128,7 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Resample `image` through `matrix` into a `size` x `size` crop (black outside the image)."""
     scale = np.sqrt(abs(np.linalg.det(matrix[:2, :2])))
-    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
-    if interpolation == cv2.INTER_AREA:
+    if scale < 0.5:
         # INTER_AREA only averages for pure resizes: shrink the part of the image the crop shows (with a margin
         # of two shrunk pixels) to 1.5 times the crop's scale first, then warp the rest at about 1:1
         factor, height, width = scale * 1.5, *image.shape[:2]
@@ -143,4 +142,4 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
         # pixel centres: x_small = factor * (x - x0 + 0.5) - 0.5
         pre = np.array([[factor, 0, factor * (0.5 - x0) - 0.5], [0, factor, factor * (0.5 - y0) - 0.5], [0, 0, 1]])
         return warp(small, matrix @ np.linalg.inv(pre), size)
-    return cv2.warpAffine(image, matrix[:2], (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(image, matrix[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
