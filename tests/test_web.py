@@ -190,14 +190,18 @@ def test_the_page_crops_as_opencv_does_to_the_bit(page_folder):
         for size, side, where in cases + [(112, 300, "outside")]:
             centre = {"in": rng.uniform(0.35, 0.65, 2), "corner": np.zeros(2), "outside": np.full(2, -2.0)}[where] * [width, height]
             box, turn = [*(centre - side / 2), *(centre + side / 2)], float(rng.uniform(-30, 30))
+            # the image as RGB and as a canvas's RGBA pixels (read in place, as the page captures frames)
             got = page.evaluate("""async ([pixels, width, height, box, turn, size]) => {
                 const crop = await import('./app/crop.js');
                 const data = Uint8ClampedArray.from(atob(pixels), (c) => c.charCodeAt(0));
+                const rgba = new ImageData(width, height);
+                for (let i = 0; i < width * height; i++) rgba.data.set([...data.subarray(3 * i, 3 * i + 3), 255], 4 * i);
                 const matrix = crop.boxCropMatrix(box, 1.25, size, turn);
-                return Array.from(crop.warp(crop.rgbImage(width, height, data), matrix, size).data); }""",
+                return [crop.rgbImage(width, height, data), crop.fromImageData(rgba)].map((image) => Array.from(crop.warp(image, matrix, size).data)); }""",
                 [base64.b64encode(image.tobytes()).decode(), width, height, box, turn, size])
             want = warp(image, box_crop_matrix(np.array(box), 1.25, size, turn), size)
-            assert np.array_equal(np.array(got, np.uint8).reshape(want.shape), want), (size, side, where)
+            for kind, crop in zip(("rgb", "rgba"), got):
+                assert np.array_equal(np.array(crop, np.uint8).reshape(want.shape), want), (size, side, where, kind)
         assert page.outside == [] and page.errors == []
 
 

@@ -1,19 +1,30 @@
 // The crop stage: kerakp's one crop rule (kerakp/data/geometry.py) and the OpenCV resamplings it uses, on RGB
-// images held as {data: Uint8ClampedArray or Float32Array (3 values a pixel), width, height}.
+// images held as {data: Uint8ClampedArray or Float32Array, width, height, channels}: 3 values a pixel, or 4 for
+// a canvas's RGBA pixels read in place (the alpha unused). What these functions make is RGB.
 // Matrices are 3 x 3, row-major arrays of 9 numbers; points are [x, y] with a pixel's centre at its index.
 
-export function rgbImage(width, height, data = new Uint8ClampedArray(width * height * 3)) {
-  return {data, width, height};
+export function rgbImage(width, height, data = new Uint8ClampedArray(width * height * 3), channels = 3) {
+  return {data, width, height, channels};
 }
 
-// RGB pixels of a canvas's ImageData (RGBA).
+// A canvas's ImageData (RGBA) as an image, its pixels not copied.
 export function fromImageData(imageData) {
-  const {width, height, data} = imageData;
-  const rgb = new Uint8ClampedArray(width * height * 3);
-  for (let i = 0, j = 0; i < data.length; i += 4, j += 3) {
-    rgb[j] = data[i]; rgb[j + 1] = data[i + 1]; rgb[j + 2] = data[i + 2];
+  return rgbImage(imageData.width, imageData.height, imageData.data, 4);
+}
+
+// A window (x, y, w, h) inside an image, as an RGB image of its own.
+export function cut(image, x, y, w, h) {
+  const ch = image.channels, out = rgbImage(w, h), dst = out.data, src = image.data;
+  if (ch === 3) {
+    for (let r = 0; r < h; r++) dst.set(src.subarray(((y + r) * image.width + x) * 3, ((y + r) * image.width + x + w) * 3), r * w * 3);
+    return out;
   }
-  return rgbImage(width, height, rgb);
+  for (let r = 0, o = 0; r < h; r++) {
+    for (let k = ((y + r) * image.width + x) * ch, end = k + w * ch; k < end; k += ch, o += 3) {
+      dst[o] = src[k]; dst[o + 1] = src[k + 1]; dst[o + 2] = src[k + 2];
+    }
+  }
+  return out;
 }
 
 export function multiply(a, b) {
@@ -94,24 +105,32 @@ export function boxCropMatrix(box, scale, size, turn = 0) {
 
 // cv2.resize with INTER_AREA to (width, height), `scale` its source-over-target factor per axis: each target
 // pixel the mean of the source area it covers, partly covered pixels weighted by their share, summed in float32
-// as OpenCV sums.
+// as OpenCV sums (each source row's weighted sums across, then those rows' weighted sum down).
 export function resizeArea(image, width, height, scaleX = image.width / width, scaleY = image.height / height) {
   const xs = areaTaps(width, scaleX, image.width), ys = areaTaps(height, scaleY, image.height);
-  const src = image.data, stride = image.width * 3, out = rgbImage(width, height);
-  for (let y = 0, o = 0; y < height; y++) {
-    for (let x = 0; x < width; x++, o += 3) {
-      let r = 0, g = 0, b = 0;
-      for (let j = ys.first[y]; j < ys.first[y + 1]; j++) {   // OpenCV's order, in float32: each row's sum, weighted
-        const wy = ys.weight[j], base = ys.source[j] * stride;
-        let rr = 0, rg = 0, rb = 0;
-        for (let i = xs.first[x]; i < xs.first[x + 1]; i++) {
-          const w = xs.weight[i], k = base + xs.source[i] * 3;
-          rr = f32(rr + f32(src[k] * w)); rg = f32(rg + f32(src[k + 1] * w)); rb = f32(rb + f32(src[k + 2] * w));
-        }
-        r = f32(r + f32(wy * rr)); g = f32(g + f32(wy * rg)); b = f32(b + f32(wy * rb));
+  const src = image.data, ch = image.channels, stride = image.width * ch, out = rgbImage(width, height), n = width * 3;
+  const top = ys.source[0], rows = ys.source[ys.source.length - 1] - top + 1, across = new Float32Array(rows * n);
+  for (let r = 0; r < rows; r += 2) {   // two rows at a time: independent sums the processor overlaps
+    const a = (top + r) * stride, b = r + 1 < rows ? a + stride : a, o = r * n, p = r + 1 < rows ? o + n : o;
+    for (let x = 0, c = 0; x < width; x++, c += 3) {
+      let ar = 0, ag = 0, ab = 0, br = 0, bg = 0, bb = 0;
+      for (let i = xs.first[x]; i < xs.first[x + 1]; i++) {
+        const w = xs.weight[i], k = xs.source[i] * ch, ka = a + k, kb = b + k;
+        ar = f32(ar + f32(src[ka] * w)); ag = f32(ag + f32(src[ka + 1] * w)); ab = f32(ab + f32(src[ka + 2] * w));
+        br = f32(br + f32(src[kb] * w)); bg = f32(bg + f32(src[kb + 1] * w)); bb = f32(bb + f32(src[kb + 2] * w));
       }
-      out.data[o] = roundEven(r); out.data[o + 1] = roundEven(g); out.data[o + 2] = roundEven(b);
+      across[o + c] = ar; across[o + c + 1] = ag; across[o + c + 2] = ab;
+      across[p + c] = br; across[p + c + 1] = bg; across[p + c + 2] = bb;
     }
+  }
+  const sum = new Float32Array(n);
+  for (let y = 0; y < height; y++) {
+    sum.fill(0);
+    for (let j = ys.first[y]; j < ys.first[y + 1]; j++) {   // a Float32Array rounds each sum to float32
+      const wy = ys.weight[j], o = (ys.source[j] - top) * n;
+      for (let k = 0; k < n; k++) sum[k] += f32(wy * across[o + k]);
+    }
+    for (let k = 0, o = y * n; k < n; k++) out.data[o + k] = roundEven(sum[k]);
   }
   return out;
 }
@@ -135,7 +154,7 @@ const f32 = Math.fround;
 
 // cv2.resize with INTER_LINEAR: half-pixel centres, edges clamped.
 export function resizeLinear(image, width, height) {
-  const out = rgbImage(width, height), fx = image.width / width, fy = image.height / height, src = image.data;
+  const out = rgbImage(width, height), fx = image.width / width, fy = image.height / height, src = image.data, ch = image.channels;
   for (let y = 0; y < height; y++) {
     let sy = (y + 0.5) * fy - 0.5; sy = Math.max(0, sy);
     const y0 = Math.min(Math.floor(sy), image.height - 1), y1 = Math.min(y0 + 1, image.height - 1), wy = Math.min(sy - y0, 1);
@@ -143,8 +162,8 @@ export function resizeLinear(image, width, height) {
       let sx = (x + 0.5) * fx - 0.5; sx = Math.max(0, sx);
       const x0 = Math.min(Math.floor(sx), image.width - 1), x1 = Math.min(x0 + 1, image.width - 1), wx = Math.min(sx - x0, 1);
       for (let c = 0; c < 3; c++) {
-        const top = src[(y0 * image.width + x0) * 3 + c] * (1 - wx) + src[(y0 * image.width + x1) * 3 + c] * wx;
-        const bottom = src[(y1 * image.width + x0) * 3 + c] * (1 - wx) + src[(y1 * image.width + x1) * 3 + c] * wx;
+        const top = src[(y0 * image.width + x0) * ch + c] * (1 - wx) + src[(y0 * image.width + x1) * ch + c] * wx;
+        const bottom = src[(y1 * image.width + x0) * ch + c] * (1 - wx) + src[(y1 * image.width + x1) * ch + c] * wx;
         out.data[(y * width + x) * 3 + c] = roundEven(top * (1 - wy) + bottom * wy);
       }
     }
@@ -154,24 +173,26 @@ export function resizeLinear(image, width, height) {
 
 function roundEven(v) {   // OpenCV's cvRound (half to even), as its saturate_cast rounds
   const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 // cv2.warpAffine(image, matrix, (size, size), INTER_LINEAR, BORDER_CONSTANT 0), uint8, in OpenCV's fixed point:
 // each target pixel's source position taken to 1/32 pixel, its four weights in 1/1024ths, the sum rounded half up.
 function warpLinear(image, m, size) {
-  const inv = invert(m), out = rgbImage(size, size), src = image.data, w = image.width, h = image.height, dst = out.data;
-  const at = (x, y, c) => (x >= 0 && y >= 0 && x < w && y < h ? src[(y * w + x) * 3 + c] : 0);
+  const inv = invert(m), out = rgbImage(size, size), src = image.data, ch = image.channels, w = image.width, h = image.height, dst = out.data;
+  const at = (x, y, c) => (x >= 0 && y >= 0 && x < w && y < h ? src[(y * w + x) * ch + c] : 0);
+  const dx = new Int32Array(size), dy = new Int32Array(size);   // each column's step from the row's start
+  for (let x = 0; x < size; x++) { dx[x] = roundEven(inv[0] * x * 1024); dy[x] = roundEven(inv[3] * x * 1024); }
   for (let y = 0, o = 0; y < size; y++) {
     const x0 = roundEven((inv[1] * y + inv[2]) * 1024) + 16, y0 = roundEven((inv[4] * y + inv[5]) * 1024) + 16;
     for (let x = 0; x < size; x++, o += 3) {
-      const X = (x0 + roundEven(inv[0] * x * 1024)) >> 5, Y = (y0 + roundEven(inv[3] * x * 1024)) >> 5;
+      const X = (x0 + dx[x]) >> 5, Y = (y0 + dy[x]) >> 5;
       const ix = X >> 5, iy = Y >> 5, ax = X & 31, ay = Y & 31;
       const w00 = (32 - ax) * (32 - ay), w01 = ax * (32 - ay), w10 = (32 - ax) * ay, w11 = ax * ay;
       if (ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h) {
-        const k = (iy * w + ix) * 3, below = k + w * 3;
+        const k = (iy * w + ix) * ch, below = k + w * ch;
         for (let c = 0; c < 3; c++) {
-          dst[o + c] = (src[k + c] * w00 + src[k + 3 + c] * w01 + src[below + c] * w10 + src[below + 3 + c] * w11 + 512) >> 10;
+          dst[o + c] = (src[k + c] * w00 + src[k + ch + c] * w01 + src[below + c] * w10 + src[below + ch + c] * w11 + 512) >> 10;
         }
       } else {
         for (let c = 0; c < 3; c++) {
@@ -195,8 +216,7 @@ export function warp(image, m, size) {
   const x0 = Math.max(Math.floor(Math.min(...xs)) - margin, 0), y0 = Math.max(Math.floor(Math.min(...ys)) - margin, 0);
   const x1 = Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), y1 = Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height);
   if (Math.min(x1 - x0, y1 - y0) * factor <= 0.5) return rgbImage(size, size);   // (almost) nothing of the image in the crop
-  const part = rgbImage(x1 - x0, y1 - y0);
-  for (let y = y0; y < y1; y++) part.data.set(image.data.subarray((y * image.width + x0) * 3, (y * image.width + x1) * 3), (y - y0) * part.width * 3);
+  const part = cut(image, x0, y0, x1 - x0, y1 - y0);
   // cv2.resize(part, None, fx=factor, fy=factor): its size rounded as OpenCV's cvRound does, its scale 1 / factor
   const small = resizeArea(part, roundEven(part.width * factor), roundEven(part.height * factor), 1 / factor, 1 / factor);
   const pre = [factor, 0, factor * (0.5 - x0) - 0.5, 0, factor, factor * (0.5 - y0) - 0.5, 0, 0, 1];
@@ -208,7 +228,7 @@ export function warp(image, m, size) {
 export function expose(crop, dark) {
   const {data, width, height} = crop;
   let sum = 0;
-  for (const v of data) sum += v;
+  for (let i = 0; i < data.length; i++) sum += data[i];
   const mean = sum / data.length, values = Float32Array.from(data);
   if (mean >= dark) return rgbImage(width, height, values);
   const gain = Math.min(4, 2 * dark / Math.max(mean, 1));
@@ -233,11 +253,12 @@ function gaussianKernel(size, sigma) {
   return kernel.map((v) => v / total);
 }
 
-// The crop mirrored left to right (the flip test's second read).
-export function mirror(crop) {
-  const {data, width, height} = crop, out = new data.constructor(data.length);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) for (let c = 0; c < 3; c++) {
-    out[(y * width + x) * 3 + c] = data[(y * width + width - 1 - x) * 3 + c];
+// An image mirrored left to right, RGB (the flip test's second read, the detector's second look).
+export function mirror(image) {
+  const {data, width, height, channels: ch} = image, out = new data.constructor(width * height * 3);
+  for (let y = 0, o = 0; y < height; y++) for (let x = 0; x < width; x++, o += 3) {
+    const k = (y * width + width - 1 - x) * ch;
+    out[o] = data[k]; out[o + 1] = data[k + 1]; out[o + 2] = data[k + 2];
   }
   return rgbImage(width, height, out);
 }

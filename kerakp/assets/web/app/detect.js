@@ -3,7 +3,7 @@
 // look at the weak faces of the image, of its mirror image and of the full-range model), and the model's box
 // calibration from a detector box (and the eyes it saw) to the landmark box. Every number comes from the
 // export's JSON.
-import {boxIou, mirror, resizeArea, resizeLinear} from "./crop.js";
+import {boxIou, cut, mirror, resizeArea, resizeLinear} from "./crop.js";
 
 export class BlazeFace {
   // `full`: the full-range BlazeFace the second look reads (a BlazeFace of its own), null for none.
@@ -99,13 +99,6 @@ export class BlazeFace {
 // Weighted NMS of candidates, as faces whose eyes are the first two keypoints (image-left first).
 function merged(found, iou) {
   return weightedNms(found, iou).map(({box, score, keypoints}) => ({box, score, eyes: keypoints.slice(0, 2).sort((a, b) => a[0] - b[0])}));
-}
-
-// A window (x, y, w, h) of an RGB image, as an image of its own.
-export function cut(image, x, y, w, h) {
-  const data = new Uint8ClampedArray(w * h * 3);
-  for (let r = 0; r < h; r++) data.set(image.data.subarray(((y + r) * image.width + x) * 3, ((y + r) * image.width + x + w) * 3), r * w * 3);
-  return {data, width: w, height: h};
 }
 
 // MediaPipe's weighted NMS: the surest box absorbs every box overlapping it by more than `iou`, as their

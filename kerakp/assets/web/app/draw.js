@@ -18,33 +18,35 @@ export function headPose(points, pose, width, height) {
   // the model's centroid at the depth where its scale is the fit's, projected onto the image's
   t = [0, 1].map((c) => (start.image[c] - centre[c]) / start.scale - dot(rotation[c], start.model))
     .concat([focal / start.scale - dot(rotation[2], start.model)]);
-  // residuals (2N) and their Jacobian (2N x 6: a small turn w of the rotation, R <- exp([w]x) R, then t)
-  const residuals = (r, tt, jacobian) => {
-    const out = [];
+  // the residuals' (2N) sum of squares at (r, tt); with `normal` ({jtj: 36 zeros, jtr: 6}), J'J and J'r added
+  // into it, J their Jacobian (2N x 6: a small turn w of the rotation, R <- exp([w]x) R, then t)
+  const fit = (r, tt, normal) => {
+    let cost = 0;
     for (const [p, q] of pairs) {
-      const turned = [0, 1, 2].map((c) => dot(r[c], q)), x = turned.map((v, c) => v + tt[c]);
-      out.push(focal * x[0] / x[2] + centre[0] - p[0], focal * x[1] / x[2] + centre[1] - p[1]);
-      if (!jacobian) continue;
-      const d = [[focal / x[2], 0, -focal * x[0] / (x[2] * x[2])], [0, focal / x[2], -focal * x[1] / (x[2] * x[2])]];
-      for (const row of d) {
-        const turn = [0, 1, 2].map((j) => dot(row, cross(unitVector(j), turned)));
-        jacobian.push(turn.concat(row));
-      }
+      const v0 = r[0][0] * q[0] + r[0][1] * q[1] + r[0][2] * q[2], v1 = r[1][0] * q[0] + r[1][1] * q[1] + r[1][2] * q[2];
+      const v2 = r[2][0] * q[0] + r[2][1] * q[1] + r[2][2] * q[2];
+      const x0 = v0 + tt[0], x1 = v1 + tt[1], z = v2 + tt[2];
+      const rx = focal * x0 / z + centre[0] - p[0], ry = focal * x1 / z + centre[1] - p[1];
+      cost += rx * rx;
+      cost += ry * ry;
+      if (!normal) continue;
+      // each residual's row: d(projection)/dx = d, then the turn's columns d . (e_j x v)
+      const f = focal / z, gx = -focal * x0 / (z * z), gy = -focal * x1 / (z * z);
+      addRow(normal, [gx * v1, f * v2 - gx * v0, -f * v1, f, 0, gx], rx);
+      addRow(normal, [gy * v1 - f * v2, -gy * v0, f * v0, 0, f, gy], ry);
     }
-    return out;
+    return cost;
   };
-  const cost = (r) => r.reduce((s, v) => s + v * v, 0);
   let lambda = 1e-3;
   for (let iteration = 0; iteration < 100; iteration++) {
-    const jacobian = [], r = residuals(rotation, t, jacobian), before = cost(r);
-    const jtj = [0, 1, 2, 3, 4, 5].map((a) => [0, 1, 2, 3, 4, 5].map((b) => jacobian.reduce((s, row) => s + row[a] * row[b], 0)));
-    const jtr = [0, 1, 2, 3, 4, 5].map((a) => jacobian.reduce((s, row, i) => s + row[a] * r[i], 0));
+    const normal = {jtj: new Float64Array(36), jtr: new Float64Array(6)}, before = fit(rotation, t, normal);
+    const jtj = [0, 1, 2, 3, 4, 5].map((a) => Array.from(normal.jtj.subarray(a * 6, a * 6 + 6)));
     let improved = false;
     for (let tries = 0; tries < 10 && !improved; tries++) {
-      const step = solve(jtj.map((row, a) => row.map((v, b) => (a === b ? v * (1 + lambda) : v))), jtr.map((v) => -v));
+      const step = solve(jtj.map((row, a) => row.map((v, b) => (a === b ? v * (1 + lambda) : v))), Array.from(normal.jtr, (v) => -v));
       if (!step) break;
       const turned = multiply3(rodrigues(step.slice(0, 3)), rotation), moved = t.map((v, c) => v + step[3 + c]);
-      const after = cost(residuals(turned, moved));
+      const after = fit(turned, moved);
       if (after < before) {
         [rotation, t, improved] = [turned, moved, true];
         lambda = Math.max(lambda / 10, 1e-12);
@@ -56,6 +58,14 @@ export function headPose(points, pose, width, height) {
     if (!improved) break;
   }
   return rotation;
+}
+
+// J'J and J'r of Gauss-Newton (`normal`: {jtj: 36, jtr: 6}) with one more row of J and its residual.
+function addRow(normal, row, residual) {
+  for (let a = 0; a < 6; a++) {
+    normal.jtr[a] += row[a] * residual;
+    for (let b = 0; b < 6; b++) normal.jtj[a * 6 + b] += row[a] * row[b];
+  }
 }
 
 // The scaled-orthographic fit: the least-squares affine map of the 3-D model's centred points onto the image's,
@@ -80,7 +90,6 @@ function orthographic(pairs) {
 
 const dot = (a, b) => a.reduce((s, v, i) => s + v * b[i], 0);
 const cross = (a, b) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-const unitVector = (j) => [0, 1, 2].map((c) => (c === j ? 1 : 0));
 const multiply3 = (a, b) => a.map((row) => [0, 1, 2].map((c) => row.reduce((s, v, k) => s + v * b[k][c], 0)));
 
 // The rotation of a turn vector (axis times angle in radians).
@@ -139,16 +148,21 @@ export function drawFaces(context, faces, pose, seen, {radius = 2} = {}) {
     const rotation = pose ? headPose(points, pose, width, height) : null;
     face.pose = rotation ? euler(rotation) : null;
     if (seen) face.visible = rotation ? visibility(rotation, seen.table) : points.map(() => NaN);
-    context.fillStyle = context.strokeStyle = "#00ff00";
+    const marks = new Map();   // one path per colour, filled (seen) or hollow (hidden): a few canvas calls a face
     for (const [k, [x, y]] of points.entries()) {
       if (Number.isNaN(x) || Number.isNaN(y)) continue;
       // red unsure, green at least as sure as the median training image's point (confidence 0.5)
-      if (face.confidence) context.fillStyle = context.strokeStyle = `hsl(${Math.round(120 * Math.min(1, 2 * face.confidence[k]))}, 100%, 45%)`;
-      const hidden = seen && face.visible[k] < seen.seen;
-      context.lineWidth = 1;
-      context.beginPath();
-      context.arc(x, y, radius + (hidden ? 1 : 0), 0, 2 * Math.PI);
-      if (hidden) context.stroke(); else context.fill();
+      const colour = face.confidence ? `hsl(${Math.round(120 * Math.min(1, 2 * face.confidence[k]))}, 100%, 45%)` : "#00ff00";
+      const hidden = Boolean(seen && face.visible[k] < seen.seen), key = `${colour} ${hidden}`, r = radius + (hidden ? 1 : 0);
+      if (!marks.has(key)) marks.set(key, {colour, hidden, path: new Path2D()});
+      const {path} = marks.get(key);
+      path.moveTo(x + r, y);
+      path.arc(x, y, r, 0, 2 * Math.PI);
+    }
+    context.lineWidth = 1;
+    for (const {colour, hidden, path} of marks.values()) {
+      context.fillStyle = context.strokeStyle = colour;
+      if (hidden) context.stroke(path); else context.fill(path);
     }
     const valid = points.filter(([x, y]) => !Number.isNaN(x) && !Number.isNaN(y));
     if (!valid.length) continue;

@@ -28,11 +28,13 @@ async function load() {
   say("ready: start the camera, or drop a photo or a video");
 }
 
-// The canvas's RGB pixels after drawing `source` (an image, bitmap or video frame) at its own size.
+// The canvas's pixels after drawing `source` (an image, bitmap or video frame) at its own size, in place of what
+// was there (the canvas resized only when the size changes: resizing reallocates it).
 function capture(source, width, height) {
-  canvas.width = width;
-  canvas.height = height;
+  if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+  context.globalCompositeOperation = "copy";
   context.drawImage(source, 0, 0, width, height);
+  context.globalCompositeOperation = "source-over";
   return fromImageData(context.getImageData(0, 0, width, height));
 }
 
@@ -215,8 +217,8 @@ function pngOf(image) {
   const out = document.createElement("canvas");
   out.width = image.width;
   out.height = image.height;
-  const data = new ImageData(image.width, image.height);
-  for (let i = 0, j = 0; j < image.data.length; i += 4, j += 3) {
+  const data = new ImageData(image.width, image.height), ch = image.channels;
+  for (let i = 0, j = 0; i < data.data.length; i += 4, j += ch) {
     data.data[i] = image.data[j]; data.data[i + 1] = image.data[j + 1]; data.data[i + 2] = image.data[j + 2]; data.data[i + 3] = 255;
   }
   out.getContext("2d").putImageData(data, 0, 0);

@@ -2,8 +2,8 @@
 // photo read through the passes, the flip test and the turned reads; a video's faces tracked from frame to
 // frame with one read each, the detector on a budget, a missed track looked for around it, and One Euro
 // filters. Settings: the export's JSON.
-import {calibratedBox, cut} from "./detect.js";
-import {boxIou, boxSide, cropFace, invert, levelTurn, mirror, pointsBox, sureness, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
+import {calibratedBox} from "./detect.js";
+import {boxIou, boxSide, cropFace, cut, invert, levelTurn, mirror, pointsBox, sureness, transformPoints, viewTurn, wholeImageBox} from "./crop.js";
 import {decode, flipPoints, nanMean, pointSpread, withOffsets} from "./decode.js";
 
 const now = () => performance.now();
