@@ -4,6 +4,7 @@ its own folder only."""
 import importlib.util
 import json
 import shutil
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,6 +171,21 @@ def worst_distance(page_faces, python_faces) -> float:
     """The largest distance (pixels) between a page's points and Python's, faces matched in order."""
     assert len(page_faces) == len(python_faces) > 0
     return max(float(np.linalg.norm(np.array(a, np.float64) - b.points, axis=1).max()) for a, b in zip(page_faces, python_faces))
+
+
+WABT = Path(__file__).resolve().parents[1] / "web" / "node_modules" / "wabt"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not WABT.is_dir(), reason="no Node or no wabt (cd web && npm ci)")
+def test_the_page_s_webassembly_is_built_from_its_source(tmp_path):
+    """area.wasm, committed so that the wheel needs no Node, is what scripts/vendor_web.py builds from area.wat."""
+    from importlib import resources
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from vendor_web import AREA, build_wasm
+
+    build_wasm(AREA, tmp_path / "area.wasm")
+    assert (tmp_path / "area.wasm").read_bytes() == (resources.files("kerakp") / "assets" / "web" / "app" / "area.wasm").read_bytes()
 
 
 @needs_browser

@@ -103,36 +103,40 @@ export function boxCropMatrix(box, scale, size, turn = 0) {
   return multiply(about, matrix);
 }
 
-// cv2.resize with INTER_AREA to (width, height), `scale` its source-over-target factor per axis: each target
-// pixel the mean of the source area it covers, partly covered pixels weighted by their share, summed in float32
-// as OpenCV sums (each source row's weighted sums across, then those rows' weighted sum down).
-export function resizeArea(image, width, height, scaleX = image.width / width, scaleY = image.height / height) {
-  const xs = areaTaps(width, scaleX, image.width), ys = areaTaps(height, scaleY, image.height);
-  const src = image.data, ch = image.channels, stride = image.width * ch, out = rgbImage(width, height), n = width * 3;
-  const top = ys.source[0], rows = ys.source[ys.source.length - 1] - top + 1, across = new Float32Array(rows * n);
-  for (let r = 0; r < rows; r += 2) {   // two rows at a time: independent sums the processor overlaps
-    const a = (top + r) * stride, b = r + 1 < rows ? a + stride : a, o = r * n, p = r + 1 < rows ? o + n : o;
-    for (let x = 0, c = 0; x < width; x++, c += 3) {
-      let ar = 0, ag = 0, ab = 0, br = 0, bg = 0, bb = 0;
-      for (let i = xs.first[x]; i < xs.first[x + 1]; i++) {
-        const w = xs.weight[i], k = xs.source[i] * ch, ka = a + k, kb = b + k;
-        ar = f32(ar + f32(src[ka] * w)); ag = f32(ag + f32(src[ka + 1] * w)); ab = f32(ab + f32(src[ka + 2] * w));
-        br = f32(br + f32(src[kb] * w)); bg = f32(bg + f32(src[kb + 1] * w)); bb = f32(bb + f32(src[kb + 2] * w));
-      }
-      across[o + c] = ar; across[o + c + 1] = ag; across[o + c + 2] = ab;
-      across[p + c] = br; across[p + c + 1] = bg; across[p + c + 2] = bb;
-    }
+let kernel = null, loading = null;
+
+// The area shrink's WebAssembly (area.wat; its memory grows as a call needs), loaded once before any crop (the
+// page's load awaits it).
+export function loadKernel() {
+  loading ??= fetch(new URL("./area.wasm", import.meta.url)).then((response) => response.arrayBuffer())
+    .then((bytes) => WebAssembly.instantiate(bytes)).then(({instance}) => { kernel = instance.exports; });
+  return loading;
+}
+
+// cv2.resize with INTER_AREA of the window [x, y, w, h] of an image (default: all of it) to (width, height),
+// `scale` its source-over-target factor per axis: each target pixel the mean of the source area it covers,
+// partly covered pixels weighted by their share, summed in float32 as OpenCV sums (each source row's weighted
+// sums across, then those rows' weighted sum down; area.wat).
+export function resizeArea(image, width, height, scaleX, scaleY, [x, y, w, h] = [0, 0, image.width, image.height]) {
+  const xs = areaTaps(width, scaleX ?? w / width, w), ys = areaTaps(height, scaleY ?? h / height, h), ch = image.channels;
+  const top = ys.source[0], rows = ys.source[ys.source.length - 1] - top + 1;
+  let end = 0;
+  const place = (bytes) => { const at = end; end += Math.ceil(bytes / 16) * 16; return at; };
+  const at = {xs: [xs.first, xs.source, xs.weight].map((a) => place(a.byteLength)), ys: [ys.first, ys.source, ys.weight].map((a) => place(a.byteLength)),
+    src: place(rows * w * ch + 16), across: place(rows * width * 16), sum: place(width * 16), dst: place(width * height * 3 + 4)};
+  const grow = Math.ceil((end - kernel.memory.buffer.byteLength) / 65536);
+  if (grow > 0) kernel.memory.grow(grow);
+  const memory = kernel.memory.buffer, bytes = new Uint8Array(memory);
+  for (const [taps, places] of [[xs, at.xs], [ys, at.ys]]) {
+    [taps.first, taps.source, taps.weight].forEach((a, k) => new a.constructor(memory, places[k], a.length).set(a));
   }
-  const sum = new Float32Array(n);
-  for (let y = 0; y < height; y++) {
-    sum.fill(0);
-    for (let j = ys.first[y]; j < ys.first[y + 1]; j++) {   // a Float32Array rounds each sum to float32
-      const wy = ys.weight[j], o = (ys.source[j] - top) * n;
-      for (let k = 0; k < n; k++) sum[k] += f32(wy * across[o + k]);
-    }
-    for (let k = 0, o = y * n; k < n; k++) out.data[o + k] = roundEven(sum[k]);
+  for (let r = 0; r < rows; r++) {
+    const from = ((y + top + r) * image.width + x) * ch;
+    bytes.set(image.data.subarray(from, from + w * ch), at.src + r * w * ch);
   }
-  return out;
+  kernel.across(at.src, w * ch, ch, rows, width, ...at.xs, at.across);
+  kernel.down(at.across, width, height, ...at.ys, top, at.sum, at.dst);
+  return rgbImage(width, height, Uint8ClampedArray.from(bytes.subarray(at.dst, at.dst + width * height * 3)));
 }
 
 // Per target pixel of one axis (`count` of them), the source pixels it covers and their weights (OpenCV's
@@ -150,7 +154,6 @@ function areaTaps(count, scale, limit) {
   return {first: Int32Array.from(first), source: Int32Array.from(source), weight: Float32Array.from(weight)};
 }
 
-const f32 = Math.fround;
 
 // cv2.resize with INTER_LINEAR: half-pixel centres, edges clamped.
 export function resizeLinear(image, width, height) {
@@ -216,9 +219,9 @@ export function warp(image, m, size) {
   const x0 = Math.max(Math.floor(Math.min(...xs)) - margin, 0), y0 = Math.max(Math.floor(Math.min(...ys)) - margin, 0);
   const x1 = Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), y1 = Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height);
   if (Math.min(x1 - x0, y1 - y0) * factor <= 0.5) return rgbImage(size, size);   // (almost) nothing of the image in the crop
-  const part = cut(image, x0, y0, x1 - x0, y1 - y0);
   // cv2.resize(part, None, fx=factor, fy=factor): its size rounded as OpenCV's cvRound does, its scale 1 / factor
-  const small = resizeArea(part, roundEven(part.width * factor), roundEven(part.height * factor), 1 / factor, 1 / factor);
+  const [w, h] = [x1 - x0, y1 - y0];
+  const small = resizeArea(image, roundEven(w * factor), roundEven(h * factor), 1 / factor, 1 / factor, [x0, y0, w, h]);
   const pre = [factor, 0, factor * (0.5 - x0) - 0.5, 0, factor, factor * (0.5 - y0) - 0.5, 0, 0, 1];
   return warp(small, multiply(m, invert(pre)), size);
 }

@@ -2,7 +2,7 @@
 // video through the tracker, draws the faces, shows FPS and ms per stage, and saves the landmarks as CSV or
 // JSON. `window.kerakp` lets a test or a script drive it (predictImage, lastFrame, stats).
 import {BlazeFace} from "./detect.js";
-import {fromImageData} from "./crop.js";
+import {fromImageData, loadKernel} from "./crop.js";
 import {drawFaces} from "./draw.js";
 import {Model} from "./model.js";
 import {FaceTracker, Predictor} from "./track.js";
@@ -20,7 +20,7 @@ async function load() {
   settings = await (await fetch("kerakp.json")).json();
   const detector = settings.detector;
   const [landmarks, blazeface, full] = await Promise.all([Model.load(settings.model.file), Model.load(detector.file),
-    detector.full && Model.load(detector.full.file)]);
+    detector.full && Model.load(detector.full.file), loadKernel()]);
   const options = {...settings.model, ...settings.predict, calibration: detector.calibration};
   predictor = new Predictor(landmarks, newDetector(blazeface, full), options);
   $("title").textContent = `kerakp landmarks: ${settings.model.name} (${settings.model.markup}, ${settings.model.num_points} points)`;
