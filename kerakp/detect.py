@@ -9,7 +9,8 @@ labelled training images for every detector, since each draws its boxes differen
 - `blazeface` (default): MediaPipe's short-range BlazeFace, run with LiteRT and decoded here with NumPy
   (SSD anchors, weighted non-maximum suppression). Where it finds nothing it looks again on overlapping
   tiles, for faces under about a tenth of the frame, and where still nothing, takes a second look at its weak
-  faces with the image's mirror and the full-range model (faces turned past 60 degrees). Imports no TensorFlow.
+  faces with the image's mirror and the full-range model (faces turned past 60 degrees), then looks at the image
+  turned by 15 and 30 degrees either way (profiles it misses upright). Imports no TensorFlow.
 - `haar`: OpenCV's frontal-face cascade (misses dark skin and turned faces; kept for comparison).
 """
 from __future__ import annotations
@@ -169,19 +170,22 @@ class BlazeFaceDetector:
     decoded from anchors, weighted NMS; where no face is sure, also the 3 x 3 overlapping half-size tiles (all
     nine, or `tiles_per_call` of them in turn: a video finds a small face within a few frames at a fraction
     of the cost per empty frame); where still none, with `second_look`, the mirror image and the full-range
-    model (two more model runs, `_second`)."""
+    model (two more model runs, `_second`), and then the image turned by each of `turned_looks` degrees in turn
+    (`_turned`: up to three runs each)."""
 
     name = "blazeface"
     default_calibration = BoxCalibration(0.0, 0.06, 0.97)
 
     def __init__(self, min_score: float = 0.65, iou: float = 0.3, tiles: bool = True, threads: int | None = 1,
                  model: BlazeFaceModel = BLAZEFACE_SHORT, tiles_per_call: int | None = None, sure: float = 0.75,
-                 second_look: bool = True, agree: float = 0.5, floor: float = 0.2):
+                 second_look: bool = True, agree: float = 0.5, floor: float = 0.2,
+                 turned_looks: tuple[float, ...] = (-15.0, 15.0, -30.0, 30.0)):
         from kerakp.runtime import litert_interpreter
 
         self.min_score, self.iou, self.tiles, self.model, self.sure = min_score, iou, tiles, model, sure
         self.tiles_per_call, self.next_tile = tiles_per_call, 0
         self.second_look, self.agree, self.floor, self.threads, self._other = second_look, agree, floor, threads, None
+        self.turned_looks = tuple(turned_looks)
         with resources.as_file(blazeface_file(model.file)) as path:
             self.interpreter = litert_interpreter(path, threads)
         inputs, outputs = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()
@@ -248,12 +252,16 @@ class BlazeFaceDetector:
     def faces(self, image: np.ndarray) -> list[DetectedFace]:
         """Every face scoring at least `min_score`, surest first. Where no face in the whole image scores
         `sure`, the tiles are read too and all detections merged (a small face, or a weak false one). Where
-        nothing is found, the `second_look`."""
+        nothing is found, the `second_look`, and then the `turned_looks`."""
+        return self._look(image, self.tiles) or self._turned(image)
+
+    def _look(self, image: np.ndarray, tiles: bool) -> list[DetectedFace]:
+        """The faces of the whole image (and of the tiles, with `tiles`), else of the second look."""
         height, width = image.shape[:2]
         low = min(self.floor, self.min_score) if self.second_look else self.min_score
         whole = self._candidates((0, 0, width, height), image, low)
         found = [tuple(part[whole[1] >= self.min_score] for part in whole)]
-        if self.tiles and not (found[0][1] >= self.sure).any():
+        if tiles and not (found[0][1] >= self.sure).any():
             found += [self._candidates(window, image) for window in self._tiles(height, width)]
         faces = self._merged(*(np.concatenate(parts) for parts in zip(*found)))
         if faces or not self.second_look:
@@ -278,7 +286,8 @@ class BlazeFaceDetector:
         mirrored = self._merged(np.c_[width - 1 - boxes[:, 2], boxes[:, 1], width - 1 - boxes[:, 0], boxes[:, 3]],
                                 scores, keypoints)
         if self._other is None:   # the full-range model, loaded at its first use
-            self._other = BlazeFaceDetector(self.floor, self.iou, False, self.threads, BLAZEFACE_FULL, second_look=False)
+            self._other = BlazeFaceDetector(self.floor, self.iou, False, self.threads, BLAZEFACE_FULL, second_look=False,
+                                            turned_looks=())
         looks = [whole, mirrored, self._other._merged(*self._other._candidates((0, 0, width, height), image))]
         kept = []
         for face in whole + mirrored:
@@ -289,6 +298,23 @@ class BlazeFaceDetector:
             return []
         return self._merged(np.stack([f.box for f, _ in kept]), np.array([s for _, s in kept]),
                             np.stack([f.eyes for f, _ in kept]))
+
+    def _turned(self, image: np.ndarray) -> list[DetectedFace]:
+        """The last look where nothing was found: the image turned about its centre by each of `turned_looks`
+        degrees in turn (whole, no tiles, with the second look) until one finds faces; their box centres and eyes
+        turned back (boxes keep their size). A profile BlazeFace misses upright is often found turned: on AFLW
+        training faces past 60 degrees padded to 240 px, 32 of the 63 it missed (BENCHMARKS.md "Head poses")."""
+        height, width = image.shape[:2]
+        for angle in self.turned_looks:
+            matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+            found = self._look(cv2.warpAffine(image, matrix, (width, height)), tiles=False)
+            if found:
+                back = cv2.invertAffineTransform(matrix)
+                turn = lambda points: points @ back[:, :2].T + back[:, 2]
+                return [DetectedFace(np.r_[turn((f.box[:2] + f.box[2:]) / 2) - (f.box[2:] - f.box[:2]) / 2,
+                                           turn((f.box[:2] + f.box[2:]) / 2) + (f.box[2:] - f.box[:2]) / 2],
+                                     f.score, np.stack(sorted(turn(f.eyes), key=lambda p: p[0]))) for f in found]
+        return []
 
 
 DETECTORS = {"blazeface": BlazeFaceDetector, "haar": HaarDetector}

@@ -175,9 +175,10 @@ class FaceTracker:
         self.detector = copy.copy(predictor.detector)   # the same detector, with its own tiling state
         if hasattr(self.detector, "tiles_per_call"):
             self.detector.tiles_per_call = 1   # an empty frame reads one tile: a small face shows up within nine
+            self.detector.turned_looks = ()    # and no turned looks (a turning face is tracked from frontal)
         self.near = copy.copy(predictor.detector)   # the look around a track the frame's detection missed
         if hasattr(self.near, "agree"):
-            self.near.agree = NEAR_AGREE
+            self.near.agree, self.near.turned_looks = NEAR_AGREE, ()
 
     @staticmethod
     def _lost(view: np.ndarray, points: np.ndarray, shape) -> bool:

@@ -1,10 +1,12 @@
-"""Faces turned towards profile: the detector's second look (and no face where there is none), and a head that
-turns from frontal to profile and back keeps its track and its landmarks."""
+"""Faces turned towards profile: the detector's second look and turned looks (and no face where there is none),
+and a head that turns from frontal to profile and back keeps its track and its landmarks."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from kerakp.data.synthetic import turning_video_frames, write_video
+from kerakp.data.synthetic import synthetic_face, turning_video_frames, write_video
 from kerakp.detect import BLAZEFACE_FULL, BlazeFaceDetector, get_detector
 
 MIRRORED = 255   # the scripted image is black on its left, white on its right: a mirrored copy starts white
@@ -50,6 +52,51 @@ def test_the_second_look_keeps_a_weak_face_the_three_looks_agree_on():
     assert len(detector.faces(image)) == 1 and detector.looks == ["whole"] and detector._other.looks == []
     detector = Looks({"whole": 0.6, "mirror": 0.6}, second_look=False)
     assert detector.faces(image) == [] and detector._other is None
+
+
+def test_the_turned_look_gives_the_face_it_finds_in_the_image_s_own_frame(monkeypatch):
+    """Where every upright look finds nothing, the image turned by each of `turned_looks` is looked at in turn;
+    a face found turned comes back where it lies in the image (box centre and eyes), its box the same size. The
+    live loop's detectors take no turned looks (12 model runs on every empty frame)."""
+    from kerakp.inference import Predictor
+    from kerakp.tracking import FaceTracker
+
+    image = np.full((320, 320, 3), 100, np.uint8)
+    image[80:240, 80:240] = synthetic_face(np.random.default_rng(5), size=160, roll_range=0)["image"]
+    detector = BlazeFaceDetector()
+    (upright,) = detector.faces(image)
+    turn = cv2.getRotationMatrix2D((159.5, 159.5), 15, 1.0)   # the picture taken with the camera turned 15 degrees
+    rolled = cv2.warpAffine(image, turn, (320, 320))
+    looks, look = [], BlazeFaceDetector._look
+
+    def upright_misses(self, picture, tiles):
+        looks.append(tiles)
+        return [] if tiles else look(self, picture, tiles)
+
+    monkeypatch.setattr(BlazeFaceDetector, "_look", upright_misses)
+    (found,) = detector.faces(rolled)
+    assert looks == [True, False]                             # upright: nothing; turned by -15 degrees: the face
+    into_rolled = lambda points: points @ turn[:, :2].T + turn[:, 2]
+    assert np.allclose(found.eyes, sorted(into_rolled(upright.eyes), key=lambda p: p[0]), atol=3)
+    assert np.allclose((found.box[:2] + found.box[2:]) / 2, into_rolled((upright.box[:2] + upright.box[2:]) / 2), atol=3)
+    assert np.allclose(found.box[2:] - found.box[:2], upright.box[2:] - upright.box[:2], atol=4)
+    tracker = FaceTracker(Predictor("kerakp/presets/300w_fast.tflite"))
+    assert detector.turned_looks and tracker.detector.turned_looks == () == tracker.near.turned_looks
+
+
+AFLW = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw21" / "images"
+
+
+@pytest.mark.skipif(not AFLW.is_dir(), reason="no ../shared/data/aflw21")
+def test_a_profile_blazeface_misses_upright_is_found_turned():
+    """An AFLW face at yaw -63 (held out), padded to 240 px: no upright look finds it, the image turned does."""
+    face = cv2.cvtColor(cv2.imread(str(AFLW / "image50688.jpg")), cv2.COLOR_BGR2RGB)
+    image = np.zeros((240, 240, 3), np.uint8)
+    image[60:180, 60:180] = face
+    assert BlazeFaceDetector(turned_looks=()).faces(image) == []
+    (found,) = BlazeFaceDetector().faces(image)
+    centre = (found.box[:2] + found.box[2:]) / 2
+    assert np.all(np.abs(centre - 119.5) < 30)
 
 
 def test_face_free_images_give_no_face():

@@ -25,6 +25,8 @@ TRACKED = "ytf68-fast"   # the tracking tests' model (`tracking_page` says why)
 # an AFLW face turned far (AFLW's yaw -76), which BlazeFace finds only at its second look (mean score 0.59), and
 # of which 300w-fast reads some points hidden
 TURNED = Path(__file__).resolve().parents[2] / "shared" / "data" / "aflw21" / "images" / "image08730.jpg"
+# a held-out AFLW profile (yaw -63) that BlazeFace finds only in the image turned (its `turned_looks`)
+PROFILE = TURNED.with_name("image50688.jpg")
 
 
 def needs_browser(test):
@@ -94,6 +96,7 @@ def test_the_page_holds_its_models_runtime_and_every_number_from_python(page_fol
     assert np.allclose(detector["anchors"], ssd_anchors(BLAZEFACE_SHORT.size, BLAZEFACE_SHORT.layers))
     # the second look: its thresholds and the full-range model, shipped for it
     assert (detector["second_look"], detector["agree"], detector["floor"]) == (True, 0.5, 0.2)
+    assert detector["turned_looks"] == [-15.0, 15.0, -30.0, 30.0]
     assert np.allclose(detector["full"]["anchors"], ssd_anchors(BLAZEFACE_FULL.size, BLAZEFACE_FULL.layers))
     assert (page_folder / detector["full"]["file"]).stat().st_size == (Path(tracking.__file__).parent / "assets" / "blazeface" / BLAZEFACE_FULL.file).stat().st_size
     assert (track["near_window"], track["near_agree"], track["same_place_iou"], settings["predict"]["frontal_norm"], tuple(track["held_side"])) == (
@@ -410,7 +413,7 @@ def test_a_face_only_the_second_look_finds_is_read_and_seen_as_python_reads_it(p
     picture = cv2.copyMakeBorder(cv2.imread(str(TURNED)), 60, 60, 60, 60, cv2.BORDER_CONSTANT)
     cv2.imwrite(str(page_folder / "turned.png"), picture)
     image = cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
-    assert BlazeFaceDetector(second_look=False).faces(image) == []
+    assert BlazeFaceDetector(second_look=False, turned_looks=()).faces(image) == []
     expected = Landmarker("300w-fast").predict(image)
     with served(page_folder) as url, browser_page(url) as page:
         faces = page.evaluate("window.kerakp.ready.then(() => window.kerakp.predictImage('turned.png'))")
@@ -424,6 +427,26 @@ def test_a_face_only_the_second_look_finds_is_read_and_seen_as_python_reads_it(p
     header, row = rows[0].split(","), rows[1].split(",")
     assert header[-68:] == [f"v{k}" for k in range(68)]
     assert np.allclose([float(v) for v in row[-68:]], np.round(faces[0]["visible"], 3))
+
+
+@needs_browser
+@pytest.mark.skipif(not PROFILE.is_file(), reason="no ../shared/data/aflw21 (the AFLW profile)")
+def test_a_face_only_a_turned_look_finds_is_read_as_python_reads_it(page_folder):
+    """An AFLW profile (yaw -63) padded to twice its crop: no upright look finds it, the image turned does; the
+    page turns the image as OpenCV does and reads the same box, score and points."""
+    from kerakp.detect import BlazeFaceDetector
+
+    picture = cv2.copyMakeBorder(cv2.imread(str(PROFILE)), 60, 60, 60, 60, cv2.BORDER_CONSTANT)
+    cv2.imwrite(str(page_folder / "profile.png"), picture)
+    image = cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
+    assert BlazeFaceDetector(turned_looks=()).faces(image) == []
+    expected = Landmarker("300w-fast").predict(image)
+    with served(page_folder) as url, browser_page(url) as page:
+        faces = page.evaluate("window.kerakp.ready.then(() => window.kerakp.predictImage('profile.png'))")
+        assert page.outside == [] and page.errors == []
+    worst = worst_distance([face["points"] for face in faces], expected)
+    print(f"worst point of a face found turned, page vs Landmarker.predict: {worst:.3f} px")
+    assert worst <= 1.0 and np.isclose(faces[0]["score"], expected[0].score, atol=1e-3)
 
 
 @needs_browser

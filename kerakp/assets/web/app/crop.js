@@ -39,6 +39,12 @@ export function invert(m) {   // an affine 3 x 3 matrix
   return [a, b, -(a * m[2] + b * m[5]), c, d, -(c * m[2] + d * m[5]), 0, 0, 1];
 }
 
+// cv2.getRotationMatrix2D((cx, cy), angle, 1) as a 3 x 3 matrix: a turn by `angle` degrees about (cx, cy).
+export function rotationMatrix(cx, cy, angle) {
+  const a = angle * (Math.PI / 180), alpha = Math.cos(a), beta = Math.sin(a);
+  return [alpha, beta, (1 - alpha) * cx - beta * cy, -beta, alpha, beta * cx + (1 - alpha) * cy, 0, 0, 1];
+}
+
 export function transformPoints(m, points) {
   return points.map(([x, y]) => [m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]]);
 }
@@ -179,16 +185,16 @@ function roundEven(v) {   // OpenCV's cvRound (half to even), as its saturate_ca
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-// cv2.warpAffine(image, matrix, (size, size), INTER_LINEAR, BORDER_CONSTANT 0), uint8, in OpenCV's fixed point:
+// cv2.warpAffine(image, matrix, (width, height), INTER_LINEAR, BORDER_CONSTANT 0), uint8, in OpenCV's fixed point:
 // each target pixel's source position taken to 1/32 pixel, its four weights in 1/1024ths, the sum rounded half up.
-function warpLinear(image, m, size) {
-  const inv = invert(m), out = rgbImage(size, size), src = image.data, ch = image.channels, w = image.width, h = image.height, dst = out.data;
+export function warpLinear(image, m, width, height = width) {
+  const inv = invert(m), out = rgbImage(width, height), src = image.data, ch = image.channels, w = image.width, h = image.height, dst = out.data;
   const at = (x, y, c) => (x >= 0 && y >= 0 && x < w && y < h ? src[(y * w + x) * ch + c] : 0);
-  const dx = new Int32Array(size), dy = new Int32Array(size);   // each column's step from the row's start
-  for (let x = 0; x < size; x++) { dx[x] = roundEven(inv[0] * x * 1024); dy[x] = roundEven(inv[3] * x * 1024); }
-  for (let y = 0, o = 0; y < size; y++) {
+  const dx = new Int32Array(width), dy = new Int32Array(width);   // each column's step from the row's start
+  for (let x = 0; x < width; x++) { dx[x] = roundEven(inv[0] * x * 1024); dy[x] = roundEven(inv[3] * x * 1024); }
+  for (let y = 0, o = 0; y < height; y++) {
     const x0 = roundEven((inv[1] * y + inv[2]) * 1024) + 16, y0 = roundEven((inv[4] * y + inv[5]) * 1024) + 16;
-    for (let x = 0; x < size; x++, o += 3) {
+    for (let x = 0; x < width; x++, o += 3) {
       const X = (x0 + dx[x]) >> 5, Y = (y0 + dy[x]) >> 5;
       const ix = X >> 5, iy = Y >> 5, ax = X & 31, ay = Y & 31;
       const w00 = (32 - ax) * (32 - ay), w01 = ax * (32 - ay), w10 = (32 - ax) * ay, w11 = ax * ay;

@@ -1,9 +1,10 @@
 // The detect stage: MediaPipe's short-range BlazeFace decoded as kerakp/detect.py does (letterbox, SSD anchors,
 // weighted non-maximum suppression, the 3 x 3 tiles where no face is sure, and where still nothing, the second
-// look at the weak faces of the image, of its mirror image and of the full-range model), and the model's box
+// look at the weak faces of the image, of its mirror image and of the full-range model, then the image turned by
+// each of turned_looks degrees in turn), and the model's box
 // calibration from a detector box (and the eyes it saw) to the landmark box. Every number comes from the
 // export's JSON.
-import {boxIou, cut, mirror, resizeArea, resizeLinear} from "./crop.js";
+import {boxIou, cut, invert, mirror, resizeArea, resizeLinear, rotationMatrix, transformPoints, warpLinear} from "./crop.js";
 
 export class BlazeFace {
   // `full`: the full-range BlazeFace the second look reads (a BlazeFace of its own), null for none.
@@ -64,12 +65,19 @@ export class BlazeFace {
   }
 
   // Every face scoring min_score or more, surest first: [{box, score, eyes}] (eyes: image-left first). Where
-  // no face of the whole image is sure, the tiles too; where nothing is found, the second look.
+  // no face of the whole image is sure, the tiles too; where nothing is found, the second look, then the
+  // turned looks.
   async faces(image) {
+    const faces = await this.look(image, this.settings.tiles);
+    return faces.length ? faces : this.turned(image);
+  }
+
+  // The faces of the whole image (and of the tiles, with `tiles`), else of the second look (`_look`).
+  async look(image, tiles) {
     const s = this.settings, second = s.second_look && this.full !== null;
     const whole = await this.candidates(image, [0, 0, image.width, image.height], second ? Math.min(s.floor, s.min_score) : s.min_score);
     let found = whole.filter((f) => f.score >= s.min_score);
-    if (s.tiles && !found.some((f) => f.score >= s.sure)) {
+    if (tiles && !found.some((f) => f.score >= s.sure)) {
       for (const window of this.tiles(image.height, image.width)) found = found.concat(await this.candidates(image, window));
     }
     const faces = merged(found, s.iou);
@@ -93,6 +101,25 @@ export class BlazeFace {
       if (score >= agree) kept.push({box: face.box, score, keypoints: face.eyes});
     }
     return merged(kept, iou);
+  }
+
+  // The turned looks (`BlazeFaceDetector._turned`): the image turned about its centre by each of turned_looks
+  // degrees in turn (whole, no tiles, with the second look) until one finds faces; their box centres and eyes
+  // turned back, their boxes the same size.
+  async turned(image) {
+    const {width, height} = image;
+    for (const angle of this.settings.turned_looks) {
+      const matrix = rotationMatrix((width - 1) / 2, (height - 1) / 2, angle);
+      const found = await this.look(warpLinear(image, matrix, width, height), false);
+      if (!found.length) continue;
+      const back = invert(matrix);
+      return found.map(({box, score, eyes}) => {
+        const [[cx, cy]] = transformPoints(back, [[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]]);
+        const hw = (box[2] - box[0]) / 2, hh = (box[3] - box[1]) / 2;
+        return {box: [cx - hw, cy - hh, cx + hw, cy + hh], score, eyes: transformPoints(back, eyes).sort((a, b) => a[0] - b[0])};
+      });
+    }
+    return [];
   }
 }
 

@@ -93,7 +93,7 @@ async function trackFrame(source, width, height, t, name) {
   show(times, performance.now());
 }
 
-// A BlazeFace of the JSON's settings (`changes` to them: the near look's `agree`), with the full-range model
+// A BlazeFace of the JSON's settings (`changes` to them: the tracker's), with the full-range model
 // of its second look where the page has one (it reads that model's weak faces, from `floor`).
 function newDetector(model, full, changes = {}) {
   const d = settings.detector;
@@ -103,7 +103,9 @@ function newDetector(model, full, changes = {}) {
 
 function newTracker() {
   const {model, full} = predictor.detector;
-  tracker = new FaceTracker(predictor, newDetector(model, full?.model), newDetector(model, full?.model, {agree: settings.track.near_agree}), settings.track);
+  const live = {turned_looks: []};   // as FaceTracker's detectors: no turned looks on every empty frame
+  tracker = new FaceTracker(predictor, newDetector(model, full?.model, live),
+    newDetector(model, full?.model, {...live, agree: settings.track.near_agree}), settings.track);
 }
 
 async function startCamera() {
