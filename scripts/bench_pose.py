@@ -13,7 +13,7 @@ half the frame, as a detector meets it in a photo). Error: mean over the visible
 points mapped through `kerakp.schemas.CORRESPONDENCES`; ear lobes left out) over the original crop side, over
 the faces found; a face counts as found when the detector found it. Yaw bands by AFLW's |yaw|: 0-30, 30-60,
 60 and over. Pose: yaw from the 68 points (`kerakp.analysis.head_pose`) against AFLW's (sign turned to
-kerakp's). Seen: `Face.visible` of each AFLW point's counterpart (a group's least seen point) against whether
+kerakp's). Seen: `Face.visible` of each AFLW point's counterpart (for a group, as an eye centre, its points' mean) against whether
 AFLW labels it, as the area under the ROC curve over the points of the faces found.
 
 Profiled validation faces (a diagnostic of the `kerakp profile` generator, which scores itself here: not an
@@ -91,7 +91,8 @@ def predict(model: str, data: LandmarkSet) -> dict:
 
 def read(model: str, data: LandmarkSet) -> dict:
     """Per face of AFLW 21: error over the crop side (NaN where not found), whether found, the landmarks' yaw, and
-    per AFLW point the probability it is seen (`Face.visible`; a group's least seen point)."""
+    per AFLW point the probability it is seen (`Face.visible`; for a point AFLW places at the mean of several, such
+    as an eye centre, their mean)."""
     got = predict(model, data)
     found = got["found"]
     mapped = derive_points(got["points"], got["schema"], data.schema)
@@ -100,7 +101,7 @@ def read(model: str, data: LandmarkSet) -> dict:
     groups = CORRESPONDENCES[data.schema.name, got["schema"].name]
     seen = np.full(data.keypoints.shape[:2], np.nan)
     for i in np.flatnonzero(found & np.isfinite(got["yaw"])):
-        seen[i] = [got["visible"][i][list(g)].min() if g else np.nan for g in groups]
+        seen[i] = [got["visible"][i][list(g)].mean() if g else np.nan for g in groups]
     return {"error": error, "found": found, "yaw": got["yaw"], "seen": seen}
 
 
