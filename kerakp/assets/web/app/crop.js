@@ -160,7 +160,6 @@ function areaTaps(count, scale, limit) {
   return {first: Int32Array.from(first), source: Int32Array.from(source), weight: Float32Array.from(weight)};
 }
 
-
 // cv2.resize with INTER_LINEAR: half-pixel centres, edges clamped.
 export function resizeLinear(image, width, height) {
   const out = rgbImage(width, height), fx = image.width / width, fy = image.height / height, src = image.data, ch = image.channels;
