@@ -300,14 +300,17 @@ class BlazeFaceDetector:
                             np.stack([f.eyes for f, _ in kept]))
 
     def _turned(self, image: np.ndarray) -> list[DetectedFace]:
-        """The last look where nothing was found: the image turned about its centre by each of `turned_looks`
-        degrees in turn (whole, no tiles, with the second look) until one finds faces; their box centres and eyes
-        turned back (boxes keep their size). A profile BlazeFace misses upright is often found turned: on AFLW
+        """The last look where nothing was found: the image turned by each of `turned_looks` degrees in turn, whole
+        on a canvas that holds it (no tiles, with the second look), until one finds faces; their box centres and
+        eyes turned back (boxes keep their size). A profile BlazeFace misses upright is often found turned: on AFLW
         training faces past 60 degrees padded to 240 px, 32 of the 63 it missed (BENCHMARKS.md "Head poses")."""
         height, width = image.shape[:2]
         for angle in self.turned_looks:
             matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
-            found = self._look(cv2.warpAffine(image, matrix, (width, height)), tiles=False)
+            cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+            size = (int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos)))
+            matrix[:, 2] += [(size[0] - width) / 2, (size[1] - height) / 2]   # on a canvas that holds all of it
+            found = self._look(cv2.warpAffine(image, matrix, size), tiles=False)
             if found:
                 back = cv2.invertAffineTransform(matrix)
                 turn = lambda points: points @ back[:, :2].T + back[:, 2]

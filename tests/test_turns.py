@@ -76,10 +76,12 @@ def test_the_turned_look_gives_the_face_it_finds_in_the_image_s_own_frame(monkey
     monkeypatch.setattr(BlazeFaceDetector, "_look", upright_misses)
     (found,) = detector.faces(rolled)
     assert looks == [True, False]                             # upright: nothing; turned by -15 degrees: the face
-    into_rolled = lambda points: points @ turn[:, :2].T + turn[:, 2]
-    assert np.allclose(found.eyes, sorted(into_rolled(upright.eyes), key=lambda p: p[0]), atol=3)
-    assert np.allclose((found.box[:2] + found.box[2:]) / 2, into_rolled((upright.box[:2] + upright.box[2:]) / 2), atol=3)
-    assert np.allclose(found.box[2:] - found.box[:2], upright.box[2:] - upright.box[:2], atol=4)
+    # within a tenth of the box (the turned canvas is larger, so BlazeFace sees the face smaller); turned wrong,
+    # the points would be tens of pixels off
+    into_rolled, near = lambda points: points @ turn[:, :2].T + turn[:, 2], 0.1 * (upright.box[2] - upright.box[0])
+    assert np.allclose(found.eyes, sorted(into_rolled(upright.eyes), key=lambda p: p[0]), atol=near)
+    assert np.allclose((found.box[:2] + found.box[2:]) / 2, into_rolled((upright.box[:2] + upright.box[2:]) / 2), atol=near)
+    assert np.allclose(found.box[2:] - found.box[:2], upright.box[2:] - upright.box[:2], atol=near)
     tracker = FaceTracker(Predictor("kerakp/presets/300w_fast.tflite"))
     assert detector.turned_looks and tracker.detector.turned_looks == () == tracker.near.turned_looks
 

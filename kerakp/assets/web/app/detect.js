@@ -103,14 +103,17 @@ export class BlazeFace {
     return merged(kept, iou);
   }
 
-  // The turned looks (`BlazeFaceDetector._turned`): the image turned about its centre by each of turned_looks
-  // degrees in turn (whole, no tiles, with the second look) until one finds faces; their box centres and eyes
-  // turned back, their boxes the same size.
+  // The turned looks (`BlazeFaceDetector._turned`): the image turned by each of turned_looks degrees in turn,
+  // whole on a canvas that holds it (no tiles, with the second look), until one finds faces; their box centres
+  // and eyes turned back, their boxes the same size.
   async turned(image) {
     const {width, height} = image;
     for (const angle of this.settings.turned_looks) {
-      const matrix = rotationMatrix((width - 1) / 2, (height - 1) / 2, angle);
-      const found = await this.look(warpLinear(image, matrix, width, height), false);
+      const matrix = rotationMatrix((width - 1) / 2, (height - 1) / 2, angle), cos = Math.abs(matrix[0]), sin = Math.abs(matrix[1]);
+      const [w, h] = [Math.ceil(width * cos + height * sin), Math.ceil(width * sin + height * cos)];
+      matrix[2] += (w - width) / 2;
+      matrix[5] += (h - height) / 2;
+      const found = await this.look(warpLinear(image, matrix, w, h), false);
       if (!found.length) continue;
       const back = invert(matrix);
       return found.map(({box, score, eyes}) => {
