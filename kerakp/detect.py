@@ -29,12 +29,14 @@ from kerakp.errors import KerakpError, KerakpWarning
 
 @dataclass(frozen=True)
 class DetectedFace:
-    """One detection: box (x0, y0, x1, y1) and score in 0..1, and where the detector saw the eyes ((2, 2):
-    the image-left eye first; None for a detector that does not say)."""
+    """One detection: box (x0, y0, x1, y1) and score in 0..1, where the detector saw the eyes ((2, 2): the
+    image-left eye first; None for a detector that does not say), and whether only a turned look found it (a
+    reader keeps such a face only where the landmark model reads it consistently: smooth backgrounds fool them)."""
 
     box: np.ndarray
     score: float
     eyes: np.ndarray | None = None
+    turned: bool = False
 
 
 @dataclass
@@ -316,7 +318,7 @@ class BlazeFaceDetector:
                 turn = lambda points: points @ back[:, :2].T + back[:, 2]
                 return [DetectedFace(np.r_[turn((f.box[:2] + f.box[2:]) / 2) - (f.box[2:] - f.box[:2]) / 2,
                                            turn((f.box[:2] + f.box[2:]) / 2) + (f.box[2:] - f.box[:2]) / 2],
-                                     f.score, np.stack(sorted(turn(f.eyes), key=lambda p: p[0]))) for f in found]
+                                     f.score, np.stack(sorted(turn(f.eyes), key=lambda p: p[0])), turned=True) for f in found]
         return []
 
 

@@ -39,8 +39,10 @@ from kerakp.data.augment import DARK, expose
 from kerakp.data.geometry import (
     box_crop_matrix,
     box_iou,
+    box_side,
     level_turn,
     points_box,
+    sureness,
     transform_points,
     view_turn,
     warp,
@@ -53,17 +55,31 @@ from kerakp.schemas import Schema
 
 BOX_SOURCES = ("detector", "oracle", "full")
 DEFAULT_TURN = 12.0  # degrees (BENCHMARKS.md, "Turned reads")
+REJECT = 0.15        # the flip disagreement (times `sureness`) past which a read is no face (`consistent`)
+
+
+def consistent(points: np.ndarray | None, flip_nme: float, norm, reject: float = REJECT) -> bool:
+    """Whether the model read a face consistently: its flip disagreement at most `reject`, measured over the larger
+    of the read's normalising distance (`norm`, a pair of points) and `FRONTAL_NORM` times its box side (times its
+    `sureness`), so a face turned towards profile, whose outer eye corners close up, is held to the same standard
+    as a frontal one."""
+    box = None if points is None else points_box(points)
+    if norm is None or box is None:
+        return flip_nme <= reject
+    return box_side(box) > 0 and flip_nme * sureness(points, norm) <= reject   # a read collapsed to a point is no face
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A first-pass landmark box, the detector's score for it (NaN elsewhere), whether a detector gave it, and
-    the turn (degrees) its eyes ask for (`Predictor.view`'s rule; 0 where no detector saw eyes)."""
+    """A first-pass landmark box, the detector's score for it (NaN elsewhere), whether a detector gave it, the
+    turn (degrees) its eyes ask for (`Predictor.view`'s rule; 0 where no detector saw eyes), and whether it is
+    `doubtful` (only a detector's turned look found it): then its read is kept only where `consistent`."""
 
     box: np.ndarray
     score: float
     detected: bool
     turn: float = 0.0
+    doubtful: bool = False
 
 
 @dataclass
@@ -132,7 +148,7 @@ class Predictor:
             return [Candidate(whole_image_box(*image.shape[:2], self.crop_scale), np.nan, False)]
         faces = (detector or self.detector).faces(image)[:limit]
         return [Candidate(self.calibration.apply(face.box, face.eyes), face.score, True,
-                          0.0 if face.eyes is None else self.turn_for(level_turn(face.eyes, (0, 1))))
+                          0.0 if face.eyes is None else self.turn_for(level_turn(face.eyes, (0, 1))), face.turned)
                 for face in faces]
 
     def fallback_boxes(self, image: np.ndarray) -> list[Candidate]:
@@ -232,7 +248,7 @@ class Predictor:
                         passes: int | None = None) -> list[list[Prediction]]:
         """Refine every image's candidates through all passes (`passes` in place of the predictor's own), then
         read each result once more with `flip_test`: per image, a Prediction per candidate (flip-averaged
-        landmarks and their disagreement)."""
+        landmarks and their disagreement), a `doubtful` candidate's only where `consistent`."""
         flat = [(images[i], candidate) for i, some in enumerate(found) for candidate in some]
         if not flat:
             return [[] for _ in images]
@@ -240,7 +256,8 @@ class Predictor:
         means, scores, spreads = self.flip_test(faces, self.final_views(faces, candidates, passes))
         read = iter(Prediction(points, points_box(points), c.detected, float(score), c.score, spread)
                     for points, score, c, spread in zip(means, scores, candidates, spreads))
-        return [[next(read) for _ in some] for some in found]
+        reads = [[(next(read), c) for c in some] for some in found]
+        return [[p for p, c in some if not c.doubtful or consistent(p.points, p.flip_nme, self.schema.norm)] for some in reads]
 
     def choose(self, images: list[np.ndarray], found: list[list[Candidate]]) -> list[Prediction]:
         """Per image, of the candidates the model reads about as consistently as the most consistent (within `tie`

@@ -31,7 +31,7 @@ from kerakp.analysis import BlinkDetector, openness
 from kerakp.data.geometry import box_iou, box_side, points_box, sureness
 from kerakp.emotion import EmotionRule, TagSmoother, features, mouth_points
 from kerakp.errors import KerakpError
-from kerakp.inference import Candidate, Predictor
+from kerakp.inference import REJECT, Candidate, Predictor, consistent
 from kerakp.quiet import native_stderr_silenced
 
 STAGES = ("capture", "detect", "infer", "smooth", "tag", "draw")
@@ -166,7 +166,7 @@ class FaceTracker:
     """Faces frame after frame (see the module docstring); `step` returns the live tracks, oldest first."""
 
     def __init__(self, predictor: Predictor, redetect_every: int = 30, max_faces: int | None = None,
-                 min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, reject: float = 0.15,
+                 min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA, reject: float = REJECT,
                  mirror: bool = False):
         self.predictor, self.redetect_every, self.max_faces = predictor, max(1, redetect_every), max_faces
         self.min_cutoff, self.beta, self.reject, self.mirror = min_cutoff, beta, reject, mirror
@@ -232,15 +232,8 @@ class FaceTracker:
         return read.points if self._consistent(read.points, read.flip_nme) else None
 
     def _consistent(self, points: np.ndarray | None, flip_nme: float) -> bool:
-        """Whether the model read a face consistently: its flip disagreement at most `reject`, measured over
-        the larger of the read's normalising distance and `FRONTAL_NORM` times its box side (times its
-        `sureness`), so a face turned towards profile, whose outer eye corners close up, is held to the same
-        standard as a frontal one."""
-        norm = self.predictor.schema.norm
-        box = None if points is None else points_box(points)
-        if norm is None or box is None:
-            return flip_nme <= self.reject
-        return box_side(box) > 0 and flip_nme * sureness(points, norm) <= self.reject   # a read collapsed to a point is no face
+        """Whether the model read a face consistently (`consistent`, at the tracker's `reject`)."""
+        return consistent(points, flip_nme, self.predictor.schema.norm, self.reject)
 
     def _still_seen(self, frame: np.ndarray, track: Track, stats: LiveStats) -> bool:
         """For a track the frame's detection did not confirm: whether the detector finds it in a window around

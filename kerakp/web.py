@@ -36,7 +36,7 @@ def page_settings(info, name: str) -> dict:
     `FaceTracker`, `OneEuroFilter`, `Face.visible`)."""
     from kerakp.analysis import pose_points, visibility_table
     from kerakp.detect import BLAZEFACE_FULL, BLAZEFACE_SHORT, BlazeFaceDetector, ssd_anchors
-    from kerakp.inference import Predictor
+    from kerakp.inference import REJECT, Predictor
     from kerakp.results import SEEN, Columns, table_columns
     from kerakp.data.geometry import FRONTAL_NORM
     from kerakp.tracking import (HELD_SIDE, MIN_SIDE, MIN_WINDOW, NEAR_AGREE, NEAR_WINDOW, NEW_FACE_PASSES,
@@ -62,7 +62,8 @@ def page_settings(info, name: str) -> dict:
                   "norm": list(schema.norm) if schema.norm else None, "offsets": offsets.tolist(),
                   "point_spread": list(info.point_spread)},
         "predict": {"passes": predictor["passes"], "turn": predictor["turn"], "overlap": predictor["overlap"],
-                    "max_roll": predictor["max_roll"], "dark": predictor["dark"], "frontal_norm": FRONTAL_NORM},
+                    "max_roll": predictor["max_roll"], "dark": predictor["dark"], "frontal_norm": FRONTAL_NORM,
+                    "reject": REJECT},
         "detector": {"file": DETECTOR, "size": BLAZEFACE_SHORT.size,
                      "anchors": ssd_anchors(BLAZEFACE_SHORT.size, BLAZEFACE_SHORT.layers).tolist(),
                      "min_score": blazeface["min_score"], "iou": blazeface["iou"], "tiles": blazeface["tiles"],

@@ -119,7 +119,7 @@ export class BlazeFace {
       return found.map(({box, score, eyes}) => {
         const [[cx, cy]] = transformPoints(back, [[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]]);
         const hw = (box[2] - box[0]) / 2, hh = (box[3] - box[1]) / 2;
-        return {box: [cx - hw, cy - hh, cx + hw, cy + hh], score, eyes: transformPoints(back, eyes).sort((a, b) => a[0] - b[0])};
+        return {box: [cx - hw, cy - hh, cx + hw, cy + hh], score, eyes: transformPoints(back, eyes).sort((a, b) => a[0] - b[0]), turned: true};
       });
     }
     return [];

@@ -8,6 +8,14 @@ import {decode, flipPoints, nanMean, pointSpread, withOffsets} from "./decode.js
 
 const now = () => performance.now();
 
+// Whether the model read a face consistently (`kerakp.inference.consistent`): its flip disagreement at most
+// `reject`, measured over the larger of the read's normalising distance and frontal_norm times its box side.
+function consistent(points, flipNme, {norm, frontal_norm: frontalNorm}, reject) {
+  const box = points ? pointsBox(points) : null;
+  if (!norm || !box) return flipNme <= reject;
+  return boxSide(box) > 0 && flipNme * sureness(points, norm, frontalNorm) <= reject;   // a read collapsed to a point is no face
+}
+
 export class Predictor {
   constructor(model, detector, settings) {
     this.model = model;          // a Model of the landmark .tflite (model.js)
@@ -32,7 +40,8 @@ export class Predictor {
     return [pointsBox(points), this.turnFor(s.norm ? viewTurn(points, s.norm, s.frontal_norm) : 0)];
   }
 
-  // First-pass candidates: {box, score, detected, turn} per detected face (or the whole image).
+  // First-pass candidates: {box, score, detected, turn, doubtful} per detected face (or the whole image);
+  // doubtful: only a turned look found it.
   async faceBoxes(image, detector = this.detector) {
     const s = this.settings;
     if (s.whole_image) return [{box: wholeImageBox(image.height, image.width, s.crop_scale), score: NaN, detected: false, turn: 0}];
@@ -41,7 +50,7 @@ export class Predictor {
     this.ms.detect += now() - started;
     return faces.map((face) => ({
       box: calibratedBox(s.calibration, face.box, face.eyes), score: face.score, detected: true,
-      turn: face.eyes ? this.turnFor(levelTurn(face.eyes, [0, 1])) : 0,
+      turn: face.eyes ? this.turnFor(levelTurn(face.eyes, [0, 1])) : 0, doubtful: Boolean(face.turned),
     }));
   }
 
@@ -103,8 +112,11 @@ export class Predictor {
   // Every face of a photo, as `Landmarker.predict` reads it (`Predictor.predict_faces`): {points, box, score,
   // flipNme, spread, confidence} each, `confidence` per point in 0..1 (`kerakp.analysis.confidence`).
   async predictFaces(image) {
-    const reads = [];
-    for (const candidate of await this.faceBoxes(image)) reads.push(await this.readCandidate(image, candidate));
+    const reads = [];   // a doubtful candidate's read only where consistent (`Predictor.read_candidates`)
+    for (const candidate of await this.faceBoxes(image)) {
+      const read = await this.readCandidate(image, candidate);
+      if (!candidate.doubtful || consistent(read.points, read.flipNme, this.settings, this.settings.reject)) reads.push(read);
+    }
     const kept = [];
     for (const face of reads.sort((a, b) => a.flipNme - b.flipNme)) {
       if (kept.every((other) => boxIou(face.box, other.box) <= this.settings.overlap)) kept.push(face);
@@ -231,12 +243,9 @@ export class FaceTracker {
     return ratio > low && ratio < high;
   }
 
-  // Whether the model read a face consistently (`FaceTracker._consistent`): its flip disagreement at most
-  // `reject`, measured over the larger of the read's normalising distance and frontal_norm times its box side.
+  // Whether the model read a face consistently (`FaceTracker._consistent`), at the tracker's `reject`.
   consistent(points, flipNme) {
-    const {norm, frontal_norm: frontalNorm} = this.predictor.settings, s = this.settings, box = points ? pointsBox(points) : null;
-    if (!norm || !box) return flipNme <= s.reject;
-    return boxSide(box) > 0 && flipNme * sureness(points, norm, frontalNorm) <= s.reject;   // a read collapsed to a point is no face
+    return consistent(points, flipNme, this.predictor.settings, this.settings.reject);
   }
 
   // For a track the frame's detection did not confirm: found by the detector around it, or else read
