@@ -316,9 +316,12 @@ class BlazeFaceDetector:
             if found:
                 back = cv2.invertAffineTransform(matrix)
                 turn = lambda points: points @ back[:, :2].T + back[:, 2]
-                return [DetectedFace(np.r_[turn((f.box[:2] + f.box[2:]) / 2) - (f.box[2:] - f.box[:2]) / 2,
-                                           turn((f.box[:2] + f.box[2:]) / 2) + (f.box[2:] - f.box[:2]) / 2],
-                                     f.score, np.stack(sorted(turn(f.eyes), key=lambda p: p[0])), turned=True) for f in found]
+                faces = []
+                for f in found:
+                    centre, half = turn((f.box[:2] + f.box[2:]) / 2), (f.box[2:] - f.box[:2]) / 2
+                    faces.append(DetectedFace(np.r_[centre - half, centre + half], f.score,
+                                              np.stack(sorted(turn(f.eyes), key=lambda p: p[0])), turned=True))
+                return faces
         return []
 
 

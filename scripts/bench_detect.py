@@ -205,10 +205,9 @@ def yaw_section(report: dict, args) -> str:
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{row['found']:.1%}" for row in report["bands"][name].values()) + " |")
     free = report["face_free_images"]
+    readers = list(report["face_free"])   # the detectors, then what the reader keeps of the default's
     lines += ["", f"Share of these faces that took the second look (nothing found first): {report['second_look_share']:.1%}.", "",
-              "| images with a face found, of face-free images | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    readers = list(report["face_free"])
-    lines[-2:] = ["| images with a face found, of face-free images | " + " | ".join(readers) + " |", "|---|" + "---|" * len(readers)]
+              "| images with a face found, of face-free images | " + " | ".join(readers) + " |", "|---|" + "---|" * len(readers)]
     for key, count in free.items():
         lines.append(f"| {key} ({count}) | " + " | ".join(str(report["face_free"][name][key]) for name in readers) + " |")
     return "\n".join(lines)

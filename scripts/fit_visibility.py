@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.spatial import Delaunay
-
 from tqdm import tqdm
 
 from kerakp.analysis import face3d, rotation_from
@@ -69,8 +68,9 @@ def main() -> None:
     seen = ~np.isnan(data.keypoints[np.array(train)[posed]]).any(axis=-1)        # (N, 21)
     groups = CORRESPONDENCES["aflw21", "ibug68"]
     mapped = [j for j, g in enumerate(groups) if g]
+    flip = list(get_schema("ibug68").flip)
     n = normals()
-    n = n + n[list(get_schema("ibug68").flip)] * [-1, 1, 1]   # a mirror pair's normals mirror each other
+    n = n + n[flip] * [-1, 1, 1]   # a mirror pair's normals mirror each other
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     facing = np.stack([-(n @ rotation_from(*pose).T)[:, 2] for pose in poses[posed]])   # (N, 68)
     x = np.stack([facing[:, list(groups[j])].min(axis=1) for j in mapped], axis=1)  # (N, M)
@@ -89,7 +89,7 @@ def main() -> None:
     for j, b in zip(mapped, bias):   # an eye's lids and the inner lips: their group's (eye or mouth centre) bias
         if len(groups[j]) > 1:
             per_point[[i for i in groups[j] if i not in anchors]] = b
-    per_point = (per_point + per_point[list(get_schema("ibug68").flip)]) / 2   # a head turned either way alike
+    per_point = (per_point + per_point[flip]) / 2   # a head turned either way alike
     # every point of a frontal face is seen (300-W and ytf68 label all 68 there): at least 0.8 at yaw 0
     per_point = np.maximum(per_point, np.log(4) - slope * -n[:, 2])
     out = Path(str(resources.files("kerakp") / "assets" / "visibility_ibug68.csv"))
