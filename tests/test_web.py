@@ -210,17 +210,24 @@ def test_the_page_crops_as_opencv_does_to_the_bit(page_folder):
         for size, side, where in cases + [(112, 300, "outside")]:
             centre = {"in": rng.uniform(0.35, 0.65, 2), "corner": np.zeros(2), "outside": np.full(2, -2.0)}[where] * [width, height]
             box, turn = [*(centre - side / 2), *(centre + side / 2)], float(rng.uniform(-30, 30))
-            # the image as RGB and as a canvas's RGBA pixels (read in place, as the page captures frames)
+            # the image as RGB, as a canvas's RGBA pixels (read in place, as the page captures frames), and as a
+            # tracked frame read lazily (main.js `frame`): only the windows warp asks for are filled, the rest noise
             got = page.evaluate("""async ([pixels, width, height, box, turn, size]) => {
                 const crop = await import('./app/crop.js');
                 const data = Uint8ClampedArray.from(atob(pixels), (c) => c.charCodeAt(0));
-                const rgba = new ImageData(width, height);
-                for (let i = 0; i < width * height; i++) rgba.data.set([...data.subarray(3 * i, 3 * i + 3), 255], 4 * i);
+                const rgba = new Uint8ClampedArray(width * height * 4);
+                for (let i = 0; i < width * height; i++) rgba.set([...data.subarray(3 * i, 3 * i + 3), 255], 4 * i);
+                const noise = Uint8ClampedArray.from({length: rgba.length}, () => Math.random() * 256);
+                const lazy = {width, height, channels: 4, get data() { throw new Error('the whole frame read'); },
+                  need(x0, y0, x1, y1) {
+                    for (let y = y0; y < y1; y++) noise.set(rgba.subarray((y * width + x0) * 4, (y * width + x1) * 4), (y * width + x0) * 4);
+                    return crop.rgbImage(width, height, noise, 4); }};
                 const matrix = crop.boxCropMatrix(box, 1.25, size, turn);
-                return [crop.rgbImage(width, height, data), crop.fromImageData(rgba)].map((image) => Array.from(crop.warp(image, matrix, size).data)); }""",
+                return [crop.rgbImage(width, height, data), crop.rgbImage(width, height, rgba, 4), lazy]
+                  .map((image) => Array.from(crop.warp(image, matrix, size).data)); }""",
                 [base64.b64encode(image.tobytes()).decode(), width, height, box, turn, size])
             want = warp(image, box_crop_matrix(np.array(box), 1.25, size, turn), size)
-            for kind, crop in zip(("rgb", "rgba"), got):
+            for kind, crop in zip(("rgb", "rgba", "lazy"), got):
                 assert np.array_equal(np.array(crop, np.uint8).reshape(want.shape), want), (size, side, where, kind)
         assert page.outside == [] and page.errors == []
 

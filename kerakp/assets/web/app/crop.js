@@ -7,11 +7,6 @@ export function rgbImage(width, height, data = new Uint8ClampedArray(width * hei
   return {data, width, height, channels};
 }
 
-// A canvas's ImageData (RGBA) as an image, its pixels not copied.
-export function fromImageData(imageData) {
-  return rgbImage(imageData.width, imageData.height, imageData.data, 4);
-}
-
 // A window (x, y, w, h) inside an image, as an RGB image of its own.
 export function cut(image, x, y, w, h) {
   const ch = image.channels, out = rgbImage(w, h), dst = out.data, src = image.data;
@@ -217,18 +212,24 @@ export function warpLinear(image, m, width, height = width) {
 // source pixel counts.
 export function warp(image, m, size) {
   const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
-  if (scale >= 0.5) return warpLinear(image, m, size);
-  const factor = scale * 1.5, margin = Math.ceil(2 / factor);
   const corners = transformPoints(invert(m), [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]);
   const xs = corners.map((p) => p[0]), ys = corners.map((p) => p[1]);
-  const x0 = Math.max(Math.floor(Math.min(...xs)) - margin, 0), y0 = Math.max(Math.floor(Math.min(...ys)) - margin, 0);
-  const x1 = Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), y1 = Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height);
+  const part = (margin) => [Math.max(Math.floor(Math.min(...xs)) - margin, 0), Math.max(Math.floor(Math.min(...ys)) - margin, 0),
+    Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height)];
+  if (scale >= 0.5) return warpLinear(pixels(image, part(2)), m, size);
+  const factor = scale * 1.5, [x0, y0, x1, y1] = part(Math.ceil(2 / factor));
   if (Math.min(x1 - x0, y1 - y0) * factor <= 0.5) return rgbImage(size, size);   // (almost) nothing of the image in the crop
   // cv2.resize(part, None, fx=factor, fy=factor): its size rounded as OpenCV's cvRound does, its scale 1 / factor
   const [w, h] = [x1 - x0, y1 - y0];
-  const small = resizeArea(image, roundEven(w * factor), roundEven(h * factor), 1 / factor, 1 / factor, [x0, y0, w, h]);
+  const small = resizeArea(pixels(image, [x0, y0, x1, y1]), roundEven(w * factor), roundEven(h * factor), 1 / factor, 1 / factor, [x0, y0, w, h]);
   const pre = [factor, 0, factor * (0.5 - x0) - 0.5, 0, factor, factor * (0.5 - y0) - 0.5, 0, 0, 1];
   return warp(small, multiply(m, invert(pre)), size);
+}
+
+// The image to read the window [x0, y0, x1, y1] of: a frame the page reads lazily (main.js `frame`) reads only
+// that window's pixels (in place, at their own indices), any other image is all there.
+function pixels(image, window) {
+  return image.need ? image.need(...window) : image;
 }
 
 // `expose`: a crop darker than `dark` on average smoothed a little (Gaussian, sigma 1) and brightened to a

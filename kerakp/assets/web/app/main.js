@@ -2,7 +2,7 @@
 // video through the tracker, draws the faces, shows FPS and ms per stage, and saves the landmarks as CSV or
 // JSON. `window.kerakp` lets a test or a script drive it (predictImage, lastFrame, stats).
 import {BlazeFace} from "./detect.js";
-import {fromImageData, loadKernel} from "./crop.js";
+import {loadKernel} from "./crop.js";
 import {drawFaces} from "./draw.js";
 import {Model} from "./model.js";
 import {FaceTracker, Predictor} from "./track.js";
@@ -10,6 +10,7 @@ import {FaceTracker, Predictor} from "./track.js";
 const $ = (id) => document.getElementById(id);
 const say = (text) => { $("status").textContent = text; };
 const canvas = $("view"), context = canvas.getContext("2d", {willReadFrequently: true});
+const overlay = $("marks"), marks = overlay.getContext("2d");   // the marks, drawn over the frame (which stays as read)
 const STAGES = ["capture", "detect", "crop", "model", "smooth", "draw"];
 
 let settings, predictor, tracker, running = null, last = null;
@@ -28,14 +29,40 @@ async function load() {
   say("ready: start the camera, or drop a photo or a video");
 }
 
-// The canvas's pixels after drawing `source` (an image, bitmap or video frame) at its own size, in place of what
-// was there (the canvas resized only when the size changes: resizing reallocates it).
+// The frame after drawing `source` (an image, bitmap or video frame) on the canvas at its own size, in place of
+// what was there (the canvases resized only when the size changes: resizing reallocates them), and the marks cleared.
 function capture(source, width, height) {
-  if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+  if (canvas.width !== width || canvas.height !== height) {
+    [canvas.width, canvas.height, overlay.width, overlay.height] = [width, height, width, height];
+  }
   context.globalCompositeOperation = "copy";
   context.drawImage(source, 0, 0, width, height);
   context.globalCompositeOperation = "source-over";
-  return fromImageData(context.getImageData(0, 0, width, height));
+  marks.clearRect(0, 0, width, height);
+  return frame(width, height);
+}
+
+let buffer = new Uint8ClampedArray(0);   // a tracked frame's pixels, the windows its crops read filled in
+
+// The canvas's pixels (RGBA) as an image read when needed: all of them through `data` (the detector, a saved
+// frame), or only the windows the crops read through `need` (crop.js; a tracked frame without detection, where
+// reading all 640 x 480 costs more than its crop).
+function frame(width, height) {
+  if (buffer.length !== width * height * 4) buffer = new Uint8ClampedArray(width * height * 4);
+  let whole = null;
+  return {width, height, channels: 4,
+    get data() {
+      whole ??= context.getImageData(0, 0, width, height).data;
+      return whole;
+    },
+    need(x0, y0, x1, y1) {
+      if (whole) return {width, height, channels: 4, data: whole};
+      if (x1 > x0 && y1 > y0) {
+        const part = context.getImageData(x0, y0, x1 - x0, y1 - y0).data, row = (x1 - x0) * 4;
+        for (let r = 0; r < y1 - y0; r++) buffer.set(part.subarray(r * row, (r + 1) * row), ((y0 + r) * width + x0) * 4);
+      }
+      return {width, height, channels: 4, data: buffer};
+    }};
 }
 
 function resetTimes() {
@@ -86,7 +113,7 @@ async function trackFrame(source, width, height, t, name) {
   times.smooth = Math.max(0, spent - predictor.ms.detect - predictor.ms.crop - predictor.ms.model);
   const drawStarted = performance.now();
   const faces = tracks.map((track) => ({id: track.id, points: track.points, raw: track.raw}));
-  drawFaces(context, faces, settings.pose, settings.visibility);
+  drawFaces(marks, faces, settings.pose, settings.visibility);
   times.draw = performance.now() - drawStarted;
   last = {image, tracks: faces};
   record(name, faces, image, times);
@@ -179,7 +206,7 @@ async function readPhoto(source, name) {
   const faces = await predictor.predictFaces(image);
   Object.assign(times, predictor.ms);
   const drawStarted = performance.now();
-  drawFaces(context, faces, settings.pose, settings.visibility, {radius: Math.max(2, image.width / 300)});
+  drawFaces(marks, faces, settings.pose, settings.visibility, {radius: Math.max(2, image.width / 300)});
   times.draw = performance.now() - drawStarted;
   last = {image, tracks: faces};
   record(name, faces, image, times);

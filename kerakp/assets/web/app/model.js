@@ -28,7 +28,7 @@ export class Model {
     try {
       const outputs = await this.compiled.run(tensor);
       return outputs.map((output) => {
-        const values = Float32Array.from(output.toTypedArray());
+        const values = output.toTypedArray();   // a copy out of the runtime's memory
         output.delete();
         return values;
       });
