@@ -218,11 +218,10 @@ def test_the_page_crops_as_opencv_does_to_the_bit(page_folder):
                 const rgba = new Uint8ClampedArray(width * height * 4);
                 for (let i = 0; i < width * height; i++) rgba.set([...data.subarray(3 * i, 3 * i + 3), 255], 4 * i);
                 const noise = Uint8ClampedArray.from({length: rgba.length}, () => Math.random() * 256);
-                const lazy = {width, height, channels: 4, get data() { throw new Error('the whole frame read'); },
-                  need(x0, y0, x1, y1) {
-                    for (let y = y0; y < y1; y++) noise.set(rgba.subarray((y * width + x0) * 4, (y * width + x1) * 4), (y * width + x0) * 4);
-                    return crop.rgbImage(width, height, noise, 4); }};
+                const lazy = {...crop.rgbImage(width, height, noise, 4), fill([x0, y0, x1, y1]) {
+                  for (let y = y0; y < y1; y++) noise.set(rgba.subarray((y * width + x0) * 4, (y * width + x1) * 4), (y * width + x0) * 4); }};
                 const matrix = crop.boxCropMatrix(box, 1.25, size, turn);
+                lazy.fill(crop.warpSource(lazy, matrix, size));   // as cropFace reads a frame read lazily
                 return [crop.rgbImage(width, height, data), crop.rgbImage(width, height, rgba, 4), lazy]
                   .map((image) => Array.from(crop.warp(image, matrix, size).data)); }""",
                 [base64.b64encode(image.tobytes()).decode(), width, height, box, turn, size])
@@ -299,6 +298,49 @@ def test_a_fake_camera_is_tracked_and_its_frames_read_as_python_reads_them(page_
     worst = worst_distance(frame["faces"], Landmarker("300w-fast").predict(image))
     print(f"worst point on a camera frame, page vs Landmarker.predict: {worst:.3f} px")
     assert worst <= 1.0
+
+
+@needs_browser
+def test_a_video_frame_read_a_part_at_a_time_gives_the_pixels_of_the_whole(page_folder, tmp_path):
+    """frame.js's VideoFrame reader: the parts a tracked frame's crops read (any corner, any size) hold exactly the
+    pixels of the whole frame read at once, and those are what the canvas gives for the same frame."""
+    from kerakp.data.synthetic import synthetic_video_frames
+
+    writer = cv2.VideoWriter(str(page_folder / "parts.webm"), cv2.VideoWriter_fourcc(*"VP80"), 30.0, (640, 480))
+    for frame, _ in synthetic_video_frames(4, 640, 480, seed=5):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    with served(page_folder) as url, browser_page(url) as page:
+        page.evaluate("window.kerakp.ready")
+        result = page.evaluate("""async () => {
+            const {canvasReader, lazyFrame, videoReader} = await import('./app/frame.js');
+            const video = document.getElementById('video');
+            video.src = 'parts.webm';
+            await new Promise((resolve) => { video.onloadeddata = resolve; });
+            video.currentTime = 2 / 30;
+            await new Promise((resolve) => { video.onseeked = resolve; });
+            const frame = new VideoFrame(video), [w, h] = [video.videoWidth, video.videoHeight];
+            const whole = lazyFrame(w, h, videoReader(frame)), parts = lazyFrame(w, h, videoReader(frame));
+            await whole.fill();
+            parts.data.fill(7);
+            const windows = [[0, 0, 5, 3], [101, 57, 333, 290], [212, 121, 451, 380], [600, 400, 640, 480], [3, 1, 640, 2]];
+            for (const part of windows) await parts.fill(part);
+            let wrong = 0;
+            for (const [x0, y0, x1, y1] of windows) for (let y = y0; y < y1; y++) for (let x = 4 * x0; x < 4 * x1; x++) {
+              if (parts.data[y * w * 4 + x] !== whole.data[y * w * 4 + x]) wrong++;
+            }
+            frame.close();
+            const canvas = document.createElement('canvas');
+            [canvas.width, canvas.height] = [w, h];
+            const context = canvas.getContext('2d', {willReadFrequently: true});
+            context.drawImage(video, 0, 0);
+            const drawn = lazyFrame(w, h, canvasReader(context));
+            await drawn.fill();
+            let apart = 0;
+            for (let i = 0; i < w * h * 4; i++) if (i % 4 !== 3 && drawn.data[i] !== whole.data[i]) apart++;
+            return {wrong, apart}; }""")
+        assert page.outside == [] and page.errors == []
+    assert result == {"wrong": 0, "apart": 0}
 
 
 @needs_browser

@@ -212,24 +212,25 @@ export function warpLinear(image, m, width, height = width) {
 // source pixel counts.
 export function warp(image, m, size) {
   const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
-  const corners = transformPoints(invert(m), [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]);
-  const xs = corners.map((p) => p[0]), ys = corners.map((p) => p[1]);
-  const part = (margin) => [Math.max(Math.floor(Math.min(...xs)) - margin, 0), Math.max(Math.floor(Math.min(...ys)) - margin, 0),
-    Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height)];
-  if (scale >= 0.5) return warpLinear(pixels(image, part(2)), m, size);
-  const factor = scale * 1.5, [x0, y0, x1, y1] = part(Math.ceil(2 / factor));
+  if (scale >= 0.5) return warpLinear(image, m, size);
+  const factor = scale * 1.5, [x0, y0, x1, y1] = warpSource(image, m, size);
   if (Math.min(x1 - x0, y1 - y0) * factor <= 0.5) return rgbImage(size, size);   // (almost) nothing of the image in the crop
   // cv2.resize(part, None, fx=factor, fy=factor): its size rounded as OpenCV's cvRound does, its scale 1 / factor
   const [w, h] = [x1 - x0, y1 - y0];
-  const small = resizeArea(pixels(image, [x0, y0, x1, y1]), roundEven(w * factor), roundEven(h * factor), 1 / factor, 1 / factor, [x0, y0, w, h]);
+  const small = resizeArea(image, roundEven(w * factor), roundEven(h * factor), 1 / factor, 1 / factor, [x0, y0, w, h]);
   const pre = [factor, 0, factor * (0.5 - x0) - 0.5, 0, factor, factor * (0.5 - y0) - 0.5, 0, 0, 1];
   return warp(small, multiply(m, invert(pre)), size);
 }
 
-// The image to read the window [x0, y0, x1, y1] of: a frame the page reads lazily (main.js `frame`) reads only
-// that window's pixels (in place, at their own indices), any other image is all there.
-function pixels(image, window) {
-  return image.need ? image.need(...window) : image;
+// The part [x0, y0, x1, y1] of an image that `warp` reads for a crop: the crop's corners mapped back, with the
+// area shrink's margin (two shrunk pixels) or the bilinear taps' (two pixels) around, within the image. A frame
+// read lazily (main.js) reads only this part before the crop.
+export function warpSource(image, m, size) {
+  const scale = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3])), margin = scale >= 0.5 ? 2 : Math.ceil(2 / (scale * 1.5));
+  const corners = transformPoints(invert(m), [[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]);
+  const xs = corners.map((p) => p[0]), ys = corners.map((p) => p[1]);
+  return [Math.max(Math.floor(Math.min(...xs)) - margin, 0), Math.max(Math.floor(Math.min(...ys)) - margin, 0),
+    Math.min(Math.ceil(Math.max(...xs)) + margin + 1, image.width), Math.min(Math.ceil(Math.max(...ys)) + margin + 1, image.height)];
 }
 
 // `expose`: a crop darker than `dark` on average smoothed a little (Gaussian, sigma 1) and brightened to a
@@ -272,8 +273,10 @@ export function mirror(image) {
   return rgbImage(width, height, out);
 }
 
-// The model-input crop around a landmark box, turned by `angle` degrees (exposed if dark), and its matrix.
-export function cropFace(image, box, angle, rule) {
+// The model-input crop around a landmark box, turned by `angle` degrees (exposed if dark), and its matrix; a
+// frame read lazily (`fill`, main.js) reads the part the crop needs first.
+export async function cropFace(image, box, angle, rule) {
   const matrix = boxCropMatrix(box, rule.scale, rule.size, angle);
+  await image.fill?.(warpSource(image, matrix, rule.size));
   return {crop: expose(warp(image, matrix, rule.size), rule.dark), matrix};
 }

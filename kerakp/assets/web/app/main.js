@@ -4,12 +4,13 @@
 import {BlazeFace} from "./detect.js";
 import {loadKernel} from "./crop.js";
 import {drawFaces} from "./draw.js";
+import {canvasReader, frameBuffer, lazyFrame, videoReader} from "./frame.js";
 import {Model} from "./model.js";
 import {FaceTracker, Predictor} from "./track.js";
 
 const $ = (id) => document.getElementById(id);
 const say = (text) => { $("status").textContent = text; };
-const canvas = $("view"), context = canvas.getContext("2d", {willReadFrequently: true});
+const canvas = $("view"), context = canvas.getContext("2d", {willReadFrequently: true}), video = $("video");
 const overlay = $("marks"), marks = overlay.getContext("2d");   // the marks, drawn over the frame (which stays as read)
 const STAGES = ["capture", "detect", "crop", "model", "smooth", "draw"];
 
@@ -29,41 +30,30 @@ async function load() {
   say("ready: start the camera, or drop a photo or a video");
 }
 
-// The frame after drawing `source` (an image, bitmap or video frame) on the canvas at its own size, in place of
-// what was there (the canvases resized only when the size changes: resizing reallocates them), and the marks cleared.
+// A frame of `source` (a video element, image or bitmap) at its own size, its marks cleared, as an image read
+// lazily (frame.js). A playing or seeked video is read from its current VideoFrame and shown by the video element
+// itself; anything else (or a browser without VideoFrame) is drawn on the canvas, in place of what was there, and
+// read from it. Canvases are resized only when the size changes (resizing reallocates them).
 function capture(source, width, height) {
-  if (canvas.width !== width || canvas.height !== height) {
-    [canvas.width, canvas.height, overlay.width, overlay.height] = [width, height, width, height];
+  held?.close();   // the last frame read from the video, kept open until now for lastFrame()
+  held = source === video && typeof VideoFrame === "function" ? new VideoFrame(video) : null;
+  if (held && (held.visibleRect.width !== width || held.visibleRect.height !== height)) {   // scaled to show: drawn instead
+    held.close();
+    held = null;
   }
+  [video.hidden, canvas.hidden] = [!held, Boolean(held)];
+  if (overlay.width !== width || overlay.height !== height) [overlay.width, overlay.height] = [width, height];
+  marks.clearRect(0, 0, width, height);
+  buffer = frameBuffer(width, height, buffer);
+  if (held) return lazyFrame(width, height, videoReader(held), buffer);
+  if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
   context.globalCompositeOperation = "copy";
   context.drawImage(source, 0, 0, width, height);
   context.globalCompositeOperation = "source-over";
-  marks.clearRect(0, 0, width, height);
-  return frame(width, height);
+  return lazyFrame(width, height, canvasReader(context), buffer);
 }
 
-let buffer = new Uint8ClampedArray(0);   // a tracked frame's pixels, the windows its crops read filled in
-
-// The canvas's pixels (RGBA) as an image read when needed: all of them through `data` (the detector, a saved
-// frame), or only the windows the crops read through `need` (crop.js; a tracked frame without detection, where
-// reading all 640 x 480 costs more than its crop).
-function frame(width, height) {
-  if (buffer.length !== width * height * 4) buffer = new Uint8ClampedArray(width * height * 4);
-  let whole = null;
-  return {width, height, channels: 4,
-    get data() {
-      whole ??= context.getImageData(0, 0, width, height).data;
-      return whole;
-    },
-    need(x0, y0, x1, y1) {
-      if (whole) return {width, height, channels: 4, data: whole};
-      if (x1 > x0 && y1 > y0) {
-        const part = context.getImageData(x0, y0, x1 - x0, y1 - y0).data, row = (x1 - x0) * 4;
-        for (let r = 0; r < y1 - y0; r++) buffer.set(part.subarray(r * row, (r + 1) * row), ((y0 + r) * width + x0) * 4);
-      }
-      return {width, height, channels: 4, data: buffer};
-    }};
-}
+let buffer = null, held = null;   // the frames' pixels, kept from frame to frame; the VideoFrame read
 
 function resetTimes() {
   predictor.ms = {detect: 0, crop: 0, model: 0};
@@ -144,7 +134,6 @@ async function startCamera() {
     say(`no camera (${error.name}: ${error.message}); drop a photo or a video instead`);
     return;
   }
-  const video = $("video");
   video.srcObject = stream;
   await video.play();
   newTracker();
@@ -165,7 +154,7 @@ async function startCamera() {
 // the video's own pace (frames the page cannot keep up with are skipped, as a camera's would be).
 async function playVideo(file, everyFrame = new URLSearchParams(location.search).has("every-frame")) {
   stop();
-  const video = $("video"), fps = settings.video_fps;
+  const fps = settings.video_fps;
   video.srcObject = null;
   video.src = URL.createObjectURL(file);
   await new Promise((resolve, reject) => { video.onloadeddata = resolve; video.onerror = () => reject(new Error(`${file.name}: this browser cannot play it`)); });
@@ -275,8 +264,12 @@ window.kerakp = {
   // every face of the image at `url` through the whole path: [{points, box, score, flipNme, confidence, pose, visible}]
   predictImage: async (url) => readPhoto(await (await fetch(url)).blob(), url.split("/").pop()),
   // the last frame read (as a PNG data URL), its tracks' raw and smoothed points, and the whole path's faces on it
-  lastFrame: async () => last && {png: pngOf(last.image), tracks: last.tracks.map((t) => ({id: t.id, raw: t.raw ?? t.points, points: t.points, confidence: t.confidence, pose: t.pose, visible: t.visible})),
-    faces: (await predictor.predictFaces(last.image)).map((f) => f.points)},
+  lastFrame: async () => {
+    if (!last) return null;
+    await last.image.fill?.();
+    return {png: pngOf(last.image), tracks: last.tracks.map((t) => ({id: t.id, raw: t.raw ?? t.points, points: t.points, confidence: t.confidence, pose: t.pose, visible: t.visible})),
+      faces: (await predictor.predictFaces(last.image)).map((f) => f.points)};
+  },
   // the images at `urls` as a video's frames (at the JSON's video_fps) through a new tracker: per frame, its tracks
   trackImages: async (urls) => {
     newTracker();

@@ -46,6 +46,7 @@ export class Predictor {
     const s = this.settings;
     if (s.whole_image) return [{box: wholeImageBox(image.height, image.width, s.crop_scale), score: NaN, detected: false, turn: 0}];
     const started = now();
+    await image.fill?.();   // a frame read lazily (main.js): all of it
     const faces = await detector.faces(image);
     this.ms.detect += now() - started;
     return faces.map((face) => ({
@@ -62,9 +63,9 @@ export class Predictor {
     return decode(outputs, this.settings.input_size);
   }
 
-  crop(image, box, angle) {
+  async crop(image, box, angle) {
     const started = now();
-    const result = cropFace(image, box, angle, this.rule);
+    const result = await cropFace(image, box, angle, this.rule);
     this.ms.crop += now() - started;
     return result;
   }
@@ -73,7 +74,7 @@ export class Predictor {
   async refine(image, box, passes) {
     let view = [box, 0], points = null;
     for (let pass = 0; pass < passes; pass++) {
-      const {crop, matrix} = this.crop(image, ...view);
+      const {crop, matrix} = await this.crop(image, ...view);
       points = transformPoints(invert(matrix), await this.read(crop));
       view = this.view(points);
     }
@@ -93,7 +94,7 @@ export class Predictor {
   // disagreement (NME, Infinity where they collapse) and its per-point spread (`Predictor.flip_test`).
   async flipTest(image, [box, turn], angle = 0) {
     const s = this.settings, size = s.input_size;
-    const {crop, matrix} = this.crop(image, box, turn + angle);
+    const {crop, matrix} = await this.crop(image, box, turn + angle);
     const direct = withOffsets(await this.read(crop), s.offsets, 0, size);
     const mirrored = withOffsets(flipPoints(await this.read(mirror(crop)), size, s.flip), s.offsets, 1, size);
     const spread = pointSpread(direct, mirrored, s.norm, size);
@@ -146,7 +147,7 @@ export class Predictor {
   // One read of the crop around a tracked face's last points (`Predictor.track`); the flip test with `mirror`.
   async track(image, points, mirrorRead) {
     if (mirrorRead) return (await this.flipTest(image, this.view(points))).points;
-    const {crop, matrix} = this.crop(image, ...this.view(points));
+    const {crop, matrix} = await this.crop(image, ...this.view(points));
     return transformPoints(invert(matrix), withOffsets(await this.read(crop), this.settings.offsets, 0, this.settings.input_size));
   }
 }
@@ -265,6 +266,7 @@ export class FaceTracker {
     const x0 = Math.max(Math.floor(cx - half), 0), y0 = Math.max(Math.floor(cy - half), 0);
     const x1 = Math.min(Math.ceil(cx + half), image.width), y1 = Math.min(Math.ceil(cy + half), image.height);
     if (x1 - x0 < s.min_window || y1 - y0 < s.min_window) return false;
+    await image.fill?.([x0, y0, x1, y1]);
     const found = await this.predictor.faceBoxes(cut(image, x0, y0, x1 - x0, y1 - y0), this.near);
     return found.some((c) => samePlace([c.box[0] + x0, c.box[1] + y0, c.box[2] + x0, c.box[3] + y0], box, s.same_place_iou));
   }
