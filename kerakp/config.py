@@ -26,7 +26,7 @@ RANGES = {   # numeric keys: (lowest, highest, whether the lowest itself is allo
     "cache_mb": (0, 1 << 20, True), "decode_window": (0, 64, True), "heatmap_spread": (0.0, 64.0, True),
     "heatmap_weight": (0.0, 100.0, True), "loss_along": (0.0, 1.0, True),
     "width": (0.0, 4.0, False), "backbone_stride": (4, 32, True),
-    "teacher_weight": (0.0, 1.0, True), "extra_share": (0.0, 0.99, True), "heatmap_stride": (1, 64, True),
+    "teacher_weight": (0.0, 1.0, True), "teacher_turn": (0.0, 45.0, True), "extra_share": (0.0, 0.99, True), "heatmap_stride": (1, 64, True),
 }
 POWERS_OF_TWO = ("backbone_stride", "heatmap_stride")
 
@@ -70,6 +70,7 @@ class TrainConfig:
     split_extra: bool = False        # hold out each extra set's validation share (same fraction and seed), never trained on
     teacher: str = ""                # a model (or preset) that reads every training crop: the targets (distillation)
     teacher_weight: float = 0.5      # how far each label moves toward the teacher's reading of the crop (0..1)
+    teacher_turn: float = 0.0        # degrees: the teacher also reads each crop turned this far each way, and averages (0: off)
     unlabelled: list = field(default_factory=list)  # images or folders the teacher labels alone (distillation)
     workers: int = 1                 # data-loading threads (processes with use_multiprocessing) beside the model
     use_multiprocessing: bool = False

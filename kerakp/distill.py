@@ -3,8 +3,9 @@
 Each training crop is read by the teacher too, at the teacher's own input size and from the same region of the
 same image (the same augmentation matrix, rescaled), before the student's copy is degraded (low light, noise,
 blur, a small face: `Augment`); the teacher's flip-averaged reading, with its fitted offsets, is the target,
-moved `teacher_weight` of the way from the label where a label exists. So the student learns from as many
-views as it trains epochs, not from one reading per photo, and can read degraded faces that its teacher only
+moved `teacher_weight` of the way from the label where a label exists (with `teacher_turn`, the mean of that
+reading and those of the crop turned each way, as the default path reads a face). So the student learns from as
+many views as it trains epochs, not from one reading per photo, and can read degraded faces that its teacher only
 saw clean. Unlabelled images (`unlabelled`) count too: the teacher's default path finds and labels each one
 once (`teacher_labels`, kept in the run folder as `unlabelled.csv` for `--resume`), those labels only place
 the crops, and every crop of them is read by the teacher alone. Images of the validation persons are left out.
@@ -18,7 +19,7 @@ import pandas as pd
 
 from kerakp.data.augment import expose
 from kerakp.data.dataset import LandmarkSet, person_of, photo_of
-from kerakp.data.geometry import resize_matrix, transform_points, warp
+from kerakp.data.geometry import about_centre, resize_matrix, rotation, transform_points, warp
 from kerakp.data.images import image_files, read_image
 from kerakp.data.sequence import KeypointSequence
 from kerakp.errors import KerakpError
@@ -31,9 +32,10 @@ UNLABELLED_FILE = "unlabelled.csv"
 class Teacher:
     """A model (any runtime, or a preset's name) that reads crops for a student (`read`)."""
 
-    def __init__(self, model, weight: float):
+    def __init__(self, model, weight: float, turn: float = 0.0):
         self.predictor = Predictor(model, box="oracle", turn=0.0)
         self.model, self.info, self.weight = self.predictor.model, self.predictor.info, weight
+        self.angles = (0.0, turn, -turn) if turn else (0.0,)   # the default path's turned reads, when `turn`
 
     def check(self, data: LandmarkSet) -> None:
         if data.schema.name != self.info.markup:
@@ -43,11 +45,15 @@ class Teacher:
 
     def read(self, images: list[np.ndarray], matrices, size: int, scale: float) -> np.ndarray:
         """(N, K, 2) the teacher's flip-averaged points, in the pixels of the `size` crops that `matrices` make
-        (crop scale `scale`), read from its own crops of the same regions."""
-        to_teacher = resize_matrix(size, self.info.crop.size, scale / self.info.crop.scale)
-        crops = [expose(warp(image, to_teacher @ matrix, self.info.crop.size)) for image, matrix in zip(images, matrices)]
-        direct, mirrored = self.predictor.read_pair(crops, offsets=True)
-        return transform_points(np.linalg.inv(to_teacher), (direct + mirrored) / 2)
+        (crop scale `scale`), read from its own crops of the same regions (averaged over its turned crops too)."""
+        side = self.info.crop.size
+        reads = []
+        for angle in self.angles:
+            to_teacher = about_centre(rotation(angle), side) @ resize_matrix(size, side, scale / self.info.crop.scale)
+            crops = [expose(warp(image, to_teacher @ matrix, side)) for image, matrix in zip(images, matrices)]
+            direct, mirrored = self.predictor.read_pair(crops, offsets=True)
+            reads.append(transform_points(np.linalg.inv(to_teacher), (direct + mirrored) / 2))
+        return np.mean(reads, axis=0)
 
 
 class DistillSequence(KeypointSequence):

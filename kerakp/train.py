@@ -288,7 +288,7 @@ def train(config: TrainConfig, data: LandmarkSet, out_dir, resume: bool = False,
     process, processes = join_processes() if config.distribute else (0, 1)
     writes = process == 0
     data = prepare(data, config)
-    teacher = Teacher(config.teacher, config.teacher_weight) if config.teacher else None
+    teacher = Teacher(config.teacher, config.teacher_weight, config.teacher_turn) if config.teacher else None
     split = {"val_fraction": config.val_fraction, "seed": config.seed}
     if teacher is not None:
         teacher.check(data)

@@ -11,6 +11,7 @@ from kerakp.cli import main
 from kerakp.data.augment import Augment
 from kerakp.data.dataset import person_of, split_by_person
 from kerakp.data.formats import load_dataset
+from kerakp.data.geometry import about_centre, box_crop_matrix, points_box, rotation, transform_points
 from kerakp.distill import DistillSequence, Teacher
 from kerakp.model_info import CropRule
 
@@ -52,6 +53,18 @@ def test_targets_blend_label_and_reading_by_the_teachers_weight(teacher, synthet
     assert np.allclose(targets, expected, atol=1e-6)
     nme = np.linalg.norm(read - labels, axis=-1).mean(axis=1) / np.linalg.norm(labels[:, 36] - labels[:, 45], axis=-1)
     assert np.median(nme) < 0.15   # the 300-W model reads drawn faces roughly where they are labelled
+
+
+def test_a_turning_teacher_averages_its_reads_of_the_crop_turned_each_way(teacher, synthetic_set):
+    data = synthetic_set.subset(range(4))
+    images = [data.image(i) for i in range(4)]
+    matrices = [box_crop_matrix(points_box(data.keypoints[i]), 1.25, 64) for i in range(4)]
+    turned = Teacher("300w", 0.7, turn=12.0).read(images, matrices, 64, 1.25)
+    each = [transform_points(np.linalg.inv(about_centre(rotation(a), 64)),
+                             teacher.read(images, [about_centre(rotation(a), 64) @ m for m in matrices], 64, 1.25))
+            for a in (0.0, 12.0, -12.0)]
+    assert np.abs(turned - np.mean(each, axis=0)).max() < 1e-3
+    assert np.abs(turned - each[0]).max() > 0.05   # the turned reads move it
 
 
 @pytest.mark.slow
