@@ -23,8 +23,8 @@ CARDS = {
     "kerakp/presets/ytf68_mobilenetv2_heatmap.tflite": ("ytf68", 0.0398),
     "saved_models/300w_mobilenetv2_heatmap.keras": ("300w_train", 0.0347),
     "kerakp/presets/300w_mobilenetv2_heatmap.tflite": ("300w_train", 0.0347),
-    "saved_models/ytf68_fast.keras": ("ytf68", 0.0398),
-    "kerakp/presets/ytf68_fast.tflite": ("ytf68", 0.0398),
+    "saved_models/ytf68_fast.keras": ("ytf68", 0.0390),
+    "kerakp/presets/ytf68_fast.tflite": ("ytf68", 0.0390),
     "saved_models/300w_fast.keras": ("300w_train", 0.0349),
     "kerakp/presets/300w_fast.tflite": ("300w_train", 0.0349),
 }
